@@ -1,0 +1,437 @@
+// Package config is the one list of settings the app reads, and their
+// validation. Settings are read once at start; a missing or malformed one is a
+// start-up error that names it, so a bad deployment fails loudly and at once.
+package config
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
+)
+
+// Setting describes one app setting (environment variable).
+type Setting struct {
+	Name        string
+	Default     string
+	Description string
+	// Secret settings are never logged and are set from Key Vault references
+	// or not at all in production.
+	Secret bool
+	// Host settings are provided by the Functions host or the platform, not
+	// by the deployment.
+	Host bool
+}
+
+// Settings is every setting the app reads. The README table, the Bicep
+// template and local.settings.json.example are checked against it by tests.
+var Settings = []Setting{
+	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Description: "Port the Functions host tells the handler to listen on (127.0.0.1).", Host: true},
+	{Name: "FUNCTIONS_APP_ROOT_PATH", Default: "(working directory)", Description: "App root, where host.json is read to derive the sweep deadline.", Host: true},
+	{Name: "AzureWebJobsStorage", Description: "The host's storage connection; also the registry's when TENANT_REGISTRY_CONNECTION and TENANT_REGISTRY_ENDPOINT are unset. `UseDevelopmentStorage=true` means Azurite.", Secret: true},
+	{Name: "TENANT_REGISTRY_CONNECTION", Description: "Table Storage connection string for the tenant registry (`UseDevelopmentStorage=true` works).", Secret: true},
+	{Name: "TENANT_REGISTRY_ENDPOINT", Description: "Table service URL, reached with the app's managed identity instead of a key, e.g. `https://<account>.table.core.windows.net`."},
+	{Name: "TENANT_REGISTRY_TABLE", Default: "tenants", Description: "Table holding one row per onboarded tenant; created when missing."},
+	{Name: "SWEEP_RUNS_TABLE", Default: "sweepruns", Description: "Table holding one row per sweep run; created when missing."},
+	{Name: "TenantSweepSchedule", Default: "0 */15 * * * *", Description: "Six-field NCRONTAB schedule of TenantSweep (read by the host, and by local mode)."},
+	{Name: "AZURE_CLOUD", Default: "AzurePublic", Description: "`AzurePublic`, `AzureUSGovernment` or `AzureChina`: sign-in, Graph and Key Vault hosts."},
+	{Name: "APP_CLIENT_ID", Description: "Application (client) id of the multi-tenant app registration."},
+	{Name: "APP_CLIENT_SECRET", Description: "Credential method 1: the app's client secret.", Secret: true},
+	{Name: "APP_CLIENT_CERTIFICATE_PATH", Description: "Credential method 2: PEM or PKCS#12 file with the app's certificate and private key."},
+	{Name: "APP_CLIENT_CERTIFICATE_PASSWORD", Description: "Password of the PKCS#12 file, if any.", Secret: true},
+	{Name: "APP_CLIENT_SECRET_URI", Description: "Credential method 3: `https://<vault>.vault.azure.net/secrets/<name>` holding the app's secret, read with the Function App's managed identity."},
+	{Name: "APP_FEDERATED_IDENTITY_CLIENT_ID", Description: "Credential method 4 (secretless): client id of the user-assigned managed identity trusted by the app as a federated credential."},
+	{Name: "AZURE_CLIENT_ID", Description: "Client id of the user-assigned managed identity used for the registry and APP_CLIENT_SECRET_URI (read by azidentity)."},
+	{Name: "SECRET_EXPIRY_WARNING", Default: "720h", Description: "A Key Vault secret expiring within this duration is flagged (`720h`, or days as `30d`)."},
+	{Name: "SWEEP_CONCURRENCY", Default: "64", Description: "Tenants processed at once by one sweep (1-1000)."},
+	{Name: "SWEEP_TENANT_TIMEOUT", Default: "60s", Description: "Time budget of one tenant in a sweep; past it the tenant is recorded as `timeout`."},
+	{Name: "SWEEP_BUDGET", Default: "(host.json functionTimeout minus a margin)", Description: "Wall-time budget of one sweep; no tenant is started after it."},
+	{Name: "SWEEP_BACKOFF_MAX", Default: "24h", Description: "Longest a repeatedly failing tenant is skipped between attempts."},
+	{Name: "ONBOARD_VERIFY_TIMEOUT", Default: "10s", Description: "Time budget of the verification that follows onboarding."},
+	{Name: "ONBOARD_REDIRECT_URI", Description: "Public URL of the OnboardTenant function, registered as the app's admin-consent redirect URI. Empty disables the consent flow."},
+	{Name: "ONBOARD_STATE_KEY", Description: "Base64 key (at least 32 bytes) that signs the admin-consent `state`. Required with ONBOARD_REDIRECT_URI.", Secret: true},
+	{Name: "LOG_LEVEL", Default: "info", Description: "zerolog level: debug, info, warn, error."},
+	{Name: "LOCAL_PORT", Default: "7071", Description: "Port of local mode (`handler local`), which serves /api/... without the Functions host."},
+}
+
+// CredentialMethod names how the app proves its identity to Entra ID.
+type CredentialMethod string
+
+const (
+	MethodSecret      CredentialMethod = "secret"
+	MethodCertificate CredentialMethod = "certificate"
+	MethodKeyVault    CredentialMethod = "keyvault-secret"
+	MethodFederated   CredentialMethod = "federated-identity"
+)
+
+// App is the multi-tenant app's identity.
+type App struct {
+	ClientID            string
+	Method              CredentialMethod
+	Secret              string
+	CertificatePath     string
+	CertificatePassword string
+	SecretURI           string
+	FederatedClientID   string
+	// ManagedIdentityClientID selects a user-assigned managed identity for
+	// reading SecretURI (AZURE_CLIENT_ID); empty means system-assigned.
+	ManagedIdentityClientID string
+}
+
+// Registry says where the tenant registry lives.
+type Registry struct {
+	// Connection is a connection string; Endpoint a table service URL reached
+	// with the managed identity. Exactly one is set.
+	Connection string
+	Endpoint   string
+	Table      string
+	RunsTable  string
+}
+
+// Sweep tunes TenantSweep.
+type Sweep struct {
+	Schedule      string
+	Concurrency   int
+	TenantTimeout time.Duration
+	Budget        time.Duration
+	BackoffMax    time.Duration
+}
+
+// Onboard tunes OnboardTenant.
+type Onboard struct {
+	VerifyTimeout time.Duration
+	RedirectURI   string
+	StateKey      []byte
+}
+
+// Config is every validated setting.
+type Config struct {
+	Cloud               cloud.Cloud
+	App                 App
+	Registry            Registry
+	Sweep               Sweep
+	Onboard             Onboard
+	SecretExpiryWarning time.Duration
+	LogLevel            zerolog.Level
+	LocalPort           int
+}
+
+var (
+	guidRE      = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
+	tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
+)
+
+// Load reads and validates every setting. hostJSON is the app's host.json (nil
+// when absent); its functionTimeout bounds the sweep.
+func Load(getenv func(string) string, hostJSON []byte) (Config, error) {
+	l := loader{getenv: getenv}
+	var c Config
+
+	cl, err := cloud.ByName(l.str("AZURE_CLOUD"))
+	if err != nil {
+		return c, settingErr("AZURE_CLOUD", err.Error())
+	}
+	c.Cloud = cl
+
+	if c.App, err = loadApp(l, cl); err != nil {
+		return c, err
+	}
+	if c.Registry, err = loadRegistry(l); err != nil {
+		return c, err
+	}
+
+	c.Sweep.Schedule = l.str("TenantSweepSchedule")
+	if c.Sweep.Concurrency, err = l.intIn("SWEEP_CONCURRENCY", 1, 1000); err != nil {
+		return c, err
+	}
+	if c.Sweep.TenantTimeout, err = l.duration("SWEEP_TENANT_TIMEOUT", time.Second, 30*time.Minute); err != nil {
+		return c, err
+	}
+	if c.Sweep.BackoffMax, err = l.duration("SWEEP_BACKOFF_MAX", time.Minute, 30*24*time.Hour); err != nil {
+		return c, err
+	}
+	if c.Sweep.Budget, err = sweepBudget(l, hostJSON); err != nil {
+		return c, err
+	}
+	if c.SecretExpiryWarning, err = l.duration("SECRET_EXPIRY_WARNING", 0, 3650*24*time.Hour); err != nil {
+		return c, err
+	}
+	if c.Onboard, err = loadOnboard(l); err != nil {
+		return c, err
+	}
+	lvl, err := zerolog.ParseLevel(strings.ToLower(l.str("LOG_LEVEL")))
+	if err != nil || lvl == zerolog.NoLevel {
+		return c, settingErr("LOG_LEVEL", fmt.Sprintf("want debug, info, warn or error, got %q", l.str("LOG_LEVEL")))
+	}
+	c.LogLevel = lvl
+	if c.LocalPort, err = l.intIn("LOCAL_PORT", 1, 65535); err != nil {
+		return c, err
+	}
+	return c, nil
+}
+
+func loadApp(l loader, cl cloud.Cloud) (App, error) {
+	a := App{
+		ClientID:                l.str("APP_CLIENT_ID"),
+		Secret:                  l.str("APP_CLIENT_SECRET"),
+		CertificatePath:         l.str("APP_CLIENT_CERTIFICATE_PATH"),
+		CertificatePassword:     l.str("APP_CLIENT_CERTIFICATE_PASSWORD"),
+		SecretURI:               l.str("APP_CLIENT_SECRET_URI"),
+		FederatedClientID:       l.str("APP_FEDERATED_IDENTITY_CLIENT_ID"),
+		ManagedIdentityClientID: l.str("AZURE_CLIENT_ID"),
+	}
+	if a.ClientID == "" {
+		return a, settingErr("APP_CLIENT_ID", "is required (the multi-tenant app's application id)")
+	}
+	if !guidRE.MatchString(a.ClientID) {
+		return a, settingErr("APP_CLIENT_ID", "must be a GUID")
+	}
+	a.ClientID = strings.ToLower(a.ClientID)
+	var set []string
+	for name, v := range map[string]string{
+		"APP_CLIENT_SECRET":                a.Secret,
+		"APP_CLIENT_CERTIFICATE_PATH":      a.CertificatePath,
+		"APP_CLIENT_SECRET_URI":            a.SecretURI,
+		"APP_FEDERATED_IDENTITY_CLIENT_ID": a.FederatedClientID,
+	} {
+		if v != "" {
+			set = append(set, name)
+		}
+	}
+	switch len(set) {
+	case 0:
+		return a, settingErr("APP_CLIENT_SECRET", "no app credential: set exactly one of APP_CLIENT_SECRET, APP_CLIENT_CERTIFICATE_PATH, APP_CLIENT_SECRET_URI, APP_FEDERATED_IDENTITY_CLIENT_ID")
+	case 1:
+	default:
+		slices.Sort(set)
+		return a, settingErr(set[0], "more than one app credential is set ("+strings.Join(set, ", ")+"); set exactly one")
+	}
+	switch {
+	case a.Secret != "":
+		a.Method = MethodSecret
+	case a.CertificatePath != "":
+		a.Method = MethodCertificate
+	case a.SecretURI != "":
+		a.Method = MethodKeyVault
+		if err := checkSecretURI(a.SecretURI, cl); err != nil {
+			return a, settingErr("APP_CLIENT_SECRET_URI", err.Error())
+		}
+	default:
+		a.Method = MethodFederated
+		if !guidRE.MatchString(a.FederatedClientID) {
+			return a, settingErr("APP_FEDERATED_IDENTITY_CLIENT_ID", "must be a GUID (the managed identity's client id)")
+		}
+	}
+	if a.CertificatePassword != "" && a.Method != MethodCertificate {
+		return a, settingErr("APP_CLIENT_CERTIFICATE_PASSWORD", "is set but APP_CLIENT_CERTIFICATE_PATH is not")
+	}
+	return a, nil
+}
+
+func checkSecretURI(raw string, cl cloud.Cloud) error {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme != "https" || !cl.IsVaultHost(u.Hostname()) || u.Port() != "" {
+		return fmt.Errorf("must be https://<vault>.%s/secrets/<name>[/<version>]", cl.KeyVaultSuffix)
+	}
+	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
+	if len(parts) < 2 || len(parts) > 3 || parts[0] != "secrets" || parts[1] == "" {
+		return fmt.Errorf("must be https://<vault>.%s/secrets/<name>[/<version>]", cl.KeyVaultSuffix)
+	}
+	return nil
+}
+
+func loadRegistry(l loader) (Registry, error) {
+	r := Registry{
+		Connection: l.str("TENANT_REGISTRY_CONNECTION"),
+		Endpoint:   l.str("TENANT_REGISTRY_ENDPOINT"),
+		Table:      l.str("TENANT_REGISTRY_TABLE"),
+		RunsTable:  l.str("SWEEP_RUNS_TABLE"),
+	}
+	if r.Connection != "" && r.Endpoint != "" {
+		return r, settingErr("TENANT_REGISTRY_ENDPOINT", "set either TENANT_REGISTRY_CONNECTION or TENANT_REGISTRY_ENDPOINT, not both")
+	}
+	if r.Connection == "" && r.Endpoint == "" {
+		r.Connection = l.str("AzureWebJobsStorage")
+		if r.Connection == "" {
+			return r, settingErr("TENANT_REGISTRY_CONNECTION", "no tenant registry: set TENANT_REGISTRY_CONNECTION, TENANT_REGISTRY_ENDPOINT or AzureWebJobsStorage")
+		}
+	}
+	if r.Endpoint != "" {
+		u, err := url.Parse(r.Endpoint)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return r, settingErr("TENANT_REGISTRY_ENDPOINT", "must be a table service URL such as https://<account>.table.core.windows.net")
+		}
+	}
+	for name, v := range map[string]string{"TENANT_REGISTRY_TABLE": r.Table, "SWEEP_RUNS_TABLE": r.RunsTable} {
+		if !tableNameRE.MatchString(v) {
+			return r, settingErr(name, fmt.Sprintf("%q is not a valid table name (3-63 letters and digits, starting with a letter)", v))
+		}
+	}
+	if strings.EqualFold(r.Table, r.RunsTable) {
+		return r, settingErr("SWEEP_RUNS_TABLE", "must differ from TENANT_REGISTRY_TABLE")
+	}
+	return r, nil
+}
+
+func loadOnboard(l loader) (Onboard, error) {
+	var o Onboard
+	var err error
+	if o.VerifyTimeout, err = l.duration("ONBOARD_VERIFY_TIMEOUT", 100*time.Millisecond, 2*time.Minute); err != nil {
+		return o, err
+	}
+	o.RedirectURI = l.str("ONBOARD_REDIRECT_URI")
+	key := l.str("ONBOARD_STATE_KEY")
+	if o.RedirectURI == "" {
+		if key != "" {
+			return o, settingErr("ONBOARD_REDIRECT_URI", "is required when ONBOARD_STATE_KEY is set")
+		}
+		return o, nil
+	}
+	u, err := url.Parse(o.RedirectURI)
+	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
+		return o, settingErr("ONBOARD_REDIRECT_URI", "must be an https URL (http only for localhost)")
+	}
+	if key == "" {
+		return o, settingErr("ONBOARD_STATE_KEY", "is required when ONBOARD_REDIRECT_URI is set (base64, at least 32 bytes)")
+	}
+	o.StateKey, err = base64.StdEncoding.DecodeString(key)
+	if err != nil || len(o.StateKey) < 32 {
+		return o, settingErr("ONBOARD_STATE_KEY", "must be base64 of at least 32 random bytes (openssl rand -base64 32)")
+	}
+	return o, nil
+}
+
+func isLoopback(host string) bool {
+	return host == "localhost" || host == "127.0.0.1" || host == "::1"
+}
+
+// budgetMargin is what the sweep leaves of functionTimeout for writing back
+// results and answering the host before the host kills the process.
+func budgetMargin(timeout time.Duration) time.Duration {
+	return max(30*time.Second, timeout/10)
+}
+
+func sweepBudget(l loader, hostJSON []byte) (time.Duration, error) {
+	if l.getenv("SWEEP_BUDGET") != "" {
+		return l.duration("SWEEP_BUDGET", time.Second, 24*time.Hour)
+	}
+	timeout, err := FunctionTimeout(hostJSON)
+	if err != nil {
+		return 0, settingErr("host.json functionTimeout", err.Error())
+	}
+	if timeout <= 0 { // unbounded: keep a sweep from running forever
+		return 30 * time.Minute, nil
+	}
+	budget := timeout - budgetMargin(timeout)
+	if budget < time.Second {
+		return 0, settingErr("host.json functionTimeout", fmt.Sprintf("%s leaves no time for a sweep after the %s safety margin", timeout, budgetMargin(timeout)))
+	}
+	return budget, nil
+}
+
+// FunctionTimeout reads functionTimeout ("hh:mm:ss", "d.hh:mm:ss" or "-1")
+// from host.json; 0 means unbounded, and an absent file or key means the
+// Consumption default of 5 minutes.
+func FunctionTimeout(hostJSON []byte) (time.Duration, error) {
+	const consumptionDefault = 5 * time.Minute
+	if len(hostJSON) == 0 {
+		return consumptionDefault, nil
+	}
+	var h struct {
+		FunctionTimeout *string `json:"functionTimeout"`
+	}
+	if err := json.Unmarshal(hostJSON, &h); err != nil {
+		return 0, fmt.Errorf("host.json is not valid JSON: %w", err)
+	}
+	if h.FunctionTimeout == nil {
+		return consumptionDefault, nil
+	}
+	return ParseTimeSpan(*h.FunctionTimeout)
+}
+
+var timeSpanRE = regexp.MustCompile(`^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$`)
+
+// ParseTimeSpan parses a .NET TimeSpan as host.json writes it; "-1" is 0
+// (unbounded).
+func ParseTimeSpan(s string) (time.Duration, error) {
+	if strings.TrimSpace(s) == "-1" {
+		return 0, nil
+	}
+	m := timeSpanRE.FindStringSubmatch(strings.TrimSpace(s))
+	if m == nil {
+		return 0, fmt.Errorf("%q is not a TimeSpan like 00:10:00", s)
+	}
+	days := 0
+	if m[1] != "" {
+		days, _ = strconv.Atoi(m[1])
+	}
+	h, _ := strconv.Atoi(m[2])
+	mi, _ := strconv.Atoi(m[3])
+	sec, _ := strconv.Atoi(m[4])
+	if mi > 59 || sec > 59 {
+		return 0, fmt.Errorf("%q is not a TimeSpan like 00:10:00", s)
+	}
+	return time.Duration(days)*24*time.Hour + time.Duration(h)*time.Hour +
+		time.Duration(mi)*time.Minute + time.Duration(sec)*time.Second, nil
+}
+
+// SettingError names the setting that is missing or malformed.
+type SettingError struct {
+	Name   string
+	Reason string
+}
+
+func (e *SettingError) Error() string { return fmt.Sprintf("setting %s: %s", e.Name, e.Reason) }
+
+func settingErr(name, reason string) error { return &SettingError{Name: name, Reason: reason} }
+
+type loader struct{ getenv func(string) string }
+
+// str returns the setting or its default.
+func (l loader) str(name string) string {
+	if v := strings.TrimSpace(l.getenv(name)); v != "" {
+		return v
+	}
+	for _, s := range Settings {
+		if s.Name == name && !strings.HasPrefix(s.Default, "(") {
+			return s.Default
+		}
+	}
+	return ""
+}
+
+func (l loader) intIn(name string, lo, hi int) (int, error) {
+	v := l.str(name)
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		return 0, settingErr(name, fmt.Sprintf("must be an integer from %d to %d, got %q", lo, hi, v))
+	}
+	return n, nil
+}
+
+// duration accepts Go durations and whole days ("30d").
+func (l loader) duration(name string, lo, hi time.Duration) (time.Duration, error) {
+	v := l.str(name)
+	var d time.Duration
+	var err error
+	if days, ok := strings.CutSuffix(v, "d"); ok {
+		var n int
+		n, err = strconv.Atoi(days)
+		d = time.Duration(n) * 24 * time.Hour
+	} else {
+		d, err = time.ParseDuration(v)
+	}
+	if err != nil || d < lo || d > hi {
+		return 0, settingErr(name, fmt.Sprintf("must be a duration from %s to %s (like 90s, 10m, 30d), got %q", lo, hi, v))
+	}
+	return d, nil
+}

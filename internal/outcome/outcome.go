@@ -1,0 +1,102 @@
+// Package outcome is the one vocabulary for what happened in a customer tenant,
+// shared by onboarding verification and the sweep. Adapters wrap the faults they
+// recognise in an *Error carrying a Code; everything else is classified by Of.
+package outcome
+
+import (
+	"context"
+	"errors"
+	"fmt"
+)
+
+// Code names an outcome. The values are stored in the registry and returned by
+// the API, so they never change once released.
+type Code string
+
+const (
+	OK                   Code = "ok"
+	AppNotInTenant       Code = "app_not_in_tenant"      // AADSTS700016: seed step 3 missing
+	TenantNotFound       Code = "tenant_not_found"       // AADSTS90002
+	AppCredentialInvalid Code = "app_credential_invalid" // AADSTS7000215/7000222/700027: our side
+	GraphConsentMissing  Code = "graph_consent_missing"  // Graph 403: seed step 4 missing
+	KeyVaultAccessDenied Code = "keyvault_access_denied" // Key Vault 403: seed step 5 missing
+	SecretNotFound       Code = "secret_not_found"       // Key Vault 404
+	Throttled            Code = "throttled"              // 429 past the retry budget
+	Timeout              Code = "timeout"
+	UpstreamError        Code = "upstream_error" // 5xx or network after retries
+	InternalError        Code = "internal_error" // a bug of ours (a recovered panic)
+)
+
+// Codes lists every code, in the order they are documented.
+var Codes = []Code{OK, AppNotInTenant, TenantNotFound, AppCredentialInvalid, GraphConsentMissing,
+	KeyVaultAccessDenied, SecretNotFound, Throttled, Timeout, UpstreamError, InternalError}
+
+// Error is a classified failure. Detail is safe to show to the customer and to
+// store: it never holds a token or a secret value.
+type Error struct {
+	Code   Code
+	Detail string
+	Err    error
+}
+
+func (e *Error) Error() string {
+	if e.Detail != "" {
+		return fmt.Sprintf("%s: %s", e.Code, e.Detail)
+	}
+	return string(e.Code)
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// New returns an *Error with the given code and customer-safe detail.
+func New(code Code, detail string, err error) *Error {
+	return &Error{Code: code, Detail: detail, Err: err}
+}
+
+// Of classifies err: the code of the first *Error in its chain, Timeout for a
+// deadline, OK for nil, and UpstreamError for anything unrecognised.
+func Of(err error) Code {
+	if err == nil {
+		return OK
+	}
+	var oe *Error
+	if errors.As(err, &oe) {
+		return oe.Code
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return Timeout
+	}
+	return UpstreamError
+}
+
+// Detail returns the customer-safe detail of err's *Error, or a generic text.
+// Unclassified errors can carry SDK text with request URLs and bodies, so their
+// text is never passed on.
+func Detail(err error) string {
+	var oe *Error
+	if errors.As(err, &oe) && oe.Detail != "" {
+		return oe.Detail
+	}
+	switch Of(err) {
+	case OK:
+		return ""
+	case Timeout:
+		return "the tenant's time budget ran out"
+	default:
+		return "an upstream service failed"
+	}
+}
+
+// CustomerSide reports whether the customer's admin, not the app's developer,
+// can fix the outcome.
+func (c Code) CustomerSide() bool {
+	switch c {
+	case AppNotInTenant, TenantNotFound, GraphConsentMissing, KeyVaultAccessDenied, SecretNotFound:
+		return true
+	}
+	return false
+}
+
+// AppWide reports whether the outcome is a fault of the whole app rather than
+// of one tenant; such results are not counted against the tenant.
+func (c Code) AppWide() bool { return c == AppCredentialInvalid }

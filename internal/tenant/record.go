@@ -1,0 +1,144 @@
+// Package tenant is the domain of onboarded customer tenants: the registry
+// record, its validation, and the per-tenant work (sign in, Graph, Key Vault)
+// expressed over small interfaces that the Table Storage and Azure adapters
+// satisfy. It imports no transport code.
+package tenant
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+)
+
+// Status is whether a tenant is swept.
+type Status string
+
+const (
+	StatusActive   Status = "active"
+	StatusDisabled Status = "disabled"
+)
+
+// KeyVault is one customer vault and the secrets the app checks in it.
+type KeyVault struct {
+	VaultURL string   `json:"vaultUrl"`
+	Secrets  []string `json:"secrets"`
+}
+
+// Verification is the result of checking that the customer did the seed's
+// steps (sign-in works, Graph consent, Key Vault role).
+type Verification struct {
+	Outcome     outcome.Code `json:"outcome"`
+	Step        string       `json:"step,omitempty"`
+	Message     string       `json:"message,omitempty"`
+	Remediation string       `json:"remediation,omitempty"`
+	At          time.Time    `json:"at"`
+}
+
+// GraphInfo is what the sweep reads from Microsoft Graph.
+type GraphInfo struct {
+	Organization string `json:"organization"`
+	UserCount    int    `json:"userCount"`
+}
+
+// SecretStatus is what the sweep reads about one Key Vault secret. The
+// secret's value is never read into it.
+type SecretStatus struct {
+	VaultURL      string       `json:"vaultUrl"`
+	Secret        string       `json:"secret"`
+	Version       string       `json:"version,omitempty"`
+	Enabled       *bool        `json:"enabled,omitempty"`
+	ExpiresOn     *time.Time   `json:"expiresOn,omitempty"`
+	ExpiresSoon   bool         `json:"expiresSoon,omitempty"`
+	Outcome       outcome.Code `json:"outcome"`
+	OutcomeDetail string       `json:"message,omitempty"`
+}
+
+// SweepResult is one tenant's outcome in one sweep.
+type SweepResult struct {
+	At         time.Time      `json:"at"`
+	Outcome    outcome.Code   `json:"outcome"`
+	DurationMs int64          `json:"durationMs"`
+	Message    string         `json:"message,omitempty"`
+	Graph      *GraphInfo     `json:"graph,omitempty"`
+	KeyVault   []SecretStatus `json:"keyVault,omitempty"`
+}
+
+// Record is one onboarded tenant in the registry.
+type Record struct {
+	TenantID            string        `json:"tenantId"`
+	DisplayName         string        `json:"displayName"`
+	Status              Status        `json:"status"`
+	Graph               bool          `json:"graph"`
+	KeyVaults           []KeyVault    `json:"keyVaults"`
+	OnboardedAt         time.Time     `json:"onboardedAt"`
+	UpdatedAt           time.Time     `json:"updatedAt"`
+	Verification        *Verification `json:"verification,omitempty"`
+	LastSweep           *SweepResult  `json:"lastSweep,omitempty"`
+	ConsecutiveFailures int           `json:"consecutiveFailures"`
+	// BackoffUntil is when a repeatedly failing tenant is next swept.
+	BackoffUntil *time.Time `json:"backoffUntil,omitempty"`
+
+	// ETag is the registry's concurrency token of the version read; empty for
+	// a record not read from the registry.
+	ETag string `json:"-"`
+}
+
+// Active reports whether the tenant is swept.
+func (r Record) Active() bool { return r.Status == StatusActive }
+
+// Errors of a Store.
+var (
+	ErrNotFound = errors.New("tenant not found")
+	// ErrConflict means a conditional write lost to a concurrent writer more
+	// times than the store retries.
+	ErrConflict = errors.New("tenant record changed concurrently")
+	// ErrTooLarge means the record would exceed Table Storage's limits.
+	ErrTooLarge = errors.New("tenant record too large for the registry")
+)
+
+// Page is one page of a listing.
+type Page struct {
+	Records []Record
+	// Next is an opaque continuation token; empty on the last page.
+	Next string
+}
+
+// Store is the tenant registry.
+type Store interface {
+	// Get returns one tenant, or ErrNotFound.
+	Get(ctx context.Context, tenantID string) (Record, error)
+	// Mutate reads the tenant (exists=false and a zero record when missing),
+	// applies fn, and writes the result conditionally on the version read:
+	// on a concurrent change it re-reads and re-applies fn, so no update is
+	// lost. fn may be called more than once and must not have side effects.
+	// An error from fn aborts the write and is returned as is.
+	Mutate(ctx context.Context, tenantID string, fn func(rec *Record, exists bool) error) (rec Record, created bool, err error)
+	// List returns one page of tenants in key order.
+	List(ctx context.Context, pageSize int, continuation string) (Page, error)
+	// ListActive returns every active tenant, following every page.
+	ListActive(ctx context.Context) ([]Record, error)
+}
+
+// Change is a mutation of a tenant that was read with ListActive or Get.
+type Change struct {
+	// Base is the record as read, with its ETag.
+	Base Record
+	// Apply mutates a record in place. It is applied to Base first, and to a
+	// fresh read after a concurrent change, so it must derive everything from
+	// the record it is given. It is not called for a tenant that no longer
+	// exists.
+	Apply func(rec *Record)
+}
+
+// BatchStore is a Store that can write many changes at once, as the sweep
+// does with its results.
+type BatchStore interface {
+	Store
+	// MutateMany applies every change conditionally on Base.ETag, grouping
+	// changes of one partition in batch transactions; a change that lost to a
+	// concurrent writer is re-read and re-applied on its own. errs[i] is the
+	// error of changes[i] (nil on success, nil for a tenant that was deleted).
+	MutateMany(ctx context.Context, changes []Change) (errs []error)
+}
