@@ -1,0 +1,104 @@
+package tenant
+
+import (
+	"fmt"
+	"net/url"
+	"strings"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+)
+
+// Advice tells who must do what about an outcome, in the terms of the seed's
+// onboarding steps (3: add the app to the tenant, 4: admin consent, 5: grant a
+// role on the vault).
+type Advice struct {
+	Step        string
+	Message     string
+	Remediation string
+}
+
+// Advisor fills the app id and cloud into the remediation of each outcome.
+type Advisor struct {
+	AppID string
+	Cloud cloud.Cloud
+}
+
+// Subject names what an outcome is about; only the fields that apply are set.
+type Subject struct {
+	TenantID string
+	VaultURL string
+	Secret   string
+}
+
+// Advise describes code for the given subject.
+func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
+	switch code {
+	case outcome.OK:
+		return Advice{Message: "all onboarding steps are complete"}
+	case outcome.AppNotInTenant:
+		return Advice{
+			Step:    "3",
+			Message: fmt.Sprintf("the app %s has no service principal in tenant %s: the customer has not added it yet", a.AppID, s.TenantID),
+			Remediation: fmt.Sprintf("A tenant admin runs: az login --tenant %s --allow-no-subscriptions && az ad sp create --id %s",
+				s.TenantID, a.AppID),
+		}
+	case outcome.TenantNotFound:
+		return Advice{
+			Step:        "onboarding",
+			Message:     fmt.Sprintf("no Microsoft Entra tenant %s exists in %s", s.TenantID, a.Cloud.Name),
+			Remediation: "Check the tenant id (Microsoft Entra admin center > Overview > Tenant ID) and onboard again with the right one.",
+		}
+	case outcome.AppCredentialInvalid:
+		return Advice{
+			Step:        "1",
+			Message:     "the app's own credential was rejected: this is the app developer's side, not the customer's",
+			Remediation: "The app's developer rotates the client secret or certificate (docs/operations.md, 'Rotate the app credential').",
+		}
+	case outcome.GraphConsentMissing:
+		return Advice{
+			Step:    "4",
+			Message: fmt.Sprintf("the app %s has no admin consent for its Microsoft Graph application permissions in tenant %s", a.AppID, s.TenantID),
+			Remediation: fmt.Sprintf("A tenant admin grants admin consent: Microsoft Entra admin center > Enterprise applications > application id %s > Permissions > Grant admin consent, or opens %s",
+				a.AppID, a.AdminConsentURL(s.TenantID)),
+		}
+	case outcome.KeyVaultAccessDenied:
+		vault := vaultName(s.VaultURL)
+		return Advice{
+			Step:    "5",
+			Message: fmt.Sprintf("the app %s may not read secrets in vault %s", a.AppID, s.VaultURL),
+			Remediation: fmt.Sprintf("The vault's owner grants the app's service principal the Key Vault Secrets User role: az role assignment create --role \"Key Vault Secrets User\" --assignee %s --scope $(az keyvault show --name %s --query id -o tsv)",
+				a.AppID, vault),
+		}
+	case outcome.SecretNotFound:
+		return Advice{
+			Step:        "5",
+			Message:     fmt.Sprintf("secret %q does not exist in vault %s", s.Secret, s.VaultURL),
+			Remediation: fmt.Sprintf("Create the secret (az keyvault secret set --vault-name %s --name %s --value ...) or onboard again with the right secret names.", vaultName(s.VaultURL), s.Secret),
+		}
+	case outcome.Throttled:
+		return Advice{Message: "Microsoft Graph or Key Vault throttled the app past its retry budget", Remediation: "Nothing to do: the tenant is retried on the next sweep."}
+	case outcome.Timeout:
+		return Advice{Message: "the tenant did not answer within its time budget", Remediation: "Nothing to do unless it persists: the tenant is retried on the next sweep."}
+	case outcome.InternalError:
+		return Advice{Message: "tenantsweep failed on this tenant (a bug, logged with the tenant id)", Remediation: "The app's developer reads the logs for this tenant id."}
+	default:
+		return Advice{Message: "an Azure service failed or could not be reached", Remediation: "Nothing to do unless it persists: the tenant is retried on the next sweep."}
+	}
+}
+
+// AdminConsentURL is where a tenant admin grants the app's Graph permissions
+// (seed step 4) without a redirect back to the app.
+func (a Advisor) AdminConsentURL(tenantID string) string {
+	q := url.Values{"client_id": {a.AppID}}
+	return a.Cloud.AuthorityHost + url.PathEscape(tenantID) + "/adminconsent?" + q.Encode()
+}
+
+func vaultName(vaultURL string) string {
+	u, err := url.Parse(vaultURL)
+	if err != nil {
+		return vaultURL
+	}
+	name, _, _ := strings.Cut(u.Hostname(), ".")
+	return name
+}
