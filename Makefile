@@ -1,0 +1,71 @@
+# tenantsweep: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+GO        ?= go
+BIN       := bin/handler
+GOTEST    ?= $(GO) test
+# The Functions host runs the binary on linux/amd64; CGO off makes it static,
+# so the file `make build` produces is the file that deploys.
+BUILDENV  := CGO_ENABLED=0 GOOS=linux GOARCH=amd64
+AZURITE_PORT ?= 10002
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## build bin/handler (linux/amd64, static) as host.json names it
+	$(BUILDENV) $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./handler
+
+node_modules/.package-lock.json: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+.PHONY: deps
+deps: node_modules/.package-lock.json ## install Azurite (pinned in package-lock.json) and shellcheck
+	@command -v shellcheck >/dev/null || { \
+	  if command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    (apt-get install -y -qq shellcheck >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq shellcheck; }); \
+	  else echo "make: shellcheck is not installed (apt-get install shellcheck); its test will be skipped" >&2; fi; }
+
+local.settings.json:
+	cp local.settings.json.example $@
+	@echo "make: created local.settings.json from the example; put your app's id and credential in it" >&2
+
+.PHONY: run
+run: deps build local.settings.json ## run the app locally against Azurite (func start if installed, else local mode)
+	scripts/azurite.sh start --port $(AZURITE_PORT) >/dev/null
+	@if command -v func >/dev/null; then \
+	  echo "make: starting with Azure Functions Core Tools"; exec func start; \
+	else \
+	  echo "make: Azure Functions Core Tools not found; starting the binary's local mode on http://localhost:7071"; \
+	  exec ./$(BIN) local --settings local.settings.json; \
+	fi
+
+.PHONY: stop
+stop: ## stop the Azurite that `make run` started
+	scripts/azurite.sh stop
+
+.PHONY: test
+test: deps ## run the whole suite against a fresh Azurite (set AZURITE_TABLE_ENDPOINT to reuse one)
+	scripts/with-azurite.sh $(GOTEST) -race -count=1 -timeout 30m ./...
+
+.PHONY: bench
+bench: deps ## benchmark the sweep at 1,000 and 10,000 tenants against fakes and Azurite
+	scripts/with-azurite.sh $(GOTEST) -run '^$$' -bench 'Sweep' -benchtime 1x -timeout 30m ./handler/
+
+.PHONY: lint
+lint: deps ## gofmt, go vet, staticcheck (pinned in go.mod) and shellcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt needed:"; echo "$$out"; exit 1; }
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+	shellcheck scripts/*.sh infra/scripts/*.sh .ci/run
+
+.PHONY: tidy-check
+tidy-check: ## fail when go.mod/go.sum are not tidy
+	$(GO) mod tidy -diff
+
+.PHONY: clean
+clean: ## remove build outputs
+	rm -rf bin

@@ -1,0 +1,173 @@
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"os"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv ...string) func(string) string {
+	m := map[string]string{}
+	for i := 0; i+1 < len(kv); i += 2 {
+		m[kv[i]] = kv[i+1]
+	}
+	return func(k string) string { return m[k] }
+}
+
+var minimal = []string{
+	"APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555",
+	"APP_CLIENT_SECRET", "s3cret",
+	"AzureWebJobsStorage", "UseDevelopmentStorage=true",
+}
+
+func with(extra ...string) func(string) string {
+	return env(append(append([]string{}, minimal...), extra...)...)
+}
+
+func TestLoadDefaults(t *testing.T) {
+	c, err := Load(with(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.App.Method != MethodSecret || c.Registry.Connection != "UseDevelopmentStorage=true" ||
+		c.Registry.Table != "tenants" || c.Registry.RunsTable != "sweepruns" || c.Cloud.Name != "AzurePublic" ||
+		c.Sweep.Concurrency != 64 || c.Sweep.TenantTimeout != time.Minute || c.SecretExpiryWarning != 720*time.Hour ||
+		c.Sweep.Schedule != "0 */15 * * * *" || c.Onboard.RedirectURI != "" || c.LocalPort != 7071 {
+		t.Fatalf("defaults = %+v", c)
+	}
+	// No host.json: the Consumption default of 5 minutes, less 30 s margin.
+	if c.Sweep.Budget != 4*time.Minute+30*time.Second {
+		t.Fatalf("budget = %s", c.Sweep.Budget)
+	}
+}
+
+func TestLoadRejects(t *testing.T) {
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=" // 32 bytes
+	tests := []struct {
+		name    string
+		getenv  func(string) string
+		setting string
+	}{
+		{"no app id", env("APP_CLIENT_SECRET", "x", "AzureWebJobsStorage", "UseDevelopmentStorage=true"), "APP_CLIENT_ID"},
+		{"app id not a guid", env("APP_CLIENT_ID", "contoso", "APP_CLIENT_SECRET", "x", "AzureWebJobsStorage", "x"), "APP_CLIENT_ID"},
+		{"no credential", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "AzureWebJobsStorage", "x"), "APP_CLIENT_SECRET"},
+		{"two credentials", with("APP_CLIENT_CERTIFICATE_PATH", "/c.pem"), "APP_CLIENT_CERTIFICATE_PATH"},
+		{"secret uri on another host", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "APP_CLIENT_SECRET_URI", "https://evil.example/secrets/x", "AzureWebJobsStorage", "x"), "APP_CLIENT_SECRET_URI"},
+		{"federated id not a guid", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "APP_FEDERATED_IDENTITY_CLIENT_ID", "mi", "AzureWebJobsStorage", "x"), "APP_FEDERATED_IDENTITY_CLIENT_ID"},
+		{"cert password alone", with("APP_CLIENT_CERTIFICATE_PASSWORD", "p"), "APP_CLIENT_CERTIFICATE_PASSWORD"},
+		{"no registry", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "APP_CLIENT_SECRET", "x"), "TENANT_REGISTRY_CONNECTION"},
+		{"both registries", with("TENANT_REGISTRY_CONNECTION", "x", "TENANT_REGISTRY_ENDPOINT", "https://a.table.core.windows.net"), "TENANT_REGISTRY_ENDPOINT"},
+		{"bad table", with("TENANT_REGISTRY_TABLE", "bad-name"), "TENANT_REGISTRY_TABLE"},
+		{"same tables", with("SWEEP_RUNS_TABLE", "TENANTS"), "SWEEP_RUNS_TABLE"},
+		{"unknown cloud", with("AZURE_CLOUD", "Mars"), "AZURE_CLOUD"},
+		{"concurrency zero", with("SWEEP_CONCURRENCY", "0"), "SWEEP_CONCURRENCY"},
+		{"concurrency text", with("SWEEP_CONCURRENCY", "lots"), "SWEEP_CONCURRENCY"},
+		{"timeout text", with("SWEEP_TENANT_TIMEOUT", "soon"), "SWEEP_TENANT_TIMEOUT"},
+		{"expiry negative", with("SECRET_EXPIRY_WARNING", "-1h"), "SECRET_EXPIRY_WARNING"},
+		{"redirect without key", with("ONBOARD_REDIRECT_URI", "https://app.example/api/tenants"), "ONBOARD_STATE_KEY"},
+		{"key without redirect", with("ONBOARD_STATE_KEY", key), "ONBOARD_REDIRECT_URI"},
+		{"short key", with("ONBOARD_REDIRECT_URI", "https://app.example/api/tenants", "ONBOARD_STATE_KEY", "c2hvcnQ="), "ONBOARD_STATE_KEY"},
+		{"http redirect", with("ONBOARD_REDIRECT_URI", "http://app.example/api/tenants", "ONBOARD_STATE_KEY", key), "ONBOARD_REDIRECT_URI"},
+		{"log level", with("LOG_LEVEL", "loud"), "LOG_LEVEL"},
+		{"budget", with("SWEEP_BUDGET", "0s"), "SWEEP_BUDGET"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.getenv, nil)
+			var se *SettingError
+			if !errors.As(err, &se) || se.Name != tt.setting {
+				t.Fatalf("err = %v, want a SettingError naming %s", err, tt.setting)
+			}
+			if strings.Contains(err.Error(), "\n") || strings.Contains(err.Error(), "s3cret") {
+				t.Fatalf("error is not one safe line: %q", err)
+			}
+		})
+	}
+}
+
+func TestLoadCredentialMethods(t *testing.T) {
+	base := []string{"APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "AzureWebJobsStorage", "x"}
+	for _, tt := range []struct {
+		kv   []string
+		want CredentialMethod
+	}{
+		{[]string{"APP_CLIENT_SECRET", "s"}, MethodSecret},
+		{[]string{"APP_CLIENT_CERTIFICATE_PATH", "/c.pfx", "APP_CLIENT_CERTIFICATE_PASSWORD", "p"}, MethodCertificate},
+		{[]string{"APP_CLIENT_SECRET_URI", "https://devvault.vault.azure.net/secrets/app-secret"}, MethodKeyVault},
+		{[]string{"APP_FEDERATED_IDENTITY_CLIENT_ID", "99999999-2222-4333-8444-555555555555"}, MethodFederated},
+	} {
+		c, err := Load(env(append(append([]string{}, base...), tt.kv...)...), nil)
+		if err != nil || c.App.Method != tt.want {
+			t.Errorf("%v: method %q, err %v; want %q", tt.kv, c.App.Method, err, tt.want)
+		}
+	}
+}
+
+func TestSweepBudgetFromHostJSON(t *testing.T) {
+	for _, tt := range []struct {
+		host string
+		want time.Duration
+	}{
+		{`{"functionTimeout":"00:10:00"}`, 9 * time.Minute},
+		{`{"functionTimeout":"00:05:00"}`, 4*time.Minute + 30*time.Second},
+		{`{"functionTimeout":"01:00:00"}`, 54 * time.Minute},
+		{`{"functionTimeout":"-1"}`, 30 * time.Minute},
+		{`{"version":"2.0"}`, 4*time.Minute + 30*time.Second},
+	} {
+		c, err := Load(with(), []byte(tt.host))
+		if err != nil || c.Sweep.Budget != tt.want {
+			t.Errorf("%s: budget %s, err %v; want %s", tt.host, c.Sweep.Budget, err, tt.want)
+		}
+	}
+	if _, err := Load(with(), []byte(`{"functionTimeout":"ten minutes"}`)); err == nil {
+		t.Error("a malformed functionTimeout was accepted")
+	}
+	if c, _ := Load(with("SWEEP_BUDGET", "2m"), []byte(`{"functionTimeout":"00:10:00"}`)); c.Sweep.Budget != 2*time.Minute {
+		t.Errorf("SWEEP_BUDGET did not override: %s", c.Sweep.Budget)
+	}
+}
+
+// The example settings file, the repo's host.json and the README must know
+// every setting, so none is undocumented or unset in development.
+func TestSettingsAreDocumented(t *testing.T) {
+	var example struct{ Values map[string]string }
+	b, err := os.ReadFile("../../local.settings.json.example")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(b, &example); err != nil {
+		t.Fatal(err)
+	}
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	known := map[string]bool{"FUNCTIONS_WORKER_RUNTIME": true}
+	for _, s := range Settings {
+		known[s.Name] = true
+		if _, ok := example.Values[s.Name]; !ok && !s.Host {
+			t.Errorf("local.settings.json.example lacks %s", s.Name)
+		}
+		if !strings.Contains(string(readme), "| `"+s.Name+"` |") {
+			t.Errorf("README.md settings table lacks %s", s.Name)
+		}
+	}
+	for name := range example.Values {
+		if !known[name] {
+			t.Errorf("local.settings.json.example sets %s, which the app does not read", name)
+		}
+	}
+	if _, err := Load(func(k string) string { return example.Values[k] }, nil); err != nil {
+		t.Errorf("local.settings.json.example does not load: %v", err)
+	}
+	host, err := os.ReadFile("../../host.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := FunctionTimeout(host); err != nil {
+		t.Errorf("host.json: %v", err)
+	}
+}
