@@ -1,0 +1,148 @@
+package funchost
+
+import (
+	"context"
+	"crypto/rand"
+	"fmt"
+	"net/http"
+	"runtime/debug"
+	"strings"
+
+	"github.com/rs/zerolog"
+)
+
+type invocationKey struct{}
+
+type invocation struct{ id, function string }
+
+// WithInvocation records the invocation on ctx. Handlers here do it for every
+// request; it is exported for code that starts work outside them (local mode,
+// the operator CLI, tests).
+func WithInvocation(ctx context.Context, id, function string) context.Context {
+	return context.WithValue(ctx, invocationKey{}, invocation{id, function})
+}
+
+// InvocationID returns the host's id for the current invocation, the one its
+// own logs show as "Executed 'Functions.X' (…, Id=…)", or "" outside one.
+func InvocationID(ctx context.Context) string {
+	inv, _ := ctx.Value(invocationKey{}).(invocation)
+	return inv.id
+}
+
+// FunctionName returns the function being invoked, or "" outside one.
+func FunctionName(ctx context.Context) string {
+	inv, _ := ctx.Value(invocationKey{}).(invocation)
+	return inv.function
+}
+
+// maxIDLen keeps a forwarded caller from stamping a huge value onto every log
+// line of an invocation; host ids are 36-character GUIDs.
+const maxIDLen = 128
+
+// invocationID prefers the host's header. In forwarding mode the host copies
+// the caller's headers and then adds its own, and .NET folds repeated values
+// into one comma-separated line, so the last token is the host's. Proxying
+// mode sends x-ms-invocation-id as well; local runs send neither.
+func invocationID(h http.Header) string {
+	for _, name := range []string{"X-Azure-Functions-InvocationId", "X-Ms-Invocation-Id"} {
+		vs := h.Values(name)
+		if len(vs) == 0 {
+			continue
+		}
+		last := vs[len(vs)-1]
+		id := strings.TrimSpace(last[strings.LastIndexByte(last, ',')+1:])
+		if id != "" && len(id) <= maxIDLen {
+			return id
+		}
+	}
+	return newInvocationID()
+}
+
+// newInvocationID makes a UUID v4 so that locally generated ids look like the
+// host's and sort into the same log queries.
+func newInvocationID() string {
+	var b [16]byte
+	rand.Read(b[:]) // never fails since Go 1.24
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
+
+// begin builds the context every handler here passes downstream, so that
+// zerolog.Ctx(ctx) anywhere below logs with invocationId and function.
+func begin(r *http.Request, function string, base zerolog.Logger) (context.Context, *zerolog.Logger) {
+	id := invocationID(r.Header)
+	l := base.With().Str("invocationId", id).Str("function", function).Logger()
+	return l.WithContext(WithInvocation(r.Context(), id, function)), &l
+}
+
+// statusWriter remembers whether a response has started, so that a recovered
+// panic does not write a second status line into a half-sent response.
+type statusWriter struct {
+	http.ResponseWriter
+	wrote bool
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if code >= 200 {
+		w.wrote = true
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	w.wrote = true
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController reach Flush and deadlines underneath.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// recoverInvocation must be deferred directly. net/http recovers handler
+// panics too, but it drops the connection without an answer and prints the
+// stack outside zerolog, so the failure would reach the host as a bare
+// connection error, uncorrelated with the invocation. Panics in goroutines a
+// handler starts are beyond its reach and still end the process.
+func recoverInvocation(w *statusWriter, log *zerolog.Logger) {
+	v := recover()
+	if v == nil {
+		return
+	}
+	if v == http.ErrAbortHandler {
+		panic(v) // a deliberate abort: let net/http drop the connection
+	}
+	log.Error().Str("panic", fmt.Sprint(v)).Str("stack", string(debug.Stack())).Msg("invocation panicked")
+	if !w.wrote {
+		WriteError(w, http.StatusInternalServerError, "internal", "internal error")
+	}
+}
+
+// Forwarded wraps a handler for HTTP requests the host passes through as-is
+// (forwarding or proxying mode: the original /api/... path, query, headers and
+// body). The host relays whatever next answers, so only the invocation context
+// and panic recovery are added.
+func Forwarded(function string, log zerolog.Logger, next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx, l := begin(r, function, log)
+		sw := &statusWriter{ResponseWriter: w}
+		defer recoverInvocation(sw, l)
+		next.ServeHTTP(sw, r.WithContext(ctx))
+	})
+}
+
+var readyBody = []byte(`{"status":"ok"}` + "\n")
+
+// Ready answers the host's readiness probe and periodic health ping on "/".
+// The host polls every 25 ms at startup and times the ping, so it touches
+// nothing. Mounted on "/" it is also the mux's catch-all, hence the 404 for
+// any other path.
+func Ready() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/" {
+			WriteError(w, http.StatusNotFound, "not_found", "no route for "+r.URL.Path)
+			return
+		}
+		w.Header().Set("Content-Type", "application/json")
+		w.Write(readyBody)
+	})
+}
