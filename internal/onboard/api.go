@@ -1,0 +1,384 @@
+// Package onboard is the OnboardTenant HTTP API: it registers a customer
+// tenant in the registry (seed step 6's tenant list), verifies at once that the
+// customer's admin did steps 3-5, reads, lists and disables tenants, and runs
+// the admin-consent round trip (seed step 4) whose redirect lands back here.
+package onboard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
+)
+
+// Verifier checks that a tenant is set up: it signs in to the tenant and
+// probes Graph and each secret. It never fails; every fault is an outcome.
+type Verifier interface {
+	Verify(ctx context.Context, rec tenant.Record) tenant.Verification
+}
+
+// Forgetter drops what is cached for a tenant (its credential and clients).
+type Forgetter interface {
+	Forget(tenantID string)
+}
+
+// Config wires the API. Store and Verifier are required.
+type Config struct {
+	Store    tenant.Store
+	Verifier Verifier
+	// Forget is told about disabled tenants; nil means nothing is cached.
+	Forget Forgetter
+	Cloud  cloud.Cloud
+	// AppID is the multi-tenant app's client id, used in the consent link.
+	AppID string
+	// VerifyTimeout bounds the verification after onboarding; 0 means 10s.
+	VerifyTimeout time.Duration
+	// RedirectURI and StateKey enable the admin-consent flow; without both
+	// it answers 501.
+	RedirectURI string
+	StateKey    []byte
+	// Now is the clock; nil means time.Now.
+	Now func() time.Time
+	// IsBadContinuation reports whether a List error means the caller's
+	// continuation token is invalid; nil means never.
+	IsBadContinuation func(error) bool
+}
+
+// Limits of the API.
+const (
+	MaxBodyBytes    = 64 << 10
+	DefaultPageSize = 100
+	MaxPageSize     = 1000
+	// maxContinuation bounds a token passed through to the store.
+	maxContinuation = 4096
+)
+
+// API serves /api/tenants.
+type API struct {
+	cfg Config
+	mux *http.ServeMux
+}
+
+// New returns the API. It panics if Store or Verifier is missing, which is a
+// wiring bug.
+func New(cfg Config) *API {
+	if cfg.Store == nil || cfg.Verifier == nil {
+		panic("onboard.New: Store and Verifier are required")
+	}
+	if cfg.VerifyTimeout <= 0 {
+		cfg.VerifyTimeout = 10 * time.Second
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.IsBadContinuation == nil {
+		cfg.IsBadContinuation = func(error) bool { return false }
+	}
+	a := &API{cfg: cfg, mux: http.NewServeMux()}
+	a.mux.Handle("POST /api/tenants", a.handle(a.post))
+	a.mux.Handle("GET /api/tenants", http.HandlerFunc(a.listOrConsentCallback))
+	a.mux.Handle("GET /api/tenants/{tenantId}", a.handle(a.get))
+	a.mux.Handle("DELETE /api/tenants/{tenantId}", a.handle(a.delete))
+	// ServeMux's own 404 and 405 answers are plain text; these give JSON.
+	a.mux.Handle("/api/tenants", a.handle(methodNotAllowed("GET, HEAD, POST")))
+	a.mux.Handle("/api/tenants/{tenantId}", a.handle(methodNotAllowed("DELETE, GET, HEAD")))
+	a.mux.Handle("/", a.handle(func(http.ResponseWriter, *http.Request) error {
+		return errorf(http.StatusNotFound, "not_found", "no such endpoint; the API is /api/tenants")
+	}))
+	return a
+}
+
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+
+// httpError is an error the client is told about as is.
+type httpError struct {
+	status  int
+	code    string
+	message string
+	allow   string // the Allow header of a 405
+}
+
+func (e *httpError) Error() string { return e.code + ": " + e.message }
+
+func errorf(status int, code, format string, args ...any) *httpError {
+	return &httpError{status: status, code: code, message: fmt.Sprintf(format, args...)}
+}
+
+type errorBody struct {
+	Error struct {
+		Code    string `json:"code"`
+		Message string `json:"message"`
+	} `json:"error"`
+}
+
+// handle adapts a handler that returns an error. Only *httpError text reaches
+// the client; anything else is logged and answered with a generic 500, since
+// store errors can carry request URLs and response bodies.
+func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request) error) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		err := fn(w, r)
+		if err == nil {
+			return
+		}
+		var he *httpError
+		if !errors.As(err, &he) {
+			zerolog.Ctx(r.Context()).Error().Err(err).Str("method", r.Method).Msg("onboard request failed")
+			he = errorf(http.StatusInternalServerError, "internal", "internal error; it has been logged")
+		}
+		var body errorBody
+		body.Error.Code, body.Error.Message = he.code, he.message
+		if he.allow != "" {
+			w.Header().Set("Allow", he.allow)
+		}
+		writeJSON(w, he.status, body)
+	})
+}
+
+func methodNotAllowed(allow string) func(http.ResponseWriter, *http.Request) error {
+	return func(_ http.ResponseWriter, r *http.Request) error {
+		e := errorf(http.StatusMethodNotAllowed, "method_not_allowed", "method %s is not allowed here; allowed: %s", r.Method, allow)
+		e.allow = allow
+		return e
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil { // only a bug: every response type marshals
+		status = http.StatusInternalServerError
+		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}
+
+// storeError maps the registry's errors to answers; op names the operation
+// for the log.
+func storeError(op, tenantID string, err error) error {
+	switch {
+	case errors.Is(err, tenant.ErrNotFound):
+		return errorf(http.StatusNotFound, "not_found", "tenant %s is not onboarded", tenantID)
+	case errors.Is(err, tenant.ErrTooLarge):
+		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the registration is too large for the registry; register fewer vaults or secrets")
+	case errors.Is(err, tenant.ErrConflict):
+		return errorf(http.StatusConflict, "conflict", "tenant %s was changed concurrently; retry the request", tenantID)
+	}
+	return fmt.Errorf("%s tenant %s: %w", op, tenantID, err)
+}
+
+func pathTenantID(r *http.Request) (string, error) {
+	id, err := tenant.ParseTenantID(r.PathValue("tenantId"))
+	if err != nil {
+		return "", errorf(http.StatusBadRequest, "invalid_request", "%s", err)
+	}
+	return id, nil
+}
+
+func (a *API) post(w http.ResponseWriter, r *http.Request) error {
+	ctx := r.Context()
+	if ct := r.Header.Get("Content-Type"); ct != "" {
+		mt, params, err := mime.ParseMediaType(ct)
+		if cs, ok := params["charset"]; err != nil || mt != "application/json" || ok && !strings.EqualFold(cs, "utf-8") {
+			return errorf(http.StatusUnsupportedMediaType, "unsupported_media_type", "Content-Type must be application/json")
+		}
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	reg, err := tenant.ParseRegistration(body, a.cfg.Cloud)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "invalid_request", "%s", err)
+	}
+	if consent, err := consentRequested(body); err != nil {
+		return err
+	} else if consent {
+		return a.consentLink(w, reg.TenantID)
+	}
+
+	now := a.cfg.Now()
+	rec, created, err := a.cfg.Store.Mutate(ctx, reg.TenantID, func(rec *tenant.Record, exists bool) error {
+		reg.Apply(rec, exists, now)
+		return nil
+	})
+	if err != nil {
+		return storeError("register", reg.TenantID, err)
+	}
+	rec = a.verify(ctx, rec)
+	zerolog.Ctx(ctx).Info().Str("tenantId", rec.TenantID).Bool("created", created).
+		Str("outcome", string(rec.Verification.Outcome)).Msg("tenant registered")
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, rec)
+	return nil
+}
+
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	tooLarge := errorf(http.StatusRequestEntityTooLarge, "too_large", "the body is larger than %d KiB", MaxBodyBytes>>10)
+	if r.ContentLength > MaxBodyBytes {
+		return nil, tooLarge
+	}
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBodyBytes))
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return nil, tooLarge
+	}
+	if err != nil {
+		return nil, errorf(http.StatusBadRequest, "invalid_request", "the body could not be read")
+	}
+	return b, nil
+}
+
+// consentRequested reports whether a body that ParseRegistration accepted
+// asks for an admin-consent link. Such a request names the tenant only: the
+// consent callback records the tenant with Graph on and no vaults, so other
+// fields would be silently dropped.
+func consentRequested(body []byte) (bool, error) {
+	var probe struct {
+		Consent     bool            `json:"consent"`
+		DisplayName json.RawMessage `json:"displayName"`
+		Graph       json.RawMessage `json:"graph"`
+		KeyVaults   json.RawMessage `json:"keyVaults"`
+	}
+	if err := json.Unmarshal(body, &probe); err != nil || !probe.Consent {
+		return false, nil
+	}
+	if probe.DisplayName != nil || probe.Graph != nil || probe.KeyVaults != nil {
+		return false, errorf(http.StatusBadRequest, "invalid_request",
+			"consent: a consent request takes only tenantId; register displayName, graph and keyVaults with a separate request")
+	}
+	return true, nil
+}
+
+// verify runs the Verifier under VerifyTimeout and stores its result. The
+// write sets the verification only, on a fresh read, so a change made
+// meanwhile is kept. A failed write is logged: the caller still learns the
+// result, and the next onboarding or sweep reports again.
+func (a *API) verify(ctx context.Context, rec tenant.Record) tenant.Record {
+	vctx, cancel := context.WithTimeout(ctx, a.cfg.VerifyTimeout)
+	v := a.cfg.Verifier.Verify(vctx, rec)
+	cancel()
+	now := a.cfg.Now()
+	if v.At.IsZero() {
+		v.At = now
+	}
+	v = MarkPending(v, rec.OnboardedAt, now)
+
+	updated, _, err := a.cfg.Store.Mutate(ctx, rec.TenantID, func(r *tenant.Record, exists bool) error {
+		if !exists { // removed meanwhile: do not bring it back
+			return tenant.ErrNotFound
+		}
+		vv := v
+		r.Verification = &vv
+		return nil
+	})
+	if err != nil {
+		zerolog.Ctx(ctx).Warn().Err(err).Str("tenantId", rec.TenantID).Msg("store verification result")
+		rec.Verification = &v
+		return rec
+	}
+	return updated
+}
+
+func (a *API) get(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathTenantID(r)
+	if err != nil {
+		return err
+	}
+	rec, err := a.cfg.Store.Get(r.Context(), id)
+	if err != nil {
+		return storeError("get", id, err)
+	}
+	writeJSON(w, http.StatusOK, rec)
+	return nil
+}
+
+// listOrConsentCallback serves GET /api/tenants, which is both the listing
+// and the admin-consent redirect URI (one function, one route): Entra ID's
+// redirect always carries state or error.
+func (a *API) listOrConsentCallback(w http.ResponseWriter, r *http.Request) {
+	q := r.URL.Query()
+	if q.Has("state") || q.Has("error") || q.Has("admin_consent") {
+		a.consentCallback(w, r)
+		return
+	}
+	a.handle(a.list).ServeHTTP(w, r)
+}
+
+type listResponse struct {
+	Tenants []tenant.Record `json:"tenants"`
+	Next    string          `json:"next,omitempty"`
+}
+
+func (a *API) list(w http.ResponseWriter, r *http.Request) error {
+	q := r.URL.Query()
+	size := DefaultPageSize
+	if q.Has("pageSize") {
+		n, err := strconv.Atoi(q.Get("pageSize"))
+		if err != nil || n < 1 || n > MaxPageSize {
+			return errorf(http.StatusBadRequest, "invalid_request", "pageSize: must be an integer from 1 to %d", MaxPageSize)
+		}
+		size = n
+	}
+	next := q.Get("next")
+	if len(next) > maxContinuation {
+		return errorf(http.StatusBadRequest, "invalid_request", "next: the continuation token is invalid")
+	}
+	page, err := a.cfg.Store.List(r.Context(), size, next)
+	if err != nil {
+		if a.cfg.IsBadContinuation(err) {
+			return errorf(http.StatusBadRequest, "invalid_request", "next: the continuation token is invalid")
+		}
+		return fmt.Errorf("list tenants: %w", err)
+	}
+	resp := listResponse{Tenants: page.Records, Next: page.Next}
+	if resp.Tenants == nil {
+		resp.Tenants = []tenant.Record{}
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+// delete disables the tenant; the record is kept so that its history stays
+// readable and a later POST re-activates it.
+func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
+	id, err := pathTenantID(r)
+	if err != nil {
+		return err
+	}
+	now := a.cfg.Now()
+	_, _, err = a.cfg.Store.Mutate(r.Context(), id, func(rec *tenant.Record, exists bool) error {
+		if !exists {
+			return tenant.ErrNotFound
+		}
+		rec.Status = tenant.StatusDisabled
+		rec.UpdatedAt = now
+		return nil
+	})
+	if err != nil {
+		return storeError("disable", id, err)
+	}
+	if a.cfg.Forget != nil {
+		a.cfg.Forget.Forget(id)
+	}
+	zerolog.Ctx(r.Context()).Info().Str("tenantId", id).Msg("tenant disabled")
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
