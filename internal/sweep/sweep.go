@@ -145,6 +145,7 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 	w := s.startWriters(ctx)
 	var durations []int64
 	var appWide int
+	var appWideMsg string
 	var stopOnce sync.Once
 	flush := time.NewTicker(s.opt.FlushEvery)
 	defer flush.Stop()
@@ -168,9 +169,10 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 			case code.AppWide():
 				run.Failed[code]++
 				appWide++
+				appWideMsg = r.res.Message
 				if appWide >= s.opt.AppWideStop {
 					stopOnce.Do(func() {
-						run.AppWideFailure = r.res.Message
+						run.AppWideFailure = appWideMsg
 						close(stop)
 					})
 				}
@@ -199,6 +201,10 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 	// Not reached: cut by the budget, plus never dispatched.
 	run.NotReached = len(todo) - run.OK - sum(run.Failed)
 	run.WriteErrors = w.wait()
+	if run.AppWideFailure == "" && appWide > 0 && run.OK == 0 {
+		// Fewer tenants than AppWideStop, all refused the app itself.
+		run.AppWideFailure = appWideMsg
+	}
 
 	run.P50Ms, run.P95Ms = percentile(durations, 50), percentile(durations, 95)
 	run.FinishedAt = s.opt.Now()

@@ -181,6 +181,23 @@ func TestRunStopsOnAppWideFailure(t *testing.T) {
 	}
 }
 
+func TestAppWideFailureBelowTheStopCount(t *testing.T) {
+	reg := newMemRegistry(active(2)...)
+	p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{
+		id(0): fails(outcome.AppCredentialInvalid), id(1): fails(outcome.AppCredentialInvalid)}}
+	run, err := New(reg, nil, p, Options{}).Run(context.Background(), Request{})
+	if !errors.Is(err, ErrAppWide) || run.AppWideFailure == "" {
+		t.Fatalf("run = %+v, err = %v; want the app-wide failure reported", run, err)
+	}
+	// One tenant refusing our credential while another accepts it is that
+	// tenant's problem, not the app's.
+	reg = newMemRegistry(active(2)...)
+	p = &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): fails(outcome.AppCredentialInvalid)}}
+	if run, err := New(reg, nil, p, Options{}).Run(context.Background(), Request{}); err != nil || run.AppWideFailure != "" {
+		t.Fatalf("run = %+v, err = %v; want no app-wide failure", run, err)
+	}
+}
+
 func TestBackoffSkipsAndResumes(t *testing.T) {
 	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
 	clock := func() time.Time { return now }
