@@ -127,8 +127,8 @@ type Change struct {
 	Base Record
 	// Apply mutates a record in place. It is applied to Base first, and to a
 	// fresh read after a concurrent change, so it must derive everything from
-	// the record it is given. It is not called for a tenant that no longer
-	// exists.
+	// the record it is given. Its result is not written for a tenant that no
+	// longer exists.
 	Apply func(rec *Record)
 }
 

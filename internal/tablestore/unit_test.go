@@ -1,0 +1,334 @@
+package tablestore
+
+import (
+	"encoding/base64"
+	"errors"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/sweep"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
+)
+
+const someKey = "c2VjcmV0LWtleS1ub3QtdG8tbGVhaw==" // base64 of secret-key-not-to-leak
+
+func TestParseConnectionString(t *testing.T) {
+	tests := []struct {
+		name    string
+		cs      string
+		want    connection
+		wantErr string
+	}{
+		{
+			name: "development storage",
+			cs:   "UseDevelopmentStorage=true",
+			want: connection{endpoint: "http://127.0.0.1:10002/devstoreaccount1", account: DevAccountName, key: DevAccountKey},
+		},
+		{
+			name: "development storage, any case, trailing semicolon",
+			cs:   "usedevelopmentstorage=TRUE;",
+			want: connection{endpoint: "http://127.0.0.1:10002/devstoreaccount1", account: DevAccountName, key: DevAccountKey},
+		},
+		{
+			name: "development storage through a proxy",
+			cs:   "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=http://azurite.local",
+			want: connection{endpoint: "http://azurite.local:10002/devstoreaccount1", account: DevAccountName, key: DevAccountKey},
+		},
+		{
+			name: "development storage through a proxy with a port",
+			cs:   "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=https://10.0.0.5:8080/",
+			want: connection{endpoint: "https://10.0.0.5:10002/devstoreaccount1", account: DevAccountName, key: DevAccountKey},
+		},
+		{
+			name: "explicit Azurite string on another port",
+			cs:   DevConnectionString("http://127.0.0.1:41234/devstoreaccount1"),
+			want: connection{endpoint: "http://127.0.0.1:41234/devstoreaccount1", account: DevAccountName, key: DevAccountKey},
+		},
+		{
+			name: "account string",
+			cs:   "DefaultEndpointsProtocol=https;AccountName=contoso;AccountKey=" + someKey + ";EndpointSuffix=core.windows.net",
+			want: connection{endpoint: "https://contoso.table.core.windows.net", account: "contoso", key: someKey},
+		},
+		{
+			name: "account string, sovereign suffix, default protocol",
+			cs:   "AccountName=contoso;AccountKey=" + someKey + ";EndpointSuffix=core.chinacloudapi.cn",
+			want: connection{endpoint: "https://contoso.table.core.chinacloudapi.cn", account: "contoso", key: someKey},
+		},
+		{
+			name: "account string with TableEndpoint",
+			cs:   "AccountName=contoso;AccountKey=" + someKey + ";TableEndpoint=https://contoso.table.core.windows.net/",
+			want: connection{endpoint: "https://contoso.table.core.windows.net", account: "contoso", key: someKey},
+		},
+		{
+			name: "SAS",
+			cs:   "TableEndpoint=https://contoso.table.core.windows.net;SharedAccessSignature=?sv=2020&sig=" + someKey,
+			want: connection{endpoint: "https://contoso.table.core.windows.net", sas: "sv=2020&sig=" + someKey},
+		},
+		{name: "empty", cs: " ; ", wantErr: "empty"},
+		{name: "not key=value", cs: "AccountName=a;hunter2", wantErr: "segment 2"},
+		{name: "dev storage false", cs: "UseDevelopmentStorage=false", wantErr: "UseDevelopmentStorage"},
+		{name: "bad proxy", cs: "UseDevelopmentStorage=true;DevelopmentStorageProxyUri=azurite", wantErr: "DevelopmentStorageProxyUri"},
+		{name: "no account", cs: "AccountKey=" + someKey, wantErr: "neither TableEndpoint nor AccountName"},
+		{name: "no key", cs: "AccountName=contoso", wantErr: "neither AccountKey nor SharedAccessSignature"},
+		{name: "key and sas", cs: "AccountName=a;AccountKey=" + someKey + ";SharedAccessSignature=sig=" + someKey, wantErr: "both"},
+		{name: "bad endpoint", cs: "AccountName=a;AccountKey=" + someKey + ";TableEndpoint=ftp://x", wantErr: "http(s) URL"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := parseConnectionString(tt.cs)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want one containing %q", err, tt.wantErr)
+				}
+				if strings.Contains(err.Error(), someKey) || strings.Contains(err.Error(), "sig=") {
+					t.Fatalf("error leaks the secret: %v", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got != tt.want {
+				t.Fatalf("got %+v\nwant %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestServiceClientErrorsDoNotLeak(t *testing.T) {
+	tests := []struct {
+		name string
+		reg  config.Registry
+	}{
+		{"bad key", config.Registry{Connection: "AccountName=a;AccountKey=not*base64*" + someKey}},
+		{"endpoint without credential", config.Registry{Endpoint: "https://a.table.core.windows.net"}},
+		{"both", config.Registry{Endpoint: "https://a.table.core.windows.net", Connection: "AccountName=a;AccountKey=" + someKey}},
+		{"neither", config.Registry{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := serviceClient(tt.reg, Options{})
+			if err == nil {
+				t.Fatal("no error")
+			}
+			if strings.Contains(err.Error(), someKey) {
+				t.Fatalf("error leaks the key: %v", err)
+			}
+		})
+	}
+}
+
+func fullRecord(id string) tenant.Record {
+	at := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
+	backoff := at.Add(90 * time.Minute)
+	expires := at.Add(24 * time.Hour)
+	enabled := true
+	return tenant.Record{
+		TenantID:    id,
+		DisplayName: "Contoso Ltd — Zürich 😀",
+		Status:      tenant.StatusActive,
+		Graph:       true,
+		KeyVaults: []tenant.KeyVault{
+			{VaultURL: "https://contoso-kv.vault.azure.net/", Secrets: []string{"db-password", "api-key"}},
+			{VaultURL: "https://contoso-kv2.vault.azure.net/", Secrets: []string{"x"}},
+		},
+		OnboardedAt: at,
+		UpdatedAt:   at.Add(time.Nanosecond),
+		Verification: &tenant.Verification{
+			Outcome: "keyvault_access_denied", Step: "keyvault", Message: "403 from the vault",
+			Remediation: "grant Key Vault Secrets User", At: at.Add(time.Second),
+		},
+		LastSweep: &tenant.SweepResult{
+			At: at.Add(time.Minute), Outcome: "ok", DurationMs: 812, Message: "fine",
+			Graph: &tenant.GraphInfo{Organization: "Contoso", UserCount: 4211},
+			KeyVault: []tenant.SecretStatus{{
+				VaultURL: "https://contoso-kv.vault.azure.net/", Secret: "db-password", Version: "0123456789abcdef",
+				Enabled: &enabled, ExpiresOn: &expires, ExpiresSoon: true, Outcome: "ok", OutcomeDetail: "expires in 24h",
+			}},
+		},
+		ConsecutiveFailures: 3,
+		BackoffUntil:        &backoff,
+	}
+}
+
+func TestEncodeDecodeRoundTrip(t *testing.T) {
+	id := "0a1b2c3d-0000-4000-8000-00000000abcd"
+	tests := []struct {
+		name string
+		rec  tenant.Record
+	}{
+		{"full", fullRecord(id)},
+		{"minimal", tenant.Record{TenantID: id, Status: tenant.StatusDisabled}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ent, err := encodeTenant(id, tt.rec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := decodeTenant(ent)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := tt.rec
+			if want.KeyVaults == nil {
+				want.KeyVaults = []tenant.KeyVault{}
+			}
+			if !reflect.DeepEqual(got, want) {
+				t.Fatalf("round trip:\n got %+v\nwant %+v", got, want)
+			}
+		})
+	}
+}
+
+// TestEntityCoversRecord fails when tenant.Record gains a field that the
+// entity mapping does not store, so that it is not silently dropped.
+func TestEntityCoversRecord(t *testing.T) {
+	mapped := []string{"TenantID", "DisplayName", "Status", "Graph", "KeyVaults", "OnboardedAt", "UpdatedAt",
+		"Verification", "LastSweep", "ConsecutiveFailures", "BackoffUntil", "ETag"}
+	rt := reflect.TypeFor[tenant.Record]()
+	for i := range rt.NumField() {
+		if !slices.Contains(mapped, rt.Field(i).Name) {
+			t.Errorf("tenant.Record.%s is not mapped to a table property (entity.go)", rt.Field(i).Name)
+		}
+	}
+}
+
+func TestSizeLimits(t *testing.T) {
+	id := "ff1b2c3d-0000-4000-8000-00000000abcd"
+	rec := func(name string) tenant.Record {
+		return tenant.Record{TenantID: id, DisplayName: name, Status: tenant.StatusActive}
+	}
+	secrets := func(n, each int) tenant.Record {
+		r := rec("x")
+		for i := range n {
+			r.KeyVaults = append(r.KeyVaults, tenant.KeyVault{VaultURL: strings.Repeat("v", each), Secrets: []string{string(rune('a' + i%26))}})
+		}
+		return r
+	}
+	tests := []struct {
+		name     string
+		rec      tenant.Record
+		tooLarge bool
+		property string
+	}{
+		{"32768 ASCII characters fit", rec(strings.Repeat("a", 32768)), false, ""},
+		{"32769 ASCII characters do not", rec(strings.Repeat("a", 32769)), true, "DisplayName"},
+		// é is 2 bytes of UTF-8 but one UTF-16 unit.
+		{"32768 two-byte UTF-8 characters fit", rec(strings.Repeat("é", 32768)), false, ""},
+		// 😀 is a surrogate pair: two UTF-16 units each.
+		{"16384 astral characters fit", rec(strings.Repeat("😀", 16384)), false, ""},
+		{"16385 astral characters do not", rec(strings.Repeat("😀", 16385)), true, "DisplayName"},
+		{"a large JSON property", secrets(1, 70000), true, "KeyVaults"},
+		{"several large properties fit together (8 strings of 64 KiB stay under 1 MiB)", func() tenant.Record {
+			r := secrets(1, 30000)
+			r.DisplayName = strings.Repeat("d", 32000)
+			r.Verification = &tenant.Verification{Message: strings.Repeat("m", 32000)}
+			r.LastSweep = &tenant.SweepResult{Message: strings.Repeat("s", 32000)}
+			return r
+		}(), false, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := encodeTenant(id, tt.rec)
+			if got := errors.Is(err, tenant.ErrTooLarge); got != tt.tooLarge {
+				t.Fatalf("ErrTooLarge = %v, want %v (err %v)", got, tt.tooLarge, err)
+			}
+			if tt.tooLarge && !strings.Contains(err.Error(), tt.property) {
+				t.Fatalf("error %q does not name %s", err, tt.property)
+			}
+			if !tt.tooLarge && err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}
+
+// An entity over 1 MiB needs more properties than a record has at 64 KiB
+// each, so the entity limit is checked directly.
+func TestEntityLimit(t *testing.T) {
+	e := tenantEntity{PartitionKey: "ab", RowKey: "ab", DisplayName: strings.Repeat("a", 32000)}
+	if err := checkTenantSize(e); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("a", 32768)
+	e = tenantEntity{PartitionKey: "ab", RowKey: strings.Repeat("r", 500_000), DisplayName: big, KeyVaults: big, Verification: big, LastSweep: big}
+	if err := checkTenantSize(e); !errors.Is(err, tenant.ErrTooLarge) || !strings.Contains(err.Error(), "entity") {
+		t.Fatalf("err = %v, want ErrTooLarge for the entity", err)
+	}
+}
+
+func TestTenantKey(t *testing.T) {
+	tests := []struct {
+		in, key, pk string
+		ok          bool
+	}{
+		{"72F988BF-86F1-41AF-91AB-2D7CD011DB47", "72f988bf-86f1-41af-91ab-2d7cd011db47", "72", true},
+		{"00000000-0000-0000-0000-000000000000", "00000000-0000-0000-0000-000000000000", "00", true},
+		{"", "", "", false},
+		{"72f988bf86f141af91ab2d7cd011db47", "", "", false},
+		{"72f988bf-86f1-41af-91ab-2d7cd011db47/..", "", "", false},
+		{"contoso.onmicrosoft.com", "", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			key, err := tenantKey(tt.in)
+			if (err == nil) != tt.ok {
+				t.Fatalf("err = %v, want ok=%v", err, tt.ok)
+			}
+			if tt.ok && (key != tt.key || partitionKey(key) != tt.pk) {
+				t.Fatalf("key %q pk %q, want %q %q", key, partitionKey(key), tt.key, tt.pk)
+			}
+		})
+	}
+}
+
+func TestContinuation(t *testing.T) {
+	pk, rk := "MSEwMDAwMDAwMi0x", "MSE0NCFZVHBtT1RJd01qTXpOUzB3TURBd0xUUXdNREF0T0RBd01DMHdNREF3TURBd01EQXdNREEtIQ--"
+	tok := encodeContinuation(&pk, &rk)
+	gotPK, gotRK, err := decodeContinuation(tok)
+	if err != nil || gotPK != pk || gotRK != rk {
+		t.Fatalf("round trip: %q %q %v", gotPK, gotRK, err)
+	}
+	if encodeContinuation(nil, nil) != "" || encodeContinuation(ptr(""), ptr("")) != "" {
+		t.Fatal("no next keys must give no token")
+	}
+	bad := []string{
+		"!!!",
+		base64.RawURLEncoding.EncodeToString([]byte("2\na\nb")),
+		base64.RawURLEncoding.EncodeToString([]byte("1\n\nb")),
+		base64.RawURLEncoding.EncodeToString([]byte("1\na")),
+		base64.RawURLEncoding.EncodeToString([]byte("1\na b\nc")),
+		base64.StdEncoding.EncodeToString([]byte("1\na\nb")) + "==",
+		strings.Repeat("A", 5000),
+	}
+	for _, b := range bad {
+		if _, _, err := decodeContinuation(b); !errors.Is(err, ErrBadContinuation) {
+			t.Errorf("decodeContinuation(%.20q) = %v, want ErrBadContinuation", b, err)
+		}
+	}
+}
+
+func TestRunRowKeyOrder(t *testing.T) {
+	t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	var keys []string
+	for _, d := range []time.Duration{0, time.Nanosecond, time.Second, 365 * 24 * time.Hour} {
+		k, err := runRowKey(sweep.Run{ID: "r", StartedAt: t0.Add(d)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys = append(keys, k)
+	}
+	if !slices.IsSortedFunc(keys, func(a, b string) int { return strings.Compare(b, a) }) {
+		t.Fatalf("later runs must sort first: %q", keys)
+	}
+	for _, r := range []sweep.Run{{ID: "a/b", StartedAt: t0}, {ID: "x"}, {ID: "a\x01", StartedAt: t0}} {
+		if _, err := runRowKey(r); err == nil {
+			t.Errorf("runRowKey(%+v) accepted", r)
+		}
+	}
+}
