@@ -1,0 +1,528 @@
+package azauth_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/tenantsweep/tenantsweep/internal/azauth"
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
+	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+)
+
+const (
+	appID   = "0a0a0a0a-1111-4111-8111-111111111111"
+	tenantA = "aaaaaaaa-0000-4000-8000-00000000000a"
+	tenantB = "bbbbbbbb-0000-4000-8000-00000000000b"
+	secret  = "app-secret-value-1"
+)
+
+var (
+	graphTRO = policy.TokenRequestOptions{Scopes: []string{cloud.AzurePublic.GraphScope()}, EnableCAE: true}
+	ctx      = context.Background()
+)
+
+func options(c *cloudtest.Cloud) azauth.Options {
+	return azauth.Options{
+		Transport: c.HTTPClient(),
+		Retry:     &policy.RetryOptions{MaxRetries: 2, RetryDelay: time.Millisecond, MaxRetryDelay: 20 * time.Millisecond},
+	}
+}
+
+func newTenants(t *testing.T, c *cloudtest.Cloud, app config.App, opts azauth.Options) *azauth.Tenants {
+	t.Helper()
+	ts, err := azauth.New(ctx, app, cloud.AzurePublic, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
+}
+
+func token(t *testing.T, ts *azauth.Tenants, tenant string) (azcore.AccessToken, error) {
+	t.Helper()
+	cred, err := ts.Credential(tenant)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cred.GetToken(ctx, graphTRO)
+}
+
+// mustSignIn gets a Graph token in tenant and checks it was minted there.
+func mustSignIn(t *testing.T, c *cloudtest.Cloud, ts *azauth.Tenants, tenant string) {
+	t.Helper()
+	tk, err := token(t, ts, tenant)
+	if err != nil {
+		t.Fatalf("sign-in to %s: %v", tenant, err)
+	}
+	cl, ok := c.TokenClaims(tk.Token)
+	if !ok || cl.Tenant != tenant || cl.AppID != appID || cl.Audience != cloudtest.GraphResource {
+		t.Fatalf("token claims %+v (known %v)", cl, ok)
+	}
+}
+
+// useMSI points azidentity's managed identity at the fake. MSAL's managed
+// identity token cache is process-wide, so each test uses its own client id.
+func useMSI(t *testing.T, c *cloudtest.Cloud) {
+	ep, hdr := c.ManagedIdentityEndpoint()
+	t.Setenv("IDENTITY_ENDPOINT", ep)
+	t.Setenv("IDENTITY_HEADER", hdr)
+}
+
+func TestSecretMethod(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	c.AddTenant(tenantB, cloudtest.Tenant{})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+
+	mustSignIn(t, c, ts, tenantA)
+	mustSignIn(t, c, ts, tenantA)
+	if n := c.TokenRequests(tenantA); n != 1 {
+		t.Errorf("tenant A: %d token requests for 2 GetTokens, want 1", n)
+	}
+	mustSignIn(t, c, ts, tenantB)
+	if n := c.TokenRequests(tenantB); n != 1 {
+		t.Errorf("tenant B: %d token requests, want 1", n)
+	}
+	for _, r := range c.Requests() {
+		if r.Method == http.MethodPost && r.Tenant != tenantA && r.Tenant != tenantB {
+			t.Errorf("token request in tenant %q", r.Tenant)
+		}
+	}
+
+	// The same credential is handed out again, so MSAL's cache survives.
+	c1, _ := ts.Credential(tenantA)
+	c2, _ := ts.Credential(strings.ToUpper(tenantA))
+	if c1 != c2 {
+		t.Error("Credential returned a new credential for the same tenant")
+	}
+	if ts.Len() != 2 {
+		t.Errorf("Len = %d", ts.Len())
+	}
+}
+
+// The authority is the real login.microsoftonline.com, which MSAL trusts:
+// without DisableInstanceDiscovery it still asks for instance metadata once
+// per MSAL client (for its cache aliases), and the fake answers it.
+func TestInstanceDiscovery(t *testing.T) {
+	for _, disable := range []bool{false, true} {
+		t.Run(fmt.Sprint("disable=", disable), func(t *testing.T) {
+			c := cloudtest.Start(t)
+			c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+			c.AddTenant(tenantA, cloudtest.Tenant{})
+			opts := options(c)
+			opts.DisableInstanceDiscovery = disable
+			ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, opts)
+			mustSignIn(t, c, ts, tenantA)
+			mustSignIn(t, c, ts, tenantA)
+			n := 0
+			for _, r := range c.Requests() {
+				if r.Path == "/common/discovery/instance" {
+					n++
+				}
+			}
+			want := 1
+			if disable {
+				want = 0
+			}
+			if n != want {
+				t.Errorf("%d instance discovery requests, want %d", n, want)
+			}
+		})
+	}
+}
+
+func TestCertificateMethod(t *testing.T) {
+	c := cloudtest.Start(t)
+	pemData, cert := cloudtest.NewCertificate(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Certificate: cert})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+
+	pemPath := filepath.Join(t.TempDir(), "app.pem")
+	if err := os.WriteFile(pemPath, pemData, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	t.Run("pem", func(t *testing.T) {
+		ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodCertificate, CertificatePath: pemPath}, options(c))
+		mustSignIn(t, c, ts, tenantA)
+	})
+	t.Run("pkcs12", func(t *testing.T) {
+		p12 := cloudtest.WritePKCS12(t, pemData, "pfx-password")
+		ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodCertificate,
+			CertificatePath: p12, CertificatePassword: "pfx-password"}, options(c))
+		mustSignIn(t, c, ts, tenantA)
+	})
+	t.Run("another certificate", func(t *testing.T) {
+		other, _ := cloudtest.NewCertificate(t)
+		p := filepath.Join(t.TempDir(), "other.pem")
+		_ = os.WriteFile(p, other, 0o600)
+		ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodCertificate, CertificatePath: p}, options(c))
+		_, err := token(t, ts, tenantA)
+		if outcome.Of(err) != outcome.AppCredentialInvalid || !strings.Contains(outcome.Detail(err), "AADSTS700027") {
+			t.Errorf("got %v", err)
+		}
+	})
+	t.Run("unreadable", func(t *testing.T) {
+		_, err := azauth.New(ctx, config.App{ClientID: appID, Method: config.MethodCertificate, CertificatePath: pemPath + ".missing"}, cloud.AzurePublic, options(c))
+		if err == nil {
+			t.Error("want an error")
+		}
+	})
+}
+
+func TestFederatedMethod(t *testing.T) {
+	c := cloudtest.Start(t)
+	useMSI(t, c)
+	miID := cloudtest.NewClientID()
+	c.SetApp(cloudtest.App{ClientID: appID, AcceptMIAssertions: true, FederatedMIClientID: miID})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	c.AddTenant(tenantB, cloudtest.Tenant{})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodFederated, FederatedClientID: miID}, options(c))
+
+	mustSignIn(t, c, ts, tenantA)
+	mustSignIn(t, c, ts, tenantB)
+	mustSignIn(t, c, ts, tenantA)
+	if n := c.ManagedIdentityRequests(); n != 1 {
+		t.Errorf("%d managed identity requests, want 1 (cached)", n)
+	}
+	if n := c.TotalTokenRequests(); n != 2 {
+		t.Errorf("%d token requests, want 2", n)
+	}
+	var sawAudience bool
+	for _, r := range c.Requests() {
+		if strings.HasPrefix(r.Path, "/msi/") && strings.Contains(r.Query, "resource=api%3A%2F%2FAzureADTokenExchange") && strings.Contains(r.Query, miID) {
+			sawAudience = true
+		}
+	}
+	if !sawAudience {
+		t.Errorf("no MSI request for api://AzureADTokenExchange with client id %s: %+v", miID, c.Requests())
+	}
+}
+
+func TestFederatedMethodMSIDown(t *testing.T) {
+	c := cloudtest.Start(t)
+	useMSI(t, c)
+	miID := cloudtest.NewClientID()
+	c.SetApp(cloudtest.App{ClientID: appID, AcceptMIAssertions: true})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	c.SetManagedIdentityStatus(http.StatusInternalServerError)
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodFederated, FederatedClientID: miID}, options(c))
+	_, err := token(t, ts, tenantA)
+	if outcome.Of(err) != outcome.UpstreamError {
+		t.Fatalf("got %v", err)
+	}
+	if n := c.TotalTokenRequests(); n != 0 {
+		t.Errorf("%d token requests without an assertion", n)
+	}
+}
+
+func keyVaultApp(miID string) config.App {
+	return config.App{ClientID: appID, Method: config.MethodKeyVault,
+		SecretURI: cloudtest.VaultURL("appvault") + "/secrets/app-secret", ManagedIdentityClientID: miID}
+}
+
+func TestKeyVaultMethod(t *testing.T) {
+	c := cloudtest.Start(t)
+	useMSI(t, c)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	c.AddVault("appvault", cloudtest.ManagedIdentityTenant, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{
+		"app-secret": {Value: secret, Enabled: true}}})
+	ts := newTenants(t, c, keyVaultApp(cloudtest.NewClientID()), options(c))
+	mustSignIn(t, c, ts, tenantA)
+	if c.ManagedIdentityRequests() != 1 {
+		t.Errorf("%d managed identity requests", c.ManagedIdentityRequests())
+	}
+
+	t.Run("vault denies", func(t *testing.T) {
+		c.AddVault("appvault", cloudtest.ManagedIdentityTenant, cloudtest.Vault{Status: http.StatusForbidden})
+		if _, err := azauth.New(ctx, keyVaultApp(cloudtest.NewClientID()), cloud.AzurePublic, options(c)); err == nil {
+			t.Error("want an error")
+		}
+	})
+}
+
+func vaultReads(c *cloudtest.Cloud) int {
+	n := 0
+	for _, r := range c.Requests() {
+		if r.Host == "appvault.vault.azure.net" && r.Tenant != "" { // authorised GETs, not the challenge
+			n++
+		}
+	}
+	return n
+}
+
+func TestKeyVaultRotation(t *testing.T) {
+	c := cloudtest.Start(t)
+	useMSI(t, c)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	tenants := make([]string, 8)
+	for i := range tenants {
+		tenants[i] = fmt.Sprintf("cccccccc-0000-4000-8000-%012d", i)
+		c.AddTenant(tenants[i], cloudtest.Tenant{})
+	}
+	c.AddVault("appvault", cloudtest.ManagedIdentityTenant, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{
+		"app-secret": {Value: secret, Enabled: true}}})
+	ts := newTenants(t, c, keyVaultApp(cloudtest.NewClientID()), options(c))
+	if n := vaultReads(c); n != 1 {
+		t.Fatalf("%d vault reads at start, want 1", n)
+	}
+	mustSignIn(t, c, ts, tenants[0])
+
+	// The secret is rotated: Key Vault has the new one, Entra ID rejects the
+	// old one. Sign-ins racing into new tenants re-read it once.
+	c.SetSecret("appvault", "app-secret", cloudtest.Secret{Value: "app-secret-value-2", Enabled: true})
+	c.UpdateApp(func(a *cloudtest.App) { a.Secret = "app-secret-value-2" })
+	var wg sync.WaitGroup
+	for _, tid := range tenants[1:] {
+		wg.Go(func() {
+			cred, err := ts.Credential(tid)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if _, err := cred.GetToken(ctx, graphTRO); err != nil {
+				t.Errorf("sign-in to %s after rotation: %v", tid, err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := vaultReads(c); n != 2 {
+		t.Errorf("%d vault reads, want 2 (start + one re-read)", n)
+	}
+	// The tenant signed in before the rotation gets the new secret as well
+	// (its cached token is dropped with the rebuilt credential).
+	c.ResetCounters()
+	mustSignIn(t, c, ts, tenants[0])
+	if n := c.TokenRequests(tenants[0]); n != 1 {
+		t.Errorf("%d token requests for the tenant signed in before the rotation", n)
+	}
+
+	// Another rotation within the minute is not re-read: the sign-in fails
+	// as the app's fault.
+	c.SetSecret("appvault", "app-secret", cloudtest.Secret{Value: "app-secret-value-3", Enabled: true})
+	c.UpdateApp(func(a *cloudtest.App) { a.Secret = "app-secret-value-3" })
+	c.ResetCounters()
+	ts.Forget(tenants[1])
+	_, err := token(t, ts, tenants[1])
+	if outcome.Of(err) != outcome.AppCredentialInvalid || !strings.Contains(outcome.Detail(err), "AADSTS7000215") {
+		t.Errorf("got %v", err)
+	}
+	if n := vaultReads(c); n != 0 {
+		t.Errorf("%d vault reads within the minute, want 0", n)
+	}
+}
+
+func TestKeyVaultSecretUnchanged(t *testing.T) {
+	c := cloudtest.Start(t)
+	useMSI(t, c)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: "the-right-one"})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	c.AddVault("appvault", cloudtest.ManagedIdentityTenant, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{
+		"app-secret": {Value: "a-stale-one", Enabled: true}}})
+	ts := newTenants(t, c, keyVaultApp(cloudtest.NewClientID()), options(c))
+	_, err := token(t, ts, tenantA)
+	if outcome.Of(err) != outcome.AppCredentialInvalid {
+		t.Errorf("got %v", err)
+	}
+	if n := c.TokenRequests(tenantA); n != 1 {
+		t.Errorf("%d token requests, want 1 (no retry when the secret did not change)", n)
+	}
+	if n := vaultReads(c); n != 2 {
+		t.Errorf("%d vault reads, want 2", n)
+	}
+}
+
+func TestSignInFaults(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	for i, tc := range []struct {
+		name   string
+		tenant cloudtest.Tenant
+		add    bool
+		code   outcome.Code
+		detail string
+	}{
+		{"app not in tenant", cloudtest.Tenant{SignIn: cloudtest.FaultAppNotInTenant}, true, outcome.AppNotInTenant, "AADSTS700016: the application is not present in the tenant"},
+		{"tenant not found", cloudtest.Tenant{SignIn: cloudtest.FaultTenantNotFound}, true, outcome.TenantNotFound, "AADSTS90002"},
+		{"unknown tenant", cloudtest.Tenant{}, false, outcome.TenantNotFound, "AADSTS90002"},
+		{"invalid secret", cloudtest.Tenant{SignIn: cloudtest.FaultInvalidSecret}, true, outcome.AppCredentialInvalid, "AADSTS7000215"},
+		{"expired secret", cloudtest.Tenant{SignIn: cloudtest.FaultSecretExpired}, true, outcome.AppCredentialInvalid, "AADSTS7000222"},
+		{"invalid assertion", cloudtest.Tenant{SignIn: cloudtest.FaultInvalidAssertion}, true, outcome.AppCredentialInvalid, "AADSTS700027"},
+		{"other code", cloudtest.Tenant{SignIn: "50034"}, true, outcome.UpstreamError, "AADSTS50034"},
+		{"throttled", cloudtest.Tenant{SignInThrottle: 1000}, true, outcome.Throttled, "throttled"},
+		{"unavailable", cloudtest.Tenant{SignInStatus: 503}, true, outcome.UpstreamError, "HTTP 503"},
+		{"server error", cloudtest.Tenant{SignInStatus: 500}, true, outcome.UpstreamError, "HTTP 500"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tid := fmt.Sprintf("eeeeeeee-0000-4000-8000-%012d", i)
+			if tc.add {
+				c.AddTenant(tid, tc.tenant)
+			}
+			_, err := token(t, ts, tid)
+			var oe *outcome.Error
+			if !errors.As(err, &oe) {
+				t.Fatalf("not an *outcome.Error: %v", err)
+			}
+			if oe.Code != tc.code || !strings.Contains(oe.Detail, tc.detail) {
+				t.Errorf("got %s %q, want %s containing %q", oe.Code, oe.Detail, tc.code, tc.detail)
+			}
+			var afe *azidentity.AuthenticationFailedError
+			if !errors.As(err, &afe) {
+				t.Error("the azidentity error is not kept")
+			}
+			for _, leak := range []string{secret, "Trace ID", "{", cloudtest.TokenMarker} {
+				if strings.Contains(oe.Detail, leak) {
+					t.Errorf("detail %q contains %q", oe.Detail, leak)
+				}
+			}
+		})
+	}
+}
+
+func TestTimeoutAndNetwork(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	app := config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}
+
+	t.Run("deadline", func(t *testing.T) {
+		c.SetLatency(5 * time.Second)
+		defer c.SetLatency(0)
+		ts := newTenants(t, c, app, options(c))
+		cred, _ := ts.Credential(tenantA)
+		tctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+		defer cancel()
+		start := time.Now()
+		_, err := cred.GetToken(tctx, graphTRO)
+		if outcome.Of(err) != outcome.Timeout {
+			t.Errorf("got %v", err)
+		}
+		if time.Since(start) > 2*time.Second {
+			t.Errorf("took %s", time.Since(start))
+		}
+	})
+	t.Run("network", func(t *testing.T) {
+		opts := options(c)
+		opts.Transport = &http.Client{Transport: &http.Transport{
+			DialContext: func(context.Context, string, string) (net.Conn, error) { return nil, errors.New("connection refused") },
+		}}
+		ts := newTenants(t, c, app, opts)
+		_, err := token(t, ts, tenantA)
+		if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "the sign-in service could not be reached" {
+			t.Errorf("got %v", err)
+		}
+	})
+}
+
+func TestTenantIDValidation(t *testing.T) {
+	c := cloudtest.Start(t)
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	for _, id := range []string{"common", "organizations", "consumers", "", "contoso.onmicrosoft.com",
+		"9188040d-6c67-4c5b-b112-36a304b66dad", tenantA + "/../common", "not-a-guid"} {
+		_, err := ts.Credential(id)
+		if !errors.Is(err, azauth.ErrInvalidTenantID) || outcome.Of(err) != outcome.TenantNotFound {
+			t.Errorf("Credential(%q) = %v", id, err)
+		}
+	}
+	if ts.Len() != 0 {
+		t.Errorf("Len = %d", ts.Len())
+	}
+	if c.TotalTokenRequests() != 0 {
+		t.Error("token requests for rejected tenants")
+	}
+}
+
+func TestOnlyOwnTenant(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	c.AddTenant(tenantB, cloudtest.Tenant{})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	cred, _ := ts.Credential(tenantA)
+	tro := graphTRO
+	tro.TenantID = tenantB
+	_, err := cred.GetToken(ctx, tro)
+	if !errors.Is(err, azauth.ErrWrongTenant) {
+		t.Errorf("got %v", err)
+	}
+	tro.TenantID = strings.ToUpper(tenantA)
+	if _, err := cred.GetToken(ctx, tro); err != nil {
+		t.Errorf("own tenant named explicitly: %v", err)
+	}
+	if c.TokenRequests(tenantB) != 0 {
+		t.Error("a token was requested in tenant B")
+	}
+}
+
+func TestForgetAndBound(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	opts := options(c)
+	opts.MaxTenants = 3
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, opts)
+
+	mustSignIn(t, c, ts, tenantA)
+	ts.Forget(strings.ToUpper(tenantA))
+	if ts.Len() != 0 {
+		t.Fatalf("Len after Forget = %d", ts.Len())
+	}
+	mustSignIn(t, c, ts, tenantA)
+	if n := c.TokenRequests(tenantA); n != 2 {
+		t.Errorf("%d token requests, want 2 (Forget drops the cached token)", n)
+	}
+
+	for i := range 5 {
+		if _, err := ts.Credential(fmt.Sprintf("ffffffff-0000-4000-8000-%012d", i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if ts.Len() != 3 {
+		t.Errorf("Len = %d, want the bound 3", ts.Len())
+	}
+}
+
+func TestClassify(t *testing.T) {
+	if azauth.Classify(nil) != nil {
+		t.Error("Classify(nil)")
+	}
+	oe := outcome.New(outcome.Throttled, "x", nil)
+	if azauth.Classify(oe) != error(oe) {
+		t.Error("an *outcome.Error is not kept")
+	}
+	if got := outcome.Of(azauth.Classify(fmt.Errorf("wrapped: %w", context.DeadlineExceeded))); got != outcome.Timeout {
+		t.Errorf("deadline: %s", got)
+	}
+	if got := outcome.Of(azauth.Classify(errors.New("boom"))); got != outcome.UpstreamError {
+		t.Errorf("other: %s", got)
+	}
+}
+
+func TestNewRejectsBadApps(t *testing.T) {
+	for _, app := range []config.App{
+		{ClientID: "nope", Method: config.MethodSecret, Secret: "x"},
+		{ClientID: appID, Method: config.MethodSecret},
+		{ClientID: appID, Method: "password"},
+		{ClientID: appID, Method: config.MethodFederated, FederatedClientID: "nope"},
+	} {
+		if _, err := azauth.New(ctx, app, cloud.AzurePublic, azauth.Options{}); err == nil {
+			t.Errorf("New(%+v): want an error", app)
+		}
+	}
+}

@@ -1,0 +1,125 @@
+package azauth
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+)
+
+// aadstsOutcomes are the sign-in codes with an outcome of their own, and a
+// customer-safe description of each.
+var aadstsOutcomes = map[int]struct {
+	code   outcome.Code
+	detail string
+}{
+	700016:  {outcome.AppNotInTenant, "the application is not present in the tenant (admin consent is missing)"},
+	90002:   {outcome.TenantNotFound, "the tenant does not exist"},
+	7000215: {outcome.AppCredentialInvalid, "the app's client secret is invalid"},
+	7000222: {outcome.AppCredentialInvalid, "the app's client secret has expired"},
+	700027:  {outcome.AppCredentialInvalid, "the app's certificate or client assertion was rejected"},
+	// A federated credential that does not match the managed identity is the
+	// app's configuration too.
+	70021:  {outcome.AppCredentialInvalid, "no federated credential of the app matches the managed identity"},
+	700211: {outcome.AppCredentialInvalid, "no federated credential of the app matches the assertion's issuer"},
+	700213: {outcome.AppCredentialInvalid, "no federated credential of the app matches the assertion's subject"},
+}
+
+var (
+	aadstsRE   = regexp.MustCompile(`AADSTS(\d{4,8})`)
+	oauthErrRE = regexp.MustCompile(`^[a-z_]{1,40}$`)
+)
+
+// Classify turns a GetToken failure into an *outcome.Error that keeps err as
+// its cause; an *outcome.Error is returned as it is, and nil stays nil.
+func Classify(err error) error { return classify(context.Background(), err) }
+
+// secretRejected reports whether err is Entra ID refusing the client secret.
+func secretRejected(err error) bool {
+	code, _, _ := signInFailure(err)
+	return code == 7000215 || code == 7000222
+}
+
+// signInFailure extracts the AADSTS code, OAuth error and HTTP status of a
+// response carried by an azidentity error.
+func signInFailure(err error) (aadsts int, oauthErr string, resp *http.Response) {
+	var afe *azidentity.AuthenticationFailedError
+	if !errors.As(err, &afe) || afe.RawResponse == nil {
+		return 0, "", nil
+	}
+	resp = afe.RawResponse
+	body, _ := runtime.Payload(resp)
+	var e struct {
+		Error       string `json:"error"`
+		Description string `json:"error_description"`
+		Codes       []int  `json:"error_codes"`
+	}
+	_ = json.Unmarshal(body, &e)
+	if len(e.Codes) > 0 {
+		aadsts = e.Codes[0]
+	} else if m := aadstsRE.FindStringSubmatch(e.Description); m != nil {
+		aadsts, _ = strconv.Atoi(m[1])
+	}
+	if oauthErrRE.MatchString(e.Error) {
+		oauthErr = e.Error
+	}
+	return aadsts, oauthErr, resp
+}
+
+func classify(ctx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	var oe *outcome.Error
+	if errors.As(err, &oe) {
+		return err
+	}
+	code, oauthErr, resp := signInFailure(err)
+	if known, ok := aadstsOutcomes[code]; ok {
+		return outcome.New(known.code, fmt.Sprintf("AADSTS%d: %s", code, known.detail), err)
+	}
+	if resp != nil {
+		who := "Entra ID"
+		if resp.Request != nil && !strings.Contains(resp.Request.URL.Path, "/oauth2/") && !strings.Contains(resp.Request.URL.Path, "/.well-known/") {
+			who = "the managed identity endpoint"
+		}
+		switch st := resp.StatusCode; {
+		case st == http.StatusTooManyRequests:
+			return outcome.New(outcome.Throttled, "sign-in was throttled by "+who, err)
+		case st >= 500:
+			return outcome.New(outcome.UpstreamError, fmt.Sprintf("%s failed with HTTP %d", who, st), err)
+		case code != 0 && oauthErr != "":
+			return outcome.New(outcome.UpstreamError, fmt.Sprintf("AADSTS%d: sign-in was refused (%s)", code, oauthErr), err)
+		case code != 0:
+			return outcome.New(outcome.UpstreamError, fmt.Sprintf("AADSTS%d: sign-in was refused", code), err)
+		default:
+			return outcome.New(outcome.UpstreamError, fmt.Sprintf("%s refused the sign-in with HTTP %d", who, st), err)
+		}
+	}
+	if timedOut(ctx, err) {
+		return outcome.New(outcome.Timeout, "the sign-in did not finish in time", err)
+	}
+	return outcome.New(outcome.UpstreamError, "the sign-in service could not be reached", err)
+}
+
+// timedOut reports a deadline or cancellation. azidentity flattens MSAL's
+// errors into text, so the context and the message are checked too.
+func timedOut(ctx context.Context, err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+		return true
+	}
+	if ctx.Err() != nil {
+		return true
+	}
+	msg := err.Error()
+	return strings.Contains(msg, context.DeadlineExceeded.Error()) || strings.Contains(msg, context.Canceled.Error())
+}

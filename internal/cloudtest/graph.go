@@ -1,0 +1,183 @@
+package cloudtest
+
+import (
+	"fmt"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+func writeODataError(w http.ResponseWriter, status int, code, msg string) {
+	now := time.Now().UTC().Format("2006-01-02T15:04:05")
+	reqID := guidFrom("req", randHex(8))
+	writeJSON(w, status, map[string]any{"error": map[string]any{
+		"code":    code,
+		"message": msg,
+		"innerError": map[string]any{
+			"date": now, "request-id": reqID, "client-request-id": reqID,
+		},
+	}})
+}
+
+func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
+	tok := bearer(r)
+	c.record(r, c.tenantOfToken(tok))
+	if !c.wait(r) {
+		return
+	}
+	claims, err := c.checkToken(tok, GraphResource)
+	if err != nil {
+		w.Header().Set("WWW-Authenticate", `Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", client_id="00000003-0000-0000-c000-000000000000"`)
+		writeODataError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure: "+err.Error()+".")
+		return
+	}
+	tenant := claims.Tid
+
+	c.mu.Lock()
+	tn, ok := c.tenants[tenant]
+	var t Tenant
+	throttled := false
+	if ok {
+		if tn.GraphThrottle > 0 {
+			tn.GraphThrottle--
+			throttled = true
+		}
+		t = *tn
+	}
+	c.mu.Unlock()
+	if !ok {
+		writeODataError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure: unknown tenant.")
+		return
+	}
+	if t.GraphHang {
+		select {
+		case <-r.Context().Done():
+		case <-c.done:
+		}
+		return
+	}
+	if throttled {
+		w.Header().Set("Retry-After", "0")
+		writeODataError(w, http.StatusTooManyRequests, "TooManyRequests", "Too many requests.")
+		return
+	}
+	switch t.GraphStatus {
+	case 0, http.StatusOK:
+	case http.StatusForbidden:
+		writeODataError(w, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+		return
+	case http.StatusTooManyRequests:
+		w.Header().Set("Retry-After", "0")
+		writeODataError(w, http.StatusTooManyRequests, "TooManyRequests", "Too many requests.")
+		return
+	case http.StatusServiceUnavailable:
+		w.Header().Set("Retry-After", "0")
+		writeODataError(w, http.StatusServiceUnavailable, "serviceNotAvailable", "The service is temporarily unavailable.")
+		return
+	default:
+		writeODataError(w, t.GraphStatus, "generalException", "cloudtest injected Graph fault.")
+		return
+	}
+
+	if r.Method != http.MethodGet {
+		writeODataError(w, http.StatusMethodNotAllowed, "Request_BadRequest", "Only GET is supported by cloudtest.")
+		return
+	}
+	switch r.URL.Path {
+	case "/v1.0/organization":
+		c.serveOrganization(w, tenant, t)
+	case "/v1.0/users":
+		c.serveUsers(w, r, tenant, t)
+	case "/v1.0/users/$count":
+		if !strings.EqualFold(r.Header.Get("ConsistencyLevel"), "eventual") {
+			writeODataError(w, http.StatusBadRequest, "Request_BadRequest", "$count is not currently supported.")
+			return
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = fmt.Fprint(w, t.Users)
+	default:
+		writeODataError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+r.URL.Path+"' does not exist or one of its queried reference-property objects are not present.")
+	}
+}
+
+func orgDomain(tenant string, t Tenant) string {
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return -1
+	}, strings.ToLower(t.OrgName))
+	if name == "" {
+		name = "t" + strings.ReplaceAll(tenant, "-", "")[:8]
+	}
+	return name + ".onmicrosoft.com"
+}
+
+func (c *Cloud) serveOrganization(w http.ResponseWriter, tenant string, t Tenant) {
+	writeJSON(w, http.StatusOK, map[string]any{
+		"@odata.context": "https://" + GraphHost + "/v1.0/$metadata#organization",
+		"value": []map[string]any{{
+			"id":          tenant,
+			"displayName": t.OrgName,
+			"verifiedDomains": []map[string]any{{
+				"name": orgDomain(tenant, t), "isDefault": true, "isInitial": true, "type": "Managed", "capabilities": "Email, OfficeCommunicationsOnline",
+			}},
+		}},
+	})
+}
+
+func (c *Cloud) serveUsers(w http.ResponseWriter, r *http.Request, tenant string, t Tenant) {
+	q := r.URL.Query()
+	top := 100
+	if s := q.Get("$top"); s != "" {
+		n, err := strconv.Atoi(s)
+		if err != nil || n < 1 || n > 999 {
+			writeODataError(w, http.StatusBadRequest, "Request_UnsupportedQuery", "Invalid page size specified: '"+s+"'. Must be between 1 and 999 inclusive.")
+			return
+		}
+		top = n
+	}
+	skip := 0
+	if s := q.Get("$skiptoken"); s != "" {
+		n, err := strconv.Atoi(strings.TrimPrefix(s, "X"))
+		if err != nil || n < 0 {
+			writeODataError(w, http.StatusBadRequest, "Request_BadRequest", "Invalid skip token.")
+			return
+		}
+		skip = n
+	}
+	withCount := strings.EqualFold(q.Get("$count"), "true")
+	if withCount && !strings.EqualFold(r.Header.Get("ConsistencyLevel"), "eventual") {
+		writeODataError(w, http.StatusBadRequest, "Request_BadRequest", "$count is not currently supported.")
+		return
+	}
+	domain := orgDomain(tenant, t)
+	end := min(skip+top, t.Users)
+	users := make([]map[string]any, 0, max(end-skip, 0))
+	for i := skip; i < end; i++ {
+		users = append(users, map[string]any{
+			"id":                guidFrom("user", tenant, strconv.Itoa(i)),
+			"displayName":       fmt.Sprintf("User %d", i+1),
+			"userPrincipalName": fmt.Sprintf("user%d@%s", i+1, domain),
+		})
+	}
+	body := map[string]any{
+		"@odata.context": "https://" + GraphHost + "/v1.0/$metadata#users",
+		"value":          users,
+	}
+	if withCount {
+		body["@odata.count"] = t.Users
+	}
+	if end < t.Users {
+		next := url.Values{}
+		for k, v := range q {
+			next[k] = v
+		}
+		next.Set("$top", strconv.Itoa(top))
+		next.Set("$skiptoken", "X"+strconv.Itoa(end))
+		body["@odata.nextLink"] = "https://" + GraphHost + "/v1.0/users?" + next.Encode()
+	}
+	writeJSON(w, http.StatusOK, body)
+}
