@@ -1,0 +1,124 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+
+	abs "github.com/microsoft/kiota-abstractions-go"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
+
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+)
+
+// apiError stands in for a kiota error in an outcome's chain. Its text holds
+// only the operation, the status and Graph's error code: the SDK's own text is
+// Graph's message (server-chosen prose), and ODataError.Error panics when the
+// body had no message. The original stays reachable through Unwrap.
+type apiError struct {
+	op     string
+	status int
+	code   string
+	err    error
+}
+
+func (e *apiError) Error() string {
+	if e.code != "" {
+		return fmt.Sprintf("graph: %s: HTTP %d %s", e.op, e.status, e.code)
+	}
+	return fmt.Sprintf("graph: %s: HTTP %d", e.op, e.status)
+}
+
+func (e *apiError) Unwrap() error { return e.err }
+
+// classify turns an error from a Graph call into an *outcome.Error. An error
+// that already holds one (the credential classifies sign-in failures) keeps
+// its code; cancellation is returned as is, since it is no fault of the
+// tenant.
+func classify(ctx context.Context, op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var oe *outcome.Error
+	if errors.As(err, &oe) {
+		return err
+	}
+	status := statusOf(err)
+	if errors.Is(err, context.DeadlineExceeded) || status == 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return outcome.New(outcome.Timeout, "Microsoft Graph did not answer within the tenant's time budget", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("graph: %s: %w", op, err)
+	}
+	if errors.Is(err, errForeignHost) {
+		return outcome.New(outcome.UpstreamError, "Microsoft Graph pointed the app at a host outside the configured cloud", err)
+	}
+	if errors.Is(err, errNoOrganization) {
+		return outcome.New(outcome.UpstreamError, "Microsoft Graph returned no organization for the tenant", err)
+	}
+	if status == 0 {
+		return outcome.New(outcome.UpstreamError, "could not reach Microsoft Graph", err)
+	}
+	code := odataCode(err)
+	wrapped := &apiError{op: op, status: status, code: code, err: err}
+	switch {
+	case status == http.StatusForbidden,
+		status == http.StatusUnauthorized && (code == "Authorization_RequestDenied" || code == "Authorization_IdentityNotFound"):
+		return outcome.New(outcome.GraphConsentMissing, "admin consent for Microsoft Graph application permissions is missing", wrapped)
+	case status == http.StatusTooManyRequests:
+		return outcome.New(outcome.Throttled, "Microsoft Graph throttled the app past its retry budget", wrapped)
+	case status == http.StatusUnauthorized:
+		return outcome.New(outcome.UpstreamError, withCode("Microsoft Graph rejected the app's token", code), wrapped)
+	case status >= 500:
+		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Microsoft Graph failed with HTTP %d", status), wrapped)
+	default:
+		return outcome.New(outcome.UpstreamError, withCode(fmt.Sprintf("Microsoft Graph answered HTTP %d", status), code), wrapped)
+	}
+}
+
+func withCode(s, code string) string {
+	if code == "" {
+		return s
+	}
+	return s + " (" + code + ")"
+}
+
+// statusOf is the HTTP status of a kiota error (an *odataerrors.ODataError,
+// or an *abs.ApiError when no error body was mapped), or 0.
+func statusOf(err error) int {
+	var ae abs.ApiErrorable
+	if errors.As(err, &ae) {
+		return ae.GetStatusCode()
+	}
+	return 0
+}
+
+// odataCode is Graph's error code (for example Authorization_RequestDenied),
+// or "". Graph's codes are fixed identifiers, safe to show; its messages are
+// not passed on.
+func odataCode(err error) string {
+	var oe *odataerrors.ODataError
+	if !errors.As(err, &oe) {
+		return ""
+	}
+	main := oe.GetErrorEscaped()
+	if main == nil || main.GetCode() == nil {
+		return ""
+	}
+	return sanitizeCode(*main.GetCode())
+}
+
+// sanitizeCode keeps a code that looks like an identifier and drops anything
+// else, so that a hostile or broken body cannot put prose in the detail.
+func sanitizeCode(s string) string {
+	if len(s) > 64 {
+		return ""
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return ""
+		}
+	}
+	return s
+}

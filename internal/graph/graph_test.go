@@ -1,0 +1,381 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	azcloud "github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+)
+
+const (
+	appID     = "5a5a5a5a-0000-4000-8000-00000000a001"
+	appSecret = "cloudtest-app-secret"
+	tenantA   = "aaaaaaaa-0000-4000-8000-000000000001"
+	tenantB   = "bbbbbbbb-0000-4000-8000-000000000002"
+)
+
+func startCloud(t *testing.T) *cloudtest.Cloud {
+	t.Helper()
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: appSecret})
+	return c
+}
+
+// secretCred is a real azidentity credential of the tenant against the fake
+// Entra ID.
+func secretCred(t *testing.T, c *cloudtest.Cloud, tenantID string) azcore.TokenCredential {
+	t.Helper()
+	cred, err := azidentity.NewClientSecretCredential(tenantID, appID, appSecret, &azidentity.ClientSecretCredentialOptions{
+		ClientOptions: azcore.ClientOptions{
+			Transport: c.HTTPClient(),
+			Cloud:     azcloud.Configuration{ActiveDirectoryAuthorityHost: cloudtest.AuthorityHost},
+			Retry:     policy.RetryOptions{MaxRetries: -1},
+		},
+		DisableInstanceDiscovery: true,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return cred
+}
+
+// graphRequests are the requests Graph received, with the tenant of their
+// bearer token.
+func graphRequests(c *cloudtest.Cloud) []cloudtest.Request {
+	var out []cloudtest.Request
+	for _, r := range c.Requests() {
+		if r.Host == cloudtest.GraphHost {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func checkTenantOfTokens(t *testing.T, c *cloudtest.Cloud, tenantID string) {
+	t.Helper()
+	reqs := graphRequests(c)
+	if len(reqs) == 0 {
+		t.Fatal("no Graph request")
+	}
+	for _, r := range reqs {
+		if r.Tenant != tenantID {
+			t.Errorf("%s %s?%s carried a token of tenant %q, want %q", r.Method, r.Path, r.Query, r.Tenant, tenantID)
+		}
+	}
+}
+
+func TestOrganization(t *testing.T) {
+	c := startCloud(t)
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 250})
+	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+	info, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.Organization != "Contoso" || info.UserCount != 250 {
+		t.Errorf("info = %+v, want Contoso with 250 users", info)
+	}
+	checkTenantOfTokens(t, c, tenantA)
+	var paths []string
+	for _, r := range graphRequests(c) {
+		paths = append(paths, r.Path)
+	}
+	if strings.Join(paths, " ") != "/v1.0/organization /v1.0/users/$count" {
+		t.Errorf("Graph requests %v, want the organization and one $count", paths)
+	}
+}
+
+// interceptor sits under the Reader (as its parent transport) and can answer
+// requests itself; it records every host it is asked to reach.
+type interceptor struct {
+	next   http.RoundTripper
+	answer func(*http.Request) *http.Response
+
+	mu    sync.Mutex
+	hosts []string
+}
+
+func (i *interceptor) RoundTrip(r *http.Request) (*http.Response, error) {
+	i.mu.Lock()
+	i.hosts = append(i.hosts, r.URL.Host)
+	i.mu.Unlock()
+	if i.answer != nil {
+		if resp := i.answer(r); resp != nil {
+			return resp, nil
+		}
+	}
+	return i.next.RoundTrip(r)
+}
+
+func jsonResponse(r *http.Request, status int, h http.Header, body string) *http.Response {
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Content-Type", "application/json")
+	return &http.Response{StatusCode: status, Header: h, Body: io.NopCloser(strings.NewReader(body)), Request: r,
+		ContentLength: int64(len(body)), Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1}
+}
+
+func TestOrganizationPagesWhenCountIsUnsupported(t *testing.T) {
+	for _, status := range []int{400, 404} {
+		t.Run(http.StatusText(status), func(t *testing.T) {
+			c := startCloud(t)
+			c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Fabrikam", Users: 2100})
+			ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
+				if strings.HasSuffix(r.URL.Path, "/users/$count") {
+					return jsonResponse(r, status, nil, `{"error":{"code":"Request_UnsupportedQuery","message":"no"}}`)
+				}
+				return nil
+			}}
+			r := New(cloud.AzurePublic, Options{Transport: ic})
+			info, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if info.Organization != "Fabrikam" || info.UserCount != 2100 {
+				t.Errorf("info = %+v, want Fabrikam with 2100 users", info)
+			}
+			pages := 0
+			for _, r := range graphRequests(c) {
+				if r.Path == "/v1.0/users" {
+					pages++
+				}
+			}
+			if pages != 3 {
+				t.Errorf("user pages = %d, want 3 (999 a page)", pages)
+			}
+			checkTenantOfTokens(t, c, tenantA)
+		})
+	}
+}
+
+func TestOrganizationFaults(t *testing.T) {
+	tests := []struct {
+		name     string
+		tenant   cloudtest.Tenant
+		want     outcome.Code
+		requests int // Graph requests, kiota's retries included
+	}{
+		{"consent missing", cloudtest.Tenant{GraphStatus: 403}, outcome.GraphConsentMissing, 1},
+		{"always throttled", cloudtest.Tenant{GraphStatus: 429}, outcome.Throttled, 4},
+		{"unavailable", cloudtest.Tenant{GraphStatus: 503}, outcome.UpstreamError, 4},
+		{"server error", cloudtest.Tenant{GraphStatus: 500}, outcome.UpstreamError, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := startCloud(t)
+			tt.tenant.OrgName = "Contoso"
+			c.AddTenant(tenantA, tt.tenant)
+			r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+			_, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+			var oe *outcome.Error
+			if !errors.As(err, &oe) || oe.Code != tt.want {
+				t.Fatalf("err = %v, want %s", err, tt.want)
+			}
+			if strings.Contains(err.Error(), "Insufficient privileges") || strings.Contains(err.Error(), cloudtest.TokenMarker) {
+				t.Errorf("error text leaks Graph's message or a token: %v", err)
+			}
+			if n := len(graphRequests(c)); n != tt.requests {
+				t.Errorf("Graph requests = %d, want %d", n, tt.requests)
+			}
+			checkTenantOfTokens(t, c, tenantA)
+		})
+	}
+	t.Run("consent detail", func(t *testing.T) {
+		c := startCloud(t)
+		c.AddTenant(tenantA, cloudtest.Tenant{GraphStatus: 403})
+		r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+		_, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+		if got := outcome.Detail(err); got != "admin consent for Microsoft Graph application permissions is missing" {
+			t.Errorf("detail = %q", got)
+		}
+	})
+}
+
+func TestOrganizationThrottledThenSucceeds(t *testing.T) {
+	c := startCloud(t)
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 5, GraphThrottle: 2})
+	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+	start := time.Now()
+	info, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.UserCount != 5 {
+		t.Errorf("info = %+v", info)
+	}
+	if n := len(graphRequests(c)); n != 4 {
+		t.Errorf("Graph requests = %d, want 4 (2 throttled, organization, $count)", n)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("took %v: Retry-After 0 was not honoured", d)
+	}
+}
+
+// A Retry-After beyond the context's deadline is not slept through: the 429
+// comes back at once as throttled.
+func TestOrganizationRetryAfterBeyondDeadline(t *testing.T) {
+	c := startCloud(t)
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso"})
+	ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
+		return jsonResponse(r, 429, http.Header{"Retry-After": {"30"}}, `{"error":{"code":"TooManyRequests","message":"x"}}`)
+	}}
+	r := New(cloud.AzurePublic, Options{Transport: ic})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err := r.Organization(ctx, tenantA, secretCred(t, c, tenantA))
+	if got := outcome.Of(err); got != outcome.Throttled {
+		t.Errorf("outcome = %s (%v), want throttled", got, err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v, want an immediate return", d)
+	}
+}
+
+func TestOrganizationHangTimesOut(t *testing.T) {
+	c := startCloud(t)
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", GraphHang: true})
+	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+	cred := secretCred(t, c, tenantA)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	_, err := r.Organization(ctx, tenantA, cred)
+	if got := outcome.Of(err); got != outcome.Timeout {
+		t.Errorf("outcome = %s (%v), want timeout", got, err)
+	}
+}
+
+func TestOrganizationReusesClientAndToken(t *testing.T) {
+	c := startCloud(t)
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
+	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+	cred := secretCred(t, c, tenantA)
+	for range 2 {
+		if _, err := r.Organization(context.Background(), tenantA, cred); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := c.TokenRequests(tenantA); n != 1 {
+		t.Errorf("token requests = %d, want 1", n)
+	}
+	first, _ := r.clients.get(tenantA)
+	r.Forget(tenantA)
+	if _, ok := r.clients.get(tenantA); ok {
+		t.Error("Forget kept the client")
+	}
+	if _, err := r.Organization(context.Background(), tenantA, cred); err != nil {
+		t.Fatal(err)
+	}
+	if second, _ := r.clients.get(tenantA); second == first {
+		t.Error("no new client after Forget")
+	}
+	// A new credential for the tenant replaces the cached client.
+	if _, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA)); err != nil {
+		t.Fatal(err)
+	}
+	if third, _ := r.clients.get(tenantA); third.cred == cred {
+		t.Error("the client of the old credential was reused")
+	}
+}
+
+func TestOrganizationTenantsAreSeparate(t *testing.T) {
+	c := startCloud(t)
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
+	c.AddTenant(tenantB, cloudtest.Tenant{OrgName: "Fabrikam", Users: 7})
+	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport, MaxClients: 1})
+	credA, credB := secretCred(t, c, tenantA), secretCred(t, c, tenantB)
+	var wg sync.WaitGroup
+	errs := make(chan error, 20)
+	for i := range 20 {
+		wg.Go(func() {
+			id, cred, want := tenantA, credA, "Contoso/3"
+			if i%2 == 1 {
+				id, cred, want = tenantB, credB, "Fabrikam/7"
+			}
+			info, err := r.Organization(context.Background(), id, cred)
+			if err != nil {
+				errs <- err
+				return
+			}
+			if got := info.Organization + "/" + strconv.Itoa(info.UserCount); got != want {
+				errs <- errors.New("tenant " + id + ": got " + got + ", want " + want)
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if n := r.clients.len(); n != 1 {
+		t.Errorf("cached clients = %d, want at most 1", n)
+	}
+	for _, req := range graphRequests(c) {
+		if req.Tenant != tenantA && req.Tenant != tenantB {
+			t.Errorf("request without a tenant's token: %+v", req)
+		}
+	}
+}
+
+// A nextLink pointing outside the cloud's Graph host is not followed: no
+// request (with or without a token) leaves for it.
+func TestOrganizationRefusesForeignNextLink(t *testing.T) {
+	c := startCloud(t)
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
+	ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
+		switch r.URL.Path {
+		case "/v1.0/users/$count":
+			return jsonResponse(r, 400, nil, `{"error":{"code":"Request_BadRequest","message":"no"}}`)
+		case "/v1.0/users":
+			return jsonResponse(r, 200, nil, `{"value":[{"id":"u1"}],"@odata.nextLink":"https://evil.example.com/v1.0/users?$skiptoken=1"}`)
+		}
+		return nil
+	}}
+	r := New(cloud.AzurePublic, Options{Transport: ic})
+	_, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+	if outcome.Of(err) != outcome.UpstreamError || !errors.Is(err, errForeignHost) {
+		t.Errorf("err = %v, want the foreign host refused", err)
+	}
+	ic.mu.Lock()
+	defer ic.mu.Unlock()
+	for _, h := range ic.hosts {
+		if h != cloudtest.GraphHost {
+			t.Errorf("a request was sent to %s", h)
+		}
+	}
+}
+
+// fixedCred returns a classified sign-in failure, as azauth's credentials do.
+type fixedCred struct{ err error }
+
+func (f fixedCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	return azcore.AccessToken{}, f.err
+}
+
+func TestOrganizationKeepsTheCredentialsOutcome(t *testing.T) {
+	c := startCloud(t)
+	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+	signIn := outcome.New(outcome.AppNotInTenant, "the app is not registered in the tenant", errors.New("AADSTS700016"))
+	_, err := r.Organization(context.Background(), tenantA, fixedCred{signIn})
+	if got := outcome.Of(err); got != outcome.AppNotInTenant {
+		t.Errorf("outcome = %s (%v)", got, err)
+	}
+	if n := len(graphRequests(c)); n != 0 {
+		t.Errorf("%d Graph requests sent without a token", n)
+	}
+}

@@ -1,0 +1,131 @@
+package keyvault
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+)
+
+// responseError stands in for an *azcore.ResponseError in an outcome's chain:
+// the SDK's text holds the request URL and the whole response body.
+type responseError struct {
+	status int
+	code   string
+	err    error
+}
+
+func (e *responseError) Error() string {
+	if e.code != "" {
+		return fmt.Sprintf("keyvault: get secret: HTTP %d %s", e.status, e.code)
+	}
+	return fmt.Sprintf("keyvault: get secret: HTTP %d", e.status)
+}
+
+func (e *responseError) Unwrap() error { return e.err }
+
+// isDisabled reports whether err is Key Vault's answer to reading a
+// disabled secret's value: 403 with inner code SecretDisabled. That is
+// metadata (Enabled=false), not a fault.
+func isDisabled(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden && innerCode(re) == "SecretDisabled"
+}
+
+// classify turns an error from GetSecret into an *outcome.Error. An error
+// that already holds one (from the credential, or from tenantCredential)
+// keeps its code; cancellation is returned as is.
+func classify(ctx context.Context, name string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var oe *outcome.Error
+	if errors.As(err, &oe) {
+		return err
+	}
+	var re *azcore.ResponseError
+	isResp := errors.As(err, &re)
+	if errors.Is(err, context.DeadlineExceeded) || !isResp && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return outcome.New(outcome.Timeout, "Key Vault did not answer within the tenant's time budget", err)
+	}
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("keyvault: get secret: %w", err)
+	}
+	if errors.Is(err, errForeignHost) {
+		return outcome.New(outcome.UpstreamError, "the vault pointed the app at another host", err)
+	}
+	if !isResp && strings.Contains(err.Error(), "challenge") {
+		// keyvault/internal's challenge policy: a challenge whose resource is
+		// not this vault's domain, or none at all.
+		return outcome.New(outcome.UpstreamError, "the vault's authentication challenge is not valid for its host", err)
+	}
+	if !isResp {
+		return outcome.New(outcome.UpstreamError, "could not reach the vault", err)
+	}
+	code := safeCode(re.ErrorCode)
+	wrapped := &responseError{status: re.StatusCode, code: code, err: err}
+	switch s := re.StatusCode; {
+	case s == http.StatusForbidden:
+		if innerCode(re) == "ForbiddenByFirewall" {
+			return outcome.New(outcome.KeyVaultAccessDenied,
+				"the vault's firewall does not let the app in: allow trusted access or the app's network on the vault", wrapped)
+		}
+		return outcome.New(outcome.KeyVaultAccessDenied,
+			"the app has no role on the vault that allows reading secrets: grant it Key Vault Secrets User", wrapped)
+	case s == http.StatusNotFound:
+		return outcome.New(outcome.SecretNotFound,
+			fmt.Sprintf("the vault has no secret named %q (or it is deleted)", name), wrapped)
+	case s == http.StatusTooManyRequests:
+		return outcome.New(outcome.Throttled, "Key Vault throttled the app past its retry budget", wrapped)
+	case s == http.StatusUnauthorized:
+		return outcome.New(outcome.UpstreamError, "the vault rejected the app's token", wrapped)
+	case s >= 500:
+		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Key Vault failed with HTTP %d", s), wrapped)
+	default:
+		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Key Vault answered HTTP %d", s), wrapped)
+	}
+}
+
+// innerCode is Key Vault's error.innererror.code (SecretDisabled,
+// ForbiddenByFirewall, ForbiddenByRbac...), or "".
+func innerCode(re *azcore.ResponseError) string {
+	if re.RawResponse == nil {
+		return ""
+	}
+	body, err := runtime.Payload(re.RawResponse)
+	if err != nil {
+		return ""
+	}
+	var e struct {
+		Error struct {
+			InnerError struct {
+				Code string `json:"code"`
+			} `json:"innererror"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) != nil {
+		return ""
+	}
+	return safeCode(e.Error.InnerError.Code)
+}
+
+// safeCode keeps a code that looks like an identifier, and drops anything
+// else so a broken body cannot put prose in an error text.
+func safeCode(s string) string {
+	if len(s) > 64 {
+		return ""
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return ""
+		}
+	}
+	return s
+}

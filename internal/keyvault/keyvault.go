@@ -1,0 +1,266 @@
+// Package keyvault reads the metadata of secrets in customer Key Vaults. It
+// reads a secret's latest version (Key Vault has no metadata-only read of the
+// latest version) and drops the value at once: the value never leaves
+// Secret, is never logged and is never stored.
+package keyvault
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"reflect"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
+)
+
+// DefaultMaxClients bounds the client cache when Options.MaxClients is zero.
+const DefaultMaxClients = 4096
+
+// DefaultMaxRetryDelay caps one wait between retries when Options.Retry sets
+// none. A Retry-After longer than this (or than what is left of the
+// context's deadline) is not waited for: the 429 is reported as throttled.
+const DefaultMaxRetryDelay = 20 * time.Second
+
+// Options tune a Reader. The zero value is right for production.
+type Options struct {
+	// Transport sends the requests; nil means azcore's default.
+	Transport policy.Transporter
+	// Retry replaces azcore's retry options (tests shorten them).
+	Retry *policy.RetryOptions
+	// MaxClients bounds the number of (tenant, vault) clients cached.
+	MaxClients int
+}
+
+// Reader reads secret metadata from vaults of the configured cloud. It is
+// safe for concurrent use.
+type Reader struct {
+	cl    cloud.Cloud
+	opts  Options
+	retry policy.RetryOptions
+
+	mu      sync.Mutex
+	clients *lru[clientKey, *client]
+}
+
+type clientKey struct{ tenantID, vaultHost string }
+
+type client struct {
+	cred azcore.TokenCredential
+	sc   *azsecrets.Client
+}
+
+// New returns a Reader for the vaults of cl.
+func New(cl cloud.Cloud, opts Options) *Reader {
+	var retry policy.RetryOptions
+	if opts.Retry != nil {
+		retry = *opts.Retry
+	}
+	if retry.MaxRetryDelay == 0 {
+		retry.MaxRetryDelay = DefaultMaxRetryDelay
+	}
+	size := opts.MaxClients
+	if size <= 0 {
+		size = DefaultMaxClients
+	}
+	return &Reader{cl: cl, opts: opts, retry: retry, clients: newLRU[clientKey, *client](size)}
+}
+
+// Secret reads the metadata of the latest version of secret name in the vault
+// at vaultURL, authenticating with cred, a credential of tenantID. A vault URL
+// that is not https on a vault host of the configured cloud is refused before
+// any request, with a plain error.
+func (r *Reader) Secret(ctx context.Context, tenantID, vaultURL, name string, cred azcore.TokenCredential) (tenant.SecretMeta, error) {
+	host, err := r.vaultHost(vaultURL)
+	if err != nil {
+		return tenant.SecretMeta{}, err
+	}
+	if !validSecretName(name) {
+		return tenant.SecretMeta{}, fmt.Errorf("keyvault: invalid secret name %q", name)
+	}
+	c, err := r.client(tenantID, host, cred)
+	if err != nil {
+		return tenant.SecretMeta{}, err
+	}
+	ctx = r.boundRetry(ctx)
+	resp, err := c.sc.GetSecret(ctx, name, "", nil)
+	resp.Value = nil // the value is not ours to keep
+	if isDisabled(err) {
+		return disabledMeta(ctx, c.sc, name)
+	}
+	if err != nil {
+		return tenant.SecretMeta{}, classify(ctx, name, err)
+	}
+	var meta tenant.SecretMeta
+	if resp.ID != nil {
+		meta.Version = resp.ID.Version()
+	}
+	if a := resp.Attributes; a != nil {
+		meta.Enabled = a.Enabled
+		meta.ExpiresOn = a.Expires
+	}
+	return meta, nil
+}
+
+// Forget drops the tenant's clients.
+func (r *Reader) Forget(tenantID string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	id := canonicalTenant(tenantID)
+	r.clients.removeIf(func(k clientKey) bool { return k.tenantID == id })
+}
+
+// vaultHost validates vaultURL and returns its lower-case host. Its errors
+// never repeat the URL, which could carry credentials.
+func (r *Reader) vaultHost(vaultURL string) (string, error) {
+	want := "https://<vault>." + r.cl.KeyVaultSuffix
+	u, err := url.Parse(vaultURL)
+	if err != nil {
+		return "", fmt.Errorf("keyvault: the vault URL does not parse (want %s)", want)
+	}
+	if u.Scheme != "https" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
+		(u.Path != "" && u.Path != "/") || (u.Port() != "" && u.Port() != "443") {
+		return "", fmt.Errorf("keyvault: the vault URL is not of the form %s", want)
+	}
+	if !r.cl.IsVaultHost(u.Hostname()) {
+		return "", fmt.Errorf("keyvault: %q is not a Key Vault host of %s (want %s)", u.Hostname(), r.cl.Name, want)
+	}
+	return strings.ToLower(u.Hostname()), nil
+}
+
+// validSecretName reports whether name is a Key Vault secret name: 1-127
+// letters, digits and dashes.
+func validSecretName(name string) bool {
+	if name == "" || len(name) > 127 {
+		return false
+	}
+	for _, r := range name {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// client returns the cached client of (tenant, vault), so that Key Vault's
+// 401 challenge and the token fetch happen once per client, not per read.
+func (r *Reader) client(tenantID, host string, cred azcore.TokenCredential) (*client, error) {
+	if cred == nil {
+		return nil, errors.New("keyvault: nil credential")
+	}
+	tenantID = canonicalTenant(tenantID)
+	k := clientKey{tenantID: tenantID, vaultHost: host}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if c, ok := r.clients.get(k); ok && sameCredential(c.cred, cred) {
+		return c, nil
+	}
+	opts := &azsecrets.ClientOptions{ClientOptions: azcore.ClientOptions{
+		Retry:            r.retry,
+		PerRetryPolicies: []policy.Policy{hostPolicy(host)},
+	}}
+	if r.opts.Transport != nil {
+		opts.Transport = r.opts.Transport
+	}
+	bound := &tenantCredential{cred: cred, tenantID: tenantID, scope: r.cl.KeyVaultScope}
+	sc, err := azsecrets.NewClient("https://"+host, bound, opts)
+	if err != nil {
+		return nil, fmt.Errorf("keyvault: new client: %w", err)
+	}
+	c := &client{cred: cred, sc: sc}
+	r.clients.put(k, c)
+	return c, nil
+}
+
+// boundRetry caps each retry wait at what is left of the context's deadline:
+// azcore does not wait for a Retry-After above MaxRetryDelay but returns the
+// 429 at once, which is then reported as throttled instead of a timeout.
+func (r *Reader) boundRetry(ctx context.Context) context.Context {
+	deadline, ok := ctx.Deadline()
+	if !ok {
+		return ctx
+	}
+	o := r.retry
+	left := time.Until(deadline)
+	if left <= 0 {
+		return ctx
+	}
+	if o.MaxRetryDelay < 0 || left < o.MaxRetryDelay {
+		o.MaxRetryDelay = left
+	}
+	return policy.WithRetryOptions(ctx, o)
+}
+
+// canonicalTenant is the canonical form of a tenant id (a GUID,
+// case-insensitive).
+func canonicalTenant(tenantID string) string { return strings.ToLower(strings.TrimSpace(tenantID)) }
+
+func sameCredential(a, b azcore.TokenCredential) bool {
+	if reflect.TypeOf(a) != reflect.TypeOf(b) || !reflect.TypeOf(a).Comparable() {
+		return false
+	}
+	return a == b
+}
+
+// disabledMeta reads the metadata of a disabled secret, whose value Key Vault
+// refuses to read, from the list of its versions: the current version is the
+// one created last. When two versions tie on their creation time the current
+// one is unknown, and only Enabled=false is returned.
+func disabledMeta(ctx context.Context, sc *azsecrets.Client, name string) (tenant.SecretMeta, error) {
+	disabled := false
+	meta := tenant.SecretMeta{Enabled: &disabled}
+	var latest *azsecrets.SecretProperties
+	tie := false
+	pager := sc.NewListSecretPropertiesVersionsPager(name, nil)
+	for pages := 0; pager.More(); pages++ {
+		if pages == maxVersionPages {
+			return meta, nil
+		}
+		page, err := pager.NextPage(ctx)
+		if err != nil {
+			return tenant.SecretMeta{}, classify(ctx, name, err)
+		}
+		for _, p := range page.Value {
+			if p == nil || p.Attributes == nil || p.Attributes.Created == nil || p.ID == nil {
+				continue
+			}
+			switch {
+			case latest == nil || p.Attributes.Created.After(*latest.Attributes.Created):
+				latest, tie = p, false
+			case p.Attributes.Created.Equal(*latest.Attributes.Created):
+				tie = true
+			}
+		}
+	}
+	if latest != nil && !tie {
+		meta.Version = latest.ID.Version()
+		meta.ExpiresOn = latest.Attributes.Expires
+	}
+	return meta, nil
+}
+
+// maxVersionPages bounds the listing of a disabled secret's versions (25 a
+// page).
+const maxVersionPages = 40
+
+// hostPolicy refuses to send a request anywhere but the vault's host: the
+// challenge policy attaches the vault token to whatever URL a request has,
+// and a next-page link comes from the response.
+type hostPolicy string
+
+func (h hostPolicy) Do(req *policy.Request) (*http.Response, error) {
+	u := req.Raw().URL
+	if u.Scheme != "https" || !strings.EqualFold(u.Hostname(), string(h)) || (u.Port() != "" && u.Port() != "443") {
+		return nil, errForeignHost
+	}
+	return req.Next()
+}
