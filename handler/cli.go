@@ -1,0 +1,46 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+
+	"github.com/tenantsweep/tenantsweep/internal/funchost"
+	"github.com/tenantsweep/tenantsweep/internal/sweep"
+)
+
+type sweepFailed struct{ err error }
+
+func (e sweepFailed) Error() string { return e.err.Error() }
+func (e sweepFailed) Unwrap() error { return e.err }
+
+// ExitCode is 3 for an app-wide failure, so scripts can tell "our credential
+// is broken" from "the sweep could not run".
+func (e sweepFailed) ExitCode() int {
+	if errors.Is(e.err, sweep.ErrAppWide) {
+		return 3
+	}
+	return 1
+}
+
+// sweepOnce is `handler sweep`: one sweep with the same settings as the
+// function, logs to stderr and the summary on stdout.
+func sweepOnce(ctx context.Context, e env, tenantID string, stdout, stderr io.Writer) error {
+	id := newID()
+	log := newLogger(e.cfg.LogLevel, stderr, stderr).With().
+		Str("invocationId", id).Str("function", sweepFunction).Logger()
+	ctx = log.WithContext(funchost.WithInvocation(ctx, id, sweepFunction))
+	a, err := newApp(ctx, e.cfg, deps{})
+	if err != nil {
+		return err
+	}
+	run, err := a.sweeper.Run(ctx, sweep.Request{ID: id, Trigger: "cli", TenantID: tenantID})
+	if err == nil || errors.Is(err, sweep.ErrAppWide) {
+		fmt.Fprintln(stdout, run.String())
+	}
+	if err != nil {
+		return sweepFailed{err}
+	}
+	return nil
+}

@@ -1,0 +1,169 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/config"
+)
+
+const usage = `usage:
+  handler                          serve the Azure Functions host (FUNCTIONS_CUSTOMHANDLER_PORT)
+  handler local [--settings FILE]  development mode: serve /api/... on LOCAL_PORT and run
+                                   TenantSweep on its schedule, without the Functions host
+  handler sweep [--settings FILE] [--tenant ID]
+                                   run one sweep now and print its summary`
+
+// exitCoder is an error that chooses the process exit code.
+type exitCoder interface{ ExitCode() int }
+
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg + "\n" + usage }
+func (usageError) ExitCode() int   { return 2 }
+
+type configError struct{ err error }
+
+func (e configError) Error() string { return e.err.Error() }
+func (e configError) Unwrap() error { return e.err }
+func (configError) ExitCode() int   { return 2 }
+
+// run is main without the process: everything it reads comes from its
+// arguments, so tests can drive every mode.
+func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	cmd := ""
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "":
+		env, err := loadEnv(getenv, "")
+		if err != nil {
+			return err
+		}
+		return serveHost(ctx, env, stdout, stderr)
+	case "local":
+		fs := flag.NewFlagSet("local", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		settings := fs.String("settings", "local.settings.json", "")
+		if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+			return usageError{"local: bad arguments"}
+		}
+		env, err := loadEnv(getenv, *settings)
+		if err != nil {
+			return err
+		}
+		return serveLocal(ctx, env, stdout, stderr)
+	case "sweep":
+		fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		settings := fs.String("settings", "", "")
+		tenantID := fs.String("tenant", "", "")
+		if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
+			return usageError{"sweep: bad arguments"}
+		}
+		env, err := loadEnv(getenv, *settings)
+		if err != nil {
+			return err
+		}
+		return sweepOnce(ctx, env, *tenantID, stdout, stderr)
+	case "help", "-h", "--help":
+		fmt.Fprintln(stdout, usage)
+		return nil
+	default:
+		return usageError{fmt.Sprintf("unknown command %q", cmd)}
+	}
+}
+
+// env is the validated configuration and where it came from.
+type env struct {
+	cfg     config.Config
+	getenv  func(string) string
+	appRoot string
+}
+
+// loadEnv validates the settings. A settings file (local.settings.json) is a
+// development convenience: its Values fill in what the environment lacks, as
+// `func start` does. An explicitly named file must exist; the default one may
+// be absent.
+func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
+	if settingsFile != "" {
+		values, err := readLocalSettings(settingsFile)
+		switch {
+		case errors.Is(err, os.ErrNotExist) && settingsFile == "local.settings.json":
+		case err != nil:
+			return env{}, configError{err}
+		default:
+			base := getenv
+			getenv = func(k string) string {
+				if v := base(k); v != "" {
+					return v
+				}
+				return values[k]
+			}
+		}
+	}
+	root := getenv("FUNCTIONS_APP_ROOT_PATH")
+	if root == "" {
+		root = "."
+	}
+	hostJSON, err := os.ReadFile(filepath.Join(root, "host.json"))
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return env{}, configError{fmt.Errorf("read host.json: %w", err)}
+	}
+	cfg, err := config.Load(getenv, hostJSON)
+	if err != nil {
+		return env{}, configError{err}
+	}
+	return env{cfg: cfg, getenv: getenv, appRoot: root}, nil
+}
+
+func readLocalSettings(path string) (map[string]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("read settings file: %w", err)
+	}
+	var f struct {
+		Values map[string]json.RawMessage `json:"Values"`
+	}
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, fmt.Errorf("settings file %s: %w", path, err)
+	}
+	values := make(map[string]string, len(f.Values))
+	for k, raw := range f.Values {
+		var s string
+		if err := json.Unmarshal(raw, &s); err != nil {
+			// func start accepts numbers and booleans too.
+			s = strings.Trim(string(raw), `"`)
+		}
+		values[k] = s
+	}
+	return values, nil
+}
+
+// newLogger writes JSON lines: errors to stderr, which the Functions host
+// keeps at Error level and is where it looks for the reason of a failure,
+// and everything else to stdout.
+func newLogger(level zerolog.Level, stdout, stderr io.Writer) zerolog.Logger {
+	return zerolog.New(levelSplit{out: stdout, err: stderr}).Level(level).With().Timestamp().Logger()
+}
+
+type levelSplit struct{ out, err io.Writer }
+
+func (w levelSplit) Write(p []byte) (int, error) { return w.out.Write(p) }
+
+func (w levelSplit) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	if l >= zerolog.ErrorLevel {
+		return w.err.Write(p)
+	}
+	return w.out.Write(p)
+}

@@ -1,0 +1,201 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/funchost"
+	"github.com/tenantsweep/tenantsweep/internal/sweep"
+)
+
+const (
+	sweepFunction   = "TenantSweep"
+	onboardFunction = "OnboardTenant"
+	timerBinding    = "timer"
+)
+
+// routes serves what the Functions host sends: the readiness probe, the
+// timer invocation envelope, and the onboarding API, which the host forwards
+// as the original HTTP request (or, if forwarding is off, as an envelope).
+func routes(l *lazyApp, log zerolog.Logger) http.Handler {
+	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		a, err := l.get(r.Context())
+		if err != nil {
+			zerolog.Ctx(r.Context()).Error().Err(err).Msg("onboarding request while not ready")
+			funchost.WriteError(w, http.StatusServiceUnavailable, "unavailable", errNotReady.Error())
+			return
+		}
+		a.api.ServeHTTP(w, r)
+	})
+	timer := func(ctx context.Context, t funchost.TimerInfo) (funchost.Result, error) {
+		a, err := l.get(ctx)
+		if err != nil {
+			return funchost.Result{}, err
+		}
+		return a.sweepTimer(ctx, t)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/{$}", funchost.Ready())
+	mux.Handle("/"+sweepFunction, funchost.Timer(sweepFunction, timerBinding, log, timer))
+	mux.Handle("/"+onboardFunction, funchost.HTTPEnvelope(onboardFunction, "req", "res", log, api))
+	forwarded := funchost.Forwarded(onboardFunction, log, api)
+	mux.Handle("/api/tenants", forwarded)
+	mux.Handle("/api/tenants/", forwarded)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		funchost.WriteError(w, http.StatusNotFound, "not_found", "no function serves "+r.URL.Path)
+	})
+	return mux
+}
+
+// serveHost is the custom handler proper: it listens on the port the host
+// chose before anything else, so the host's readiness probe succeeds at once.
+func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
+	port := e.getenv("FUNCTIONS_CUSTOMHANDLER_PORT")
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return configError{fmt.Errorf("setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number set by the Functions host, got %q (for development use `handler local`)", port)}
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log := newLogger(e.cfg.LogLevel, stdout, stderr)
+	log.Info().Str("addr", ln.Addr().String()).Str("cloud", e.cfg.Cloud.Name).
+		Str("credential", string(e.cfg.App.Method)).Msg("custom handler listening")
+	l := startApp(ctx, e.cfg, deps{}, log)
+	return serve(ctx, ln, routes(l, log), log)
+}
+
+// serveLocal is development mode: the same routes on localhost, with
+// TenantSweep fired on its schedule by an NCRONTAB scheduler instead of the
+// host.
+func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
+	log := newLogger(e.cfg.LogLevel, stdout, stderr)
+	log.Warn().Msg("DEVELOPMENT MODE: serving without the Azure Functions host (no function keys, no host retries); use `func start` or Azure for anything else")
+	schedule, err := timerSchedule(e)
+	if err != nil {
+		return configError{err}
+	}
+	sched, err := parseNCRONTAB(schedule)
+	if err != nil {
+		return configError{fmt.Errorf("setting TenantSweepSchedule: %w", err)}
+	}
+	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(e.cfg.LocalPort)))
+	if err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	log.Info().Str("url", "http://localhost:"+strconv.Itoa(e.cfg.LocalPort)+"/api/tenants").
+		Str("schedule", schedule).Msg("local mode listening")
+	l := startApp(ctx, e.cfg, deps{}, log)
+
+	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
+	c.Schedule(sched, cron.FuncJob(func() {
+		id := newID()
+		ilog := log.With().Str("invocationId", id).Str("function", sweepFunction).Logger()
+		ictx := ilog.WithContext(funchost.WithInvocation(ctx, id, sweepFunction))
+		a, err := l.get(ictx)
+		if err != nil {
+			ilog.Error().Err(err).Msg("scheduled sweep skipped")
+			return
+		}
+		run, err := a.sweeper.Run(ictx, sweep.Request{ID: id, Trigger: "local"})
+		if err != nil {
+			ilog.Error().Err(err).Msg("scheduled sweep failed")
+			return
+		}
+		ilog.Info().Msg(run.String())
+	}))
+	c.Start()
+	defer c.Stop()
+	return serve(ctx, ln, routes(l, log), log)
+}
+
+func serve(ctx context.Context, ln net.Listener, h http.Handler, log zerolog.Logger) error {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		log.Info().Msg("shutting down")
+		if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+			return fmt.Errorf("shutdown: %w", err)
+		}
+		return nil
+	}
+}
+
+// timerSchedule reads TenantSweep's schedule from its function.json, as the
+// host does, resolving a %Setting% reference.
+func timerSchedule(e env) (string, error) {
+	path := filepath.Join(e.appRoot, sweepFunction, "function.json")
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read %s: %w", path, err)
+	}
+	var fn struct {
+		Bindings []struct {
+			Type     string `json:"type"`
+			Schedule string `json:"schedule"`
+		} `json:"bindings"`
+	}
+	if err := json.Unmarshal(b, &fn); err != nil {
+		return "", fmt.Errorf("%s: %w", path, err)
+	}
+	for _, b := range fn.Bindings {
+		if b.Type != "timerTrigger" {
+			continue
+		}
+		name, ok := strings.CutPrefix(b.Schedule, "%")
+		if !ok {
+			return b.Schedule, nil
+		}
+		name = strings.TrimSuffix(name, "%")
+		if name == "TenantSweepSchedule" {
+			return e.cfg.Sweep.Schedule, nil
+		}
+		if v := e.getenv(name); v != "" {
+			return v, nil
+		}
+		return "", fmt.Errorf("%s: schedule refers to setting %s, which is not set", path, name)
+	}
+	return "", fmt.Errorf("%s: no timerTrigger binding", path)
+}
+
+// parseNCRONTAB parses the six-field {second} {minute} {hour} {day} {month}
+// {day-of-week} form that Azure Functions timers use.
+func parseNCRONTAB(expr string) (cron.Schedule, error) {
+	if n := len(strings.Fields(expr)); n != 6 {
+		return nil, fmt.Errorf("%q has %d fields, want the six of NCRONTAB (second minute hour day month day-of-week)", expr, n)
+	}
+	p := cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
+	s, err := p.Parse(expr)
+	if err != nil {
+		return nil, fmt.Errorf("%q: %w", expr, err)
+	}
+	return s, nil
+}
+
+func newID() string {
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	b[6] = b[6]&0x0f | 0x40
+	b[8] = b[8]&0x3f | 0x80
+	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
+}
