@@ -1,0 +1,151 @@
+package tenant
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+)
+
+const (
+	appID    = "11111111-2222-4333-8444-555555555555"
+	tenantID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+	vaultURL = "https://contoso.vault.azure.net/"
+)
+
+// fakeAccess fails the steps it is told to and counts calls.
+type fakeAccess struct {
+	signIn  error
+	org     error
+	secrets map[string]error // by secret name
+	meta    SecretMeta
+	calls   []string
+}
+
+func (f *fakeAccess) SignIn(ctx context.Context, tenantID string) error {
+	f.calls = append(f.calls, "signin")
+	return f.signIn
+}
+
+func (f *fakeAccess) Organization(ctx context.Context, tenantID string) (GraphInfo, error) {
+	f.calls = append(f.calls, "graph")
+	return GraphInfo{Organization: "Contoso", UserCount: 42}, f.org
+}
+
+func (f *fakeAccess) Secret(ctx context.Context, tenantID, vaultURL, name string) (SecretMeta, error) {
+	f.calls = append(f.calls, "secret:"+name)
+	return f.meta, f.secrets[name]
+}
+
+func (f *fakeAccess) Forget(string) {}
+
+func record() Record {
+	return Record{TenantID: tenantID, Status: StatusActive, Graph: true,
+		KeyVaults: []KeyVault{{VaultURL: vaultURL, Secrets: []string{"db-password", "api-key"}}}}
+}
+
+func TestVerifyNamesTheMissingStep(t *testing.T) {
+	fault := func(c outcome.Code) error { return outcome.New(c, "detail of "+string(c), nil) }
+	tests := []struct {
+		name        string
+		access      fakeAccess
+		wantOutcome outcome.Code
+		wantStep    string
+		wantRemedy  string
+		wantCalls   int
+	}{
+		{"all done", fakeAccess{}, outcome.OK, "", "", 4},
+		{"app not added", fakeAccess{signIn: fault(outcome.AppNotInTenant)}, outcome.AppNotInTenant, "3", "az ad sp create --id " + appID, 1},
+		{"wrong tenant", fakeAccess{signIn: fault(outcome.TenantNotFound)}, outcome.TenantNotFound, "onboarding", "tenant id", 1},
+		{"our secret expired", fakeAccess{signIn: fault(outcome.AppCredentialInvalid)}, outcome.AppCredentialInvalid, "1", "developer rotates", 1},
+		{"no consent", fakeAccess{org: fault(outcome.GraphConsentMissing)}, outcome.GraphConsentMissing, "4", "Grant admin consent", 4},
+		{"no vault role", fakeAccess{secrets: map[string]error{"api-key": fault(outcome.KeyVaultAccessDenied)}}, outcome.KeyVaultAccessDenied, "5", "--scope $(az keyvault show --name contoso", 4},
+		{"no secret", fakeAccess{secrets: map[string]error{"db-password": fault(outcome.SecretNotFound)}}, outcome.SecretNotFound, "5", "--name db-password", 4},
+		{"graph step reported before vault step", fakeAccess{org: fault(outcome.GraphConsentMissing), secrets: map[string]error{"db-password": fault(outcome.KeyVaultAccessDenied)}}, outcome.GraphConsentMissing, "4", "adminconsent?client_id=" + appID, 4},
+		{"timeout", fakeAccess{org: context.DeadlineExceeded}, outcome.Timeout, "", "next sweep", 4},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := &Prober{Access: &tt.access, Advisor: Advisor{AppID: appID, Cloud: cloud.AzurePublic}, Now: time.Now}
+			v := p.Verify(context.Background(), record())
+			if v.Outcome != tt.wantOutcome || v.Step != tt.wantStep {
+				t.Fatalf("verification = %+v, want outcome %s step %q", v, tt.wantOutcome, tt.wantStep)
+			}
+			if !strings.Contains(v.Remediation, tt.wantRemedy) {
+				t.Errorf("remediation %q does not contain %q", v.Remediation, tt.wantRemedy)
+			}
+			if v.Message == "" || v.At.IsZero() {
+				t.Errorf("verification lacks a message or time: %+v", v)
+			}
+			if len(tt.access.calls) != tt.wantCalls {
+				t.Errorf("calls = %v, want %d", tt.access.calls, tt.wantCalls)
+			}
+		})
+	}
+}
+
+func TestProbeSecretExpiry(t *testing.T) {
+	now := time.Date(2026, 11, 26, 0, 0, 0, 0, time.UTC)
+	soon, later := now.Add(10*24*time.Hour), now.Add(90*24*time.Hour)
+	enabled := true
+	for _, tt := range []struct {
+		expires *time.Time
+		want    bool
+	}{{&soon, true}, {&later, false}, {nil, false}} {
+		a := &fakeAccess{meta: SecretMeta{Version: "v1", Enabled: &enabled, ExpiresOn: tt.expires}}
+		p := &Prober{Access: a, ExpiryWarning: 30 * 24 * time.Hour, Now: func() time.Time { return now }}
+		res := p.Probe(context.Background(), record())
+		if res.Outcome != outcome.OK || len(res.KeyVault) != 2 || res.Graph == nil || res.Graph.UserCount != 42 {
+			t.Fatalf("result = %+v", res)
+		}
+		if got := res.KeyVault[0]; got.ExpiresSoon != tt.want || got.Version != "v1" || got.Outcome != outcome.OK {
+			t.Errorf("expires %v: status = %+v, want expiresSoon %v", tt.expires, got, tt.want)
+		}
+	}
+}
+
+func TestUnclassifiedErrorTextIsNotPassedOn(t *testing.T) {
+	leak := "https://contoso.vault.azure.net/secrets/x?sig=SECRETSIG"
+	a := &fakeAccess{org: &rawErr{leak}}
+	p := &Prober{Access: a, Advisor: Advisor{AppID: appID, Cloud: cloud.AzurePublic}, Now: time.Now}
+	res := p.Probe(context.Background(), record())
+	if res.Outcome != outcome.UpstreamError || strings.Contains(res.Message, "SECRETSIG") {
+		t.Fatalf("result = %+v", res)
+	}
+}
+
+type rawErr struct{ s string }
+
+func (e *rawErr) Error() string { return e.s }
+
+func TestRecordSweepAndBackoff(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec := Record{}
+	for i := 1; i <= 8; i++ {
+		RecordSweep(&rec, SweepResult{At: at, Outcome: outcome.UpstreamError}, 2*time.Hour)
+		want := Backoff(i, 2*time.Hour)
+		if rec.ConsecutiveFailures != i {
+			t.Fatalf("failures = %d, want %d", rec.ConsecutiveFailures, i)
+		}
+		if (want == 0) != (rec.BackoffUntil == nil) || (want > 0 && !rec.BackoffUntil.Equal(at.Add(want))) {
+			t.Fatalf("after %d failures backoffUntil = %v, want +%s", i, rec.BackoffUntil, want)
+		}
+	}
+	RecordSweep(&rec, SweepResult{At: at, Outcome: outcome.AppCredentialInvalid}, 2*time.Hour)
+	if rec.ConsecutiveFailures != 8 {
+		t.Fatalf("an app-wide failure was counted against the tenant")
+	}
+	RecordSweep(&rec, SweepResult{At: at, Outcome: outcome.OK}, 2*time.Hour)
+	if rec.ConsecutiveFailures != 0 || rec.BackoffUntil != nil || rec.BackedOff(at) {
+		t.Fatalf("success did not reset: %+v", rec)
+	}
+	wants := map[int]time.Duration{1: 0, 2: 0, 3: 15 * time.Minute, 4: 30 * time.Minute, 5: time.Hour, 6: 2 * time.Hour, 20: 2 * time.Hour}
+	for n, want := range wants {
+		if got := Backoff(n, 2*time.Hour); got != want {
+			t.Errorf("Backoff(%d) = %s, want %s", n, got, want)
+		}
+	}
+}
