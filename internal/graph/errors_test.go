@@ -213,21 +213,3 @@ func TestHostGuard(t *testing.T) {
 		t.Errorf("sent %v, want only the two graph.microsoft.com https requests", sent)
 	}
 }
-
-func TestLRU(t *testing.T) {
-	c := newLRU[string, int](2)
-	c.put("a", 1)
-	c.put("b", 2)
-	c.get("a")
-	c.put("c", 3) // evicts b, the least recently used
-	if _, ok := c.get("b"); ok {
-		t.Error("b not evicted")
-	}
-	if v, ok := c.get("a"); !ok || v != 1 {
-		t.Error("a lost")
-	}
-	c.remove("a")
-	if c.len() != 1 {
-		t.Errorf("len = %d, want 1", c.len())
-	}
-}

@@ -24,6 +24,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/lru"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -53,7 +54,7 @@ type Reader struct {
 	http *http.Client
 
 	mu      sync.Mutex
-	clients *lru[string, *client]
+	clients *lru.Cache[string, *client]
 }
 
 type client struct {
@@ -86,7 +87,7 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 	if size <= 0 {
 		size = DefaultMaxClients
 	}
-	return &Reader{cl: cl, http: hc, clients: newLRU[string, *client](size)}
+	return &Reader{cl: cl, http: hc, clients: lru.New[string, *client](size)}
 }
 
 // Organization reads the tenant's display name and its number of users,
@@ -111,7 +112,7 @@ func (r *Reader) Organization(ctx context.Context, tenantID string, cred azcore.
 func (r *Reader) Forget(tenantID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.clients.remove(cacheKey(tenantID))
+	r.clients.Remove(cacheKey(tenantID))
 }
 
 // cacheKey is the canonical form of a tenant id (a GUID, case-insensitive).
@@ -124,7 +125,7 @@ func (r *Reader) client(tenantID string, cred azcore.TokenCredential) (*client, 
 	key := cacheKey(tenantID)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.clients.get(key); ok && sameCredential(c.cred, cred) {
+	if c, ok := r.clients.Get(key); ok && sameCredential(c.cred, cred) {
 		return c, nil
 	}
 	// The valid hosts are the configured cloud's Graph host only: kiota
@@ -141,7 +142,7 @@ func (r *Reader) client(tenantID string, cred azcore.TokenCredential) (*client, 
 	}
 	adapter.SetBaseUrl(r.cl.GraphEndpoint + "/v1.0")
 	c := &client{cred: cred, gsc: msgraph.NewGraphServiceClient(adapter)}
-	r.clients.put(key, c)
+	r.clients.Put(key, c)
 	return c, nil
 }
 

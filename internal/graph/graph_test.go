@@ -273,22 +273,22 @@ func TestOrganizationReusesClientAndToken(t *testing.T) {
 	if n := c.TokenRequests(tenantA); n != 1 {
 		t.Errorf("token requests = %d, want 1", n)
 	}
-	first, _ := r.clients.get(tenantA)
+	first, _ := r.clients.Get(tenantA)
 	r.Forget(tenantA)
-	if _, ok := r.clients.get(tenantA); ok {
+	if _, ok := r.clients.Get(tenantA); ok {
 		t.Error("Forget kept the client")
 	}
 	if _, err := r.Organization(context.Background(), tenantA, cred); err != nil {
 		t.Fatal(err)
 	}
-	if second, _ := r.clients.get(tenantA); second == first {
+	if second, _ := r.clients.Get(tenantA); second == first {
 		t.Error("no new client after Forget")
 	}
 	// A new credential for the tenant replaces the cached client.
 	if _, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA)); err != nil {
 		t.Fatal(err)
 	}
-	if third, _ := r.clients.get(tenantA); third.cred == cred {
+	if third, _ := r.clients.Get(tenantA); third.cred == cred {
 		t.Error("the client of the old credential was reused")
 	}
 }
@@ -322,7 +322,7 @@ func TestOrganizationTenantsAreSeparate(t *testing.T) {
 	for err := range errs {
 		t.Error(err)
 	}
-	if n := r.clients.len(); n != 1 {
+	if n := r.clients.Len(); n != 1 {
 		t.Errorf("cached clients = %d, want at most 1", n)
 	}
 	for _, req := range graphRequests(c) {

@@ -22,6 +22,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/lru"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -55,7 +56,7 @@ type Reader struct {
 	retry policy.RetryOptions
 
 	mu      sync.Mutex
-	clients *lru[clientKey, *client]
+	clients *lru.Cache[clientKey, *client]
 }
 
 type clientKey struct{ tenantID, vaultHost string }
@@ -78,7 +79,7 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 	if size <= 0 {
 		size = DefaultMaxClients
 	}
-	return &Reader{cl: cl, opts: opts, retry: retry, clients: newLRU[clientKey, *client](size)}
+	return &Reader{cl: cl, opts: opts, retry: retry, clients: lru.New[clientKey, *client](size)}
 }
 
 // Secret reads the metadata of the latest version of secret name in the vault
@@ -122,7 +123,7 @@ func (r *Reader) Forget(tenantID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	id := canonicalTenant(tenantID)
-	r.clients.removeIf(func(k clientKey) bool { return k.tenantID == id })
+	r.clients.RemoveIf(func(k clientKey) bool { return k.tenantID == id })
 }
 
 // vaultHost validates vaultURL and returns its lower-case host. Its errors
@@ -167,7 +168,7 @@ func (r *Reader) client(tenantID, host string, cred azcore.TokenCredential) (*cl
 	k := clientKey{tenantID: tenantID, vaultHost: host}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.clients.get(k); ok && sameCredential(c.cred, cred) {
+	if c, ok := r.clients.Get(k); ok && sameCredential(c.cred, cred) {
 		return c, nil
 	}
 	opts := &azsecrets.ClientOptions{ClientOptions: azcore.ClientOptions{
@@ -185,7 +186,7 @@ func (r *Reader) client(tenantID, host string, cred azcore.TokenCredential) (*cl
 		return nil, fmt.Errorf("keyvault: new client: %w", err)
 	}
 	c := &client{cred: cred, sc: sc}
-	r.clients.put(k, c)
+	r.clients.Put(k, c)
 	return c, nil
 }
 

@@ -403,8 +403,8 @@ func TestForgetDropsTheTenantsClients(t *testing.T) {
 		t.Fatalf("requests = %d after forgetting another tenant, want 6", n)
 	}
 	r.Forget(tenantA)
-	if r.clients.len() != 0 {
-		t.Errorf("%d clients left", r.clients.len())
+	if r.clients.Len() != 0 {
+		t.Errorf("%d clients left", r.clients.Len())
 	}
 	read("https://kv1.vault.azure.net")
 	if n := len(fv.requests()); n != 8 {
@@ -431,7 +431,7 @@ func TestClientCacheIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if n := r.clients.len(); n != 2 {
+	if n := r.clients.Len(); n != 2 {
 		t.Errorf("cached clients = %d, want 2", n)
 	}
 }
