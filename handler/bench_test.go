@@ -13,10 +13,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-const (
-	benchLatency     = 30 * time.Millisecond
-	benchConcurrency = 64
-)
+const benchLatency = 30 * time.Millisecond
 
 // BenchmarkSweep runs the real sweep, in the built binary serving the host
 // protocol, against the fakes with benchLatency on every Entra ID, Graph and
@@ -27,13 +24,25 @@ func BenchmarkSweep(b *testing.B) {
 	for _, n := range []int{1000, 10000} {
 		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
 			for range b.N {
-				benchSweep(b, n)
+				benchSweep(b, n, 64)
 			}
 		})
 	}
 }
 
-func benchSweep(b *testing.B, n int) {
+// BenchmarkSweepConcurrency is how SWEEP_CONCURRENCY's default was chosen:
+// the same 1,000-tenant sweep at several concurrencies.
+func BenchmarkSweepConcurrency(b *testing.B) {
+	for _, c := range []int{16, 32, 64, 128, 256} {
+		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
+			for range b.N {
+				benchSweep(b, 1000, c)
+			}
+		})
+	}
+}
+
+func benchSweep(b *testing.B, n, concurrency int) {
 	fx := newFixture(b)
 	regs := make([]tenant.Registration, n)
 	for i := range n {
@@ -44,7 +53,7 @@ func benchSweep(b *testing.B, n int) {
 	}
 	fx.onboard(b, regs...)
 	fx.cloud.SetLatency(benchLatency)
-	p := startHost(b, fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(benchConcurrency), "SWEEP_BUDGET=20m"))
+	p := startHost(b, fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(concurrency), "SWEEP_BUDGET=20m"))
 
 	type sweepStats struct {
 		wall, ideal     time.Duration
@@ -78,7 +87,7 @@ func benchSweep(b *testing.B, n int) {
 		// Each tenant's calls are sequential, so its chain is its call count
 		// times the latency; the ideal runs C chains at once, back to back.
 		s.chainLatency = time.Duration(float64(s.calls) / float64(n) * float64(benchLatency))
-		s.ideal = time.Duration(float64(n) * float64(s.chainLatency) / benchConcurrency)
+		s.ideal = time.Duration(float64(n) * float64(s.chainLatency) / float64(concurrency))
 		if s.ok != n || s.errs != 0 {
 			b.Fatalf("%s sweep: %d of %d ok, %d write errors", name, s.ok, s.total, s.errs)
 		}
@@ -95,7 +104,7 @@ func benchSweep(b *testing.B, n int) {
 		ratio := s.st.wall.Seconds() / s.st.ideal.Seconds()
 		b.Logf("%-6s sweep of %5d tenants: wall %6.2fs, ideal N·L/C %6.2fs (L %3.0fms = %.1f calls × %s, C %d), ratio %.3f, CPU %.2fs per 1,000 tenants, %d token requests",
 			s.name, n, s.st.wall.Seconds(), s.st.ideal.Seconds(), float64(s.st.chainLatency)/float64(time.Millisecond),
-			float64(s.st.calls)/float64(n), benchLatency, benchConcurrency, ratio, s.st.cpu.Seconds()*1000/float64(n), s.st.tokens)
+			float64(s.st.calls)/float64(n), benchLatency, concurrency, ratio, s.st.cpu.Seconds()*1000/float64(n), s.st.tokens)
 		b.ReportMetric(ratio, s.name+"-ratio")
 		b.ReportMetric(s.st.wall.Seconds(), s.name+"-wall-s")
 		b.ReportMetric(s.st.cpu.Seconds()*1000/float64(n), s.name+"-cpu-s/1k")

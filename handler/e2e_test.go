@@ -17,7 +17,9 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-func tenantID(i int) string { return fmt.Sprintf("%08x-1111-4222-8333-%012x", i*2654435761%0xffffffff, i) }
+func tenantID(i int) string {
+	return fmt.Sprintf("%08x-1111-4222-8333-%012x", i*2654435761%0xffffffff, i)
+}
 
 func registration(id, vault string) map[string]any {
 	return map[string]any{
@@ -87,7 +89,9 @@ func TestHostRejectsBadEnvelopes(t *testing.T) {
 	p := startHost(t, fx.env())
 	for _, body := range []string{"", "{", `{"Data":{}}`, `{"Data":{"timer":"not an object"}}`, "null"} {
 		code, hdr, raw := do(t, "POST", p.base+"/"+sweepFunction, body, map[string]string{"Content-Type": "application/json"}, nil)
-		var e struct{ Error struct{ Code, Message string } }
+		var e struct {
+			Error struct{ Code, Message string }
+		}
 		if code != http.StatusBadRequest || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") || json.Unmarshal(raw, &e) != nil || e.Error.Code == "" {
 			t.Errorf("envelope %q: %d %s", body, code, raw)
 		}
@@ -167,7 +171,9 @@ func TestOnboardingBadInputWritesNothing(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			h := hostHeaders("inv-bad")
 			h["Content-Type"] = tt.contentType
-			var e struct{ Error struct{ Code, Message string } }
+			var e struct {
+				Error struct{ Code, Message string }
+			}
 			code, _, raw := do(t, "POST", p.base+"/api/tenants", tt.body, h, &e)
 			if code != tt.want || e.Error.Code == "" || e.Error.Message == "" {
 				t.Fatalf("status %d, body %s; want %d with an error code and message", code, raw, tt.want)
