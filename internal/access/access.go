@@ -77,7 +77,7 @@ func (a *Access) Organization(ctx context.Context, tenantID string) (tenant.Grap
 	if err != nil {
 		return tenant.GraphInfo{}, err
 	}
-	return a.graph.Organization(ctx, tenantID, cred)
+	return a.graph.Organization(ctx, cred)
 }
 
 // Secret reads a secret's metadata from a vault of the tenant.
@@ -89,9 +89,9 @@ func (a *Access) Secret(ctx context.Context, tenantID, vaultURL, name string) (t
 	return a.kv.Secret(ctx, tenantID, vaultURL, name, cred)
 }
 
-// Forget drops the tenant's credential and every client built on it.
+// Forget drops the tenant's credential and its Key Vault clients (Graph keeps
+// nothing per tenant).
 func (a *Access) Forget(tenantID string) {
 	a.creds.Forget(tenantID)
-	a.graph.Forget(tenantID)
 	a.kv.Forget(tenantID)
 }

@@ -9,9 +9,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"reflect"
 	"strings"
-	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	abs "github.com/microsoft/kiota-abstractions-go"
@@ -24,16 +22,8 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
-	"github.com/tenantsweep/tenantsweep/internal/lru"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
-
-// DefaultMaxClients bounds the per-tenant client cache when
-// Options.MaxClients is zero. It matches the credential cache's bound: a
-// client evicted before its tenant's next sweep is rebuilt, and for Key Vault
-// that costs another 401 challenge on every sweep (measured at 10,000 tenants
-// with a smaller bound: 4 calls a tenant instead of 3).
-const DefaultMaxClients = 100000
 
 // Options tune a Reader. The zero value is right for production.
 type Options struct {
@@ -43,23 +33,19 @@ type Options struct {
 	// Retry replaces kiota's default retry options (tests shorten them). The
 	// Reader still refuses to wait for a retry past the context's deadline.
 	Retry *khttp.RetryHandlerOptions
-	// MaxClients bounds the number of tenants whose client is cached.
-	MaxClients int
 }
 
 // Reader reads Microsoft Graph in customer tenants. It is safe for
 // concurrent use.
+//
+// One GraphServiceClient serves every tenant; each request is authenticated
+// with the credential of the tenant it is for, carried in its context. A
+// client per tenant would be built while other tenants' requests run, and
+// msgraph.NewGraphServiceClient writes a kiota package-level variable
+// (EnableBackingStore) that their deserialisation reads: a data race.
 type Reader struct {
-	cl   cloud.Cloud
-	http *http.Client
-
-	mu      sync.Mutex
-	clients *lru.Cache[string, *client]
-}
-
-type client struct {
-	cred azcore.TokenCredential
-	gsc  *msgraph.GraphServiceClient
+	gsc *msgraph.GraphServiceClient
+	err error // of building gsc; only a bug
 }
 
 // New returns a Reader for the Graph endpoint of cl. Every request it sends,
@@ -83,80 +69,59 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		Transport:     khttp.NewCustomTransportWithParentTransport(hostGuard{host: cl.GraphHost(), next: parent}, mws...),
 	}
-	size := opts.MaxClients
-	if size <= 0 {
-		size = DefaultMaxClients
+	auth := tenantAuth{scopes: []string{cl.GraphScope()}, hosts: []string{cl.GraphHost()}}
+	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, hc)
+	if err != nil {
+		return &Reader{err: fmt.Errorf("graph: request adapter: %w", err)}
 	}
-	return &Reader{cl: cl, http: hc, clients: lru.New[string, *client](size)}
+	adapter.SetBaseUrl(cl.GraphEndpoint + "/v1.0")
+	return &Reader{gsc: msgraph.NewGraphServiceClient(adapter)}
+}
+
+type credentialKey struct{}
+
+var errNoCredential = errors.New("graph: request without a tenant credential")
+
+// tenantAuth authenticates a Graph request with the credential in its
+// context. The valid hosts are the configured cloud's Graph host only: kiota
+// attaches a token to no other host (and hostGuard sends nothing elsewhere).
+type tenantAuth struct{ scopes, hosts []string }
+
+func (a tenantAuth) AuthenticateRequest(ctx context.Context, req *abs.RequestInformation, extra map[string]any) error {
+	cred, ok := ctx.Value(credentialKey{}).(azcore.TokenCredential)
+	if !ok || cred == nil {
+		return errNoCredential
+	}
+	p, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(cred, a.scopes, a.hosts)
+	if err != nil {
+		return fmt.Errorf("graph: auth provider: %w", err)
+	}
+	return p.AuthenticateRequest(ctx, req, extra)
 }
 
 // Organization reads the tenant's display name and its number of users,
 // authenticating with cred, a credential of that tenant.
-func (r *Reader) Organization(ctx context.Context, tenantID string, cred azcore.TokenCredential) (tenant.GraphInfo, error) {
-	c, err := r.client(tenantID, cred)
-	if err != nil {
-		return tenant.GraphInfo{}, err
+func (r *Reader) Organization(ctx context.Context, cred azcore.TokenCredential) (tenant.GraphInfo, error) {
+	if r.err != nil {
+		return tenant.GraphInfo{}, r.err
 	}
-	name, err := r.orgName(ctx, c)
+	if cred == nil {
+		return tenant.GraphInfo{}, errNoCredential
+	}
+	ctx = context.WithValue(ctx, credentialKey{}, cred)
+	name, err := r.orgName(ctx)
 	if err != nil {
 		return tenant.GraphInfo{}, classify(ctx, "read organization", err)
 	}
-	n, err := r.userCount(ctx, c)
+	n, err := r.userCount(ctx)
 	if err != nil {
 		return tenant.GraphInfo{}, classify(ctx, "count users", err)
 	}
 	return tenant.GraphInfo{Organization: name, UserCount: n}, nil
 }
 
-// Forget drops the tenant's cached client.
-func (r *Reader) Forget(tenantID string) {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.clients.Remove(cacheKey(tenantID))
-}
-
-// cacheKey is the canonical form of a tenant id (a GUID, case-insensitive).
-func cacheKey(tenantID string) string { return strings.ToLower(strings.TrimSpace(tenantID)) }
-
-func (r *Reader) client(tenantID string, cred azcore.TokenCredential) (*client, error) {
-	if cred == nil {
-		return nil, errors.New("graph: nil credential")
-	}
-	key := cacheKey(tenantID)
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	if c, ok := r.clients.Get(key); ok && sameCredential(c.cred, cred) {
-		return c, nil
-	}
-	// The valid hosts are the configured cloud's Graph host only: kiota
-	// attaches a token to no other host (and the hostGuard sends nothing
-	// elsewhere at all).
-	auth, err := kauth.NewAzureIdentityAuthenticationProviderWithScopesAndValidHosts(
-		cred, []string{r.cl.GraphScope()}, []string{r.cl.GraphHost()})
-	if err != nil {
-		return nil, fmt.Errorf("graph: auth provider: %w", err)
-	}
-	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, r.http)
-	if err != nil {
-		return nil, fmt.Errorf("graph: request adapter: %w", err)
-	}
-	adapter.SetBaseUrl(r.cl.GraphEndpoint + "/v1.0")
-	c := &client{cred: cred, gsc: msgraph.NewGraphServiceClient(adapter)}
-	r.clients.Put(key, c)
-	return c, nil
-}
-
-// sameCredential reports whether a and b are the same credential, without
-// panicking on credential types that are not comparable.
-func sameCredential(a, b azcore.TokenCredential) bool {
-	if reflect.TypeOf(a) != reflect.TypeOf(b) || !reflect.TypeOf(a).Comparable() {
-		return false
-	}
-	return a == b
-}
-
-func (r *Reader) orgName(ctx context.Context, c *client) (string, error) {
-	resp, err := c.gsc.Organization().Get(ctx, &organization.OrganizationRequestBuilderGetRequestConfiguration{
+func (r *Reader) orgName(ctx context.Context) (string, error) {
+	resp, err := r.gsc.Organization().Get(ctx, &organization.OrganizationRequestBuilderGetRequestConfiguration{
 		QueryParameters: &organization.OrganizationRequestBuilderGetQueryParameters{Select: []string{"id", "displayName"}},
 	})
 	if err != nil {
@@ -174,10 +139,10 @@ func (r *Reader) orgName(ctx context.Context, c *client) (string, error) {
 // userCount asks Graph for $count in one request. Graph answers 400 when the
 // advanced query is not available (and some clouds or fakes 404); then it
 // pages through the users' ids instead.
-func (r *Reader) userCount(ctx context.Context, c *client) (int, error) {
+func (r *Reader) userCount(ctx context.Context) (int, error) {
 	h := abs.NewRequestHeaders()
 	h.Add("ConsistencyLevel", "eventual")
-	n, err := c.gsc.Users().Count().Get(ctx, &users.CountRequestBuilderGetRequestConfiguration{Headers: h})
+	n, err := r.gsc.Users().Count().Get(ctx, &users.CountRequestBuilderGetRequestConfiguration{Headers: h})
 	if err == nil && n != nil {
 		return int(*n), nil
 	}
@@ -186,18 +151,18 @@ func (r *Reader) userCount(ctx context.Context, c *client) (int, error) {
 			return 0, err
 		}
 	}
-	return r.pageUsers(ctx, c)
+	return r.pageUsers(ctx)
 }
 
-func (r *Reader) pageUsers(ctx context.Context, c *client) (int, error) {
+func (r *Reader) pageUsers(ctx context.Context) (int, error) {
 	top := int32(999)
-	resp, err := c.gsc.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
+	resp, err := r.gsc.Users().Get(ctx, &users.UsersRequestBuilderGetRequestConfiguration{
 		QueryParameters: &users.UsersRequestBuilderGetQueryParameters{Select: []string{"id"}, Top: &top},
 	})
 	if err != nil {
 		return 0, err
 	}
-	it, err := msgraphcore.NewPageIterator[models.Userable](resp, c.gsc.GetAdapter(), models.CreateUserCollectionResponseFromDiscriminatorValue)
+	it, err := msgraphcore.NewPageIterator[models.Userable](resp, r.gsc.GetAdapter(), models.CreateUserCollectionResponseFromDiscriminatorValue)
 	if err != nil {
 		return 0, err
 	}

@@ -82,7 +82,7 @@ func TestOrganization(t *testing.T) {
 	c := startCloud(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 250})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-	info, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+	info, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestOrganizationPagesWhenCountIsUnsupported(t *testing.T) {
 				return nil
 			}}
 			r := New(cloud.AzurePublic, Options{Transport: ic})
-			info, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+			info, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +181,7 @@ func TestOrganizationFaults(t *testing.T) {
 			tt.tenant.OrgName = "Contoso"
 			c.AddTenant(tenantA, tt.tenant)
 			r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-			_, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+			_, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
 			var oe *outcome.Error
 			if !errors.As(err, &oe) || oe.Code != tt.want {
 				t.Fatalf("err = %v, want %s", err, tt.want)
@@ -199,7 +199,7 @@ func TestOrganizationFaults(t *testing.T) {
 		c := startCloud(t)
 		c.AddTenant(tenantA, cloudtest.Tenant{GraphStatus: 403})
 		r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-		_, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+		_, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
 		if got := outcome.Detail(err); got != "admin consent for Microsoft Graph application permissions is missing" {
 			t.Errorf("detail = %q", got)
 		}
@@ -211,7 +211,7 @@ func TestOrganizationThrottledThenSucceeds(t *testing.T) {
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 5, GraphThrottle: 2})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	start := time.Now()
-	info, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+	info, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +238,7 @@ func TestOrganizationRetryAfterBeyondDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err := r.Organization(ctx, tenantA, secretCred(t, c, tenantA))
+	_, err := r.Organization(ctx, secretCred(t, c, tenantA))
 	if got := outcome.Of(err); got != outcome.Throttled {
 		t.Errorf("outcome = %s (%v), want throttled", got, err)
 	}
@@ -254,7 +254,7 @@ func TestOrganizationHangTimesOut(t *testing.T) {
 	cred := secretCred(t, c, tenantA)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
-	_, err := r.Organization(ctx, tenantA, cred)
+	_, err := r.Organization(ctx, cred)
 	if got := outcome.Of(err); got != outcome.Timeout {
 		t.Errorf("outcome = %s (%v), want timeout", got, err)
 	}
@@ -266,30 +266,19 @@ func TestOrganizationReusesClientAndToken(t *testing.T) {
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	cred := secretCred(t, c, tenantA)
 	for range 2 {
-		if _, err := r.Organization(context.Background(), tenantA, cred); err != nil {
+		if _, err := r.Organization(context.Background(), cred); err != nil {
 			t.Fatal(err)
 		}
 	}
 	if n := c.TokenRequests(tenantA); n != 1 {
 		t.Errorf("token requests = %d, want 1", n)
 	}
-	first, _ := r.clients.Get(tenantA)
-	r.Forget(tenantA)
-	if _, ok := r.clients.Get(tenantA); ok {
-		t.Error("Forget kept the client")
-	}
-	if _, err := r.Organization(context.Background(), tenantA, cred); err != nil {
+	// A new credential for the tenant is used as given: it signs in anew.
+	if _, err := r.Organization(context.Background(), secretCred(t, c, tenantA)); err != nil {
 		t.Fatal(err)
 	}
-	if second, _ := r.clients.Get(tenantA); second == first {
-		t.Error("no new client after Forget")
-	}
-	// A new credential for the tenant replaces the cached client.
-	if _, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA)); err != nil {
-		t.Fatal(err)
-	}
-	if third, _ := r.clients.Get(tenantA); third.cred == cred {
-		t.Error("the client of the old credential was reused")
+	if n := c.TokenRequests(tenantA); n != 2 {
+		t.Errorf("token requests = %d, want 2 after a new credential", n)
 	}
 }
 
@@ -297,7 +286,7 @@ func TestOrganizationTenantsAreSeparate(t *testing.T) {
 	c := startCloud(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
 	c.AddTenant(tenantB, cloudtest.Tenant{OrgName: "Fabrikam", Users: 7})
-	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport, MaxClients: 1})
+	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	credA, credB := secretCred(t, c, tenantA), secretCred(t, c, tenantB)
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
@@ -307,7 +296,7 @@ func TestOrganizationTenantsAreSeparate(t *testing.T) {
 			if i%2 == 1 {
 				id, cred, want = tenantB, credB, "Fabrikam/7"
 			}
-			info, err := r.Organization(context.Background(), id, cred)
+			info, err := r.Organization(context.Background(), cred)
 			if err != nil {
 				errs <- err
 				return
@@ -321,9 +310,6 @@ func TestOrganizationTenantsAreSeparate(t *testing.T) {
 	close(errs)
 	for err := range errs {
 		t.Error(err)
-	}
-	if n := r.clients.Len(); n != 1 {
-		t.Errorf("cached clients = %d, want at most 1", n)
 	}
 	for _, req := range graphRequests(c) {
 		if req.Tenant != tenantA && req.Tenant != tenantB {
@@ -347,7 +333,7 @@ func TestOrganizationRefusesForeignNextLink(t *testing.T) {
 		return nil
 	}}
 	r := New(cloud.AzurePublic, Options{Transport: ic})
-	_, err := r.Organization(context.Background(), tenantA, secretCred(t, c, tenantA))
+	_, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
 	if outcome.Of(err) != outcome.UpstreamError || !errors.Is(err, errForeignHost) {
 		t.Errorf("err = %v, want the foreign host refused", err)
 	}
@@ -371,7 +357,7 @@ func TestOrganizationKeepsTheCredentialsOutcome(t *testing.T) {
 	c := startCloud(t)
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	signIn := outcome.New(outcome.AppNotInTenant, "the app is not registered in the tenant", errors.New("AADSTS700016"))
-	_, err := r.Organization(context.Background(), tenantA, fixedCred{signIn})
+	_, err := r.Organization(context.Background(), fixedCred{signIn})
 	if got := outcome.Of(err); got != outcome.AppNotInTenant {
 		t.Errorf("outcome = %s (%v)", got, err)
 	}
