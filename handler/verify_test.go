@@ -1,0 +1,99 @@
+package main
+
+import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
+)
+
+// Every customer-visible outcome is produced by its fault, through the real
+// SDKs, and lands in the onboarding response and the stored verification.
+func TestVerificationNamesEachFault(t *testing.T) {
+	fx := newFixture(t)
+	type tc struct {
+		name     string
+		setup    func(id string) map[string]any
+		want     outcome.Code
+		step     string
+		remedy   string
+		appFault bool
+	}
+	body := func(id string, graph bool, vault string, secrets ...string) map[string]any {
+		b := map[string]any{"tenantId": id, "graph": graph}
+		if vault != "" {
+			b["keyVaults"] = []map[string]any{{"vaultUrl": cloudtest.VaultURL(vault) + "/", "secrets": secrets}}
+		}
+		return b
+	}
+	tests := []tc{
+		{"ok", func(id string) map[string]any { fx.healthyTenant(id, "vok"); return body(id, true, "vok", "db-password") }, outcome.OK, "", "", false},
+		{"app not in tenant", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{SignIn: cloudtest.FaultAppNotInTenant})
+			return body(id, true, "")
+		}, outcome.AppNotInTenant, "3", "az ad sp create --id " + testAppID, false},
+		{"tenant not found", func(id string) map[string]any { return body(id, true, "") }, outcome.TenantNotFound, "onboarding", "tenant id", false},
+		{"graph consent missing", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x", GraphStatus: 403})
+			return body(id, true, "")
+		}, outcome.GraphConsentMissing, "4", "adminconsent?client_id=" + testAppID, false},
+		{"key vault access denied", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x"})
+			fx.cloud.AddVault("vdenied", id, cloudtest.Vault{Status: 403})
+			return body(id, false, "vdenied", "db-password")
+		}, outcome.KeyVaultAccessDenied, "5", "Key Vault Secrets User", false},
+		{"secret not found", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x"})
+			fx.cloud.AddVault("vempty", id, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{}})
+			return body(id, false, "vempty", "missing-secret")
+		}, outcome.SecretNotFound, "5", "missing-secret", false},
+		{"throttled", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x", GraphStatus: 429})
+			return body(id, true, "")
+		}, outcome.Throttled, "", "next sweep", false},
+		{"upstream error", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x", GraphStatus: 503})
+			return body(id, true, "")
+		}, outcome.UpstreamError, "", "next sweep", false},
+		{"timeout", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x", GraphHang: true})
+			return body(id, true, "")
+		}, outcome.Timeout, "", "next sweep", false},
+		{"our credential expired", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x"})
+			fx.cloud.UpdateApp(func(a *cloudtest.App) { a.Expired = true })
+			return body(id, true, "")
+		}, outcome.AppCredentialInvalid, "1", "developer rotates", true},
+	}
+	a := fx.inProcess(t, deps{}, "ONBOARD_VERIFY_TIMEOUT", "2s")
+	for i, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			id := tenantID(7000 + i)
+			raw, _ := json.Marshal(tt.setup(id))
+			rec := httptest.NewRecorder()
+			req := httptest.NewRequest(http.MethodPost, "/api/tenants", strings.NewReader(string(raw)))
+			req.Header.Set("Content-Type", "application/json")
+			a.api.ServeHTTP(rec, req)
+			var got tenant.Record
+			if rec.Code != http.StatusCreated || json.Unmarshal(rec.Body.Bytes(), &got) != nil || got.Verification == nil {
+				t.Fatalf("POST: %d %s", rec.Code, rec.Body)
+			}
+			v := got.Verification
+			if v.Outcome != tt.want || v.Step != tt.step || !strings.Contains(v.Remediation, tt.remedy) || v.Message == "" {
+				t.Fatalf("verification = %+v, want %s, step %q, remediation with %q", v, tt.want, tt.step, tt.remedy)
+			}
+			stored, err := fx.store.Get(t.Context(), id)
+			if err != nil || stored.Verification == nil || stored.Verification.Outcome != tt.want {
+				t.Fatalf("stored verification = %+v, %v", stored.Verification, err)
+			}
+			if strings.Contains(rec.Body.String(), testAppSecret) || strings.Contains(rec.Body.String(), cloudtest.TokenMarker) {
+				t.Fatal("response leaks a secret or a token")
+			}
+		})
+	}
+}
