@@ -32,7 +32,10 @@ func TestVerificationNamesEachFault(t *testing.T) {
 		return b
 	}
 	tests := []tc{
-		{"ok", func(id string) map[string]any { fx.healthyTenant(id, "vok"); return body(id, true, "vok", "db-password") }, outcome.OK, "", "", false},
+		{"ok", func(id string) map[string]any {
+			fx.healthyTenant(id, "vok")
+			return body(id, true, "vok", "db-password")
+		}, outcome.OK, "", "", false},
 		{"app not in tenant", func(id string) map[string]any {
 			fx.cloud.AddTenant(id, cloudtest.Tenant{SignIn: cloudtest.FaultAppNotInTenant})
 			return body(id, true, "")
