@@ -106,19 +106,5 @@ func odataCode(err error) string {
 	if main == nil || main.GetCode() == nil {
 		return ""
 	}
-	return sanitizeCode(*main.GetCode())
-}
-
-// sanitizeCode keeps a code that looks like an identifier and drops anything
-// else, so that a hostile or broken body cannot put prose in the detail.
-func sanitizeCode(s string) string {
-	if len(s) > 64 {
-		return ""
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
-			return ""
-		}
-	}
-	return s
+	return outcome.SafeCode(*main.GetCode())
 }

@@ -114,20 +114,6 @@ func TestClassifyCanceledIsNotAnOutcome(t *testing.T) {
 	}
 }
 
-func TestSanitizeCode(t *testing.T) {
-	for in, want := range map[string]string{
-		"Authorization_RequestDenied": "Authorization_RequestDenied",
-		"Request_UnsupportedQuery":    "Request_UnsupportedQuery",
-		"two words":                   "",
-		"<html>":                      "",
-		strings.Repeat("a", 65):       "",
-	} {
-		if got := sanitizeCode(in); got != want {
-			t.Errorf("sanitizeCode(%q) = %q, want %q", in, got, want)
-		}
-	}
-}
-
 func TestRetryDelay(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	resp := func(ra string) *http.Response {

@@ -69,7 +69,7 @@ func classify(ctx context.Context, name string, err error) error {
 	if !isResp {
 		return outcome.New(outcome.UpstreamError, "could not reach the vault", err)
 	}
-	code := safeCode(re.ErrorCode)
+	code := outcome.SafeCode(re.ErrorCode)
 	wrapped := &responseError{status: re.StatusCode, code: code, err: err}
 	switch s := re.StatusCode; {
 	case s == http.StatusForbidden:
@@ -113,19 +113,5 @@ func innerCode(re *azcore.ResponseError) string {
 	if json.Unmarshal(body, &e) != nil {
 		return ""
 	}
-	return safeCode(e.Error.InnerError.Code)
-}
-
-// safeCode keeps a code that looks like an identifier, and drops anything
-// else so a broken body cannot put prose in an error text.
-func safeCode(s string) string {
-	if len(s) > 64 {
-		return ""
-	}
-	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
-			return ""
-		}
-	}
-	return s
+	return outcome.SafeCode(e.Error.InnerError.Code)
 }

@@ -100,3 +100,19 @@ func (c Code) CustomerSide() bool {
 // AppWide reports whether the outcome is a fault of the whole app rather than
 // of one tenant; such results are not counted against the tenant.
 func (c Code) AppWide() bool { return c == AppCredentialInvalid }
+
+// SafeCode returns an error code from a service's response body when it looks
+// like an identifier (letters, digits, '_', '.', '-'; at most 64), and ""
+// otherwise, so that a broken or hostile body cannot put prose, or a secret,
+// into a Detail.
+func SafeCode(s string) string {
+	if len(s) > 64 {
+		return ""
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '.' || r == '-') {
+			return ""
+		}
+	}
+	return s
+}

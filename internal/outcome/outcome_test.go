@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"testing"
 )
 
@@ -41,5 +42,19 @@ func TestCodeSides(t *testing.T) {
 	}
 	if !AppCredentialInvalid.AppWide() || !KeyVaultAccessDenied.CustomerSide() || Throttled.CustomerSide() {
 		t.Error("sides misassigned")
+	}
+}
+
+func TestSafeCode(t *testing.T) {
+	for in, want := range map[string]string{
+		"Authorization_RequestDenied": "Authorization_RequestDenied",
+		"Request_UnsupportedQuery":    "Request_UnsupportedQuery",
+		"two words":                   "",
+		"<html>":                      "",
+		strings.Repeat("a", 65):       "",
+	} {
+		if got := SafeCode(in); got != want {
+			t.Errorf("SafeCode(%q) = %q, want %q", in, got, want)
+		}
 	}
 }
