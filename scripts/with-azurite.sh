@@ -12,6 +12,7 @@ root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 if [[ -z ${AZURITE_TABLE_ENDPOINT:-} ]]; then
 	dir="$(mktemp -d "${TMPDIR:-/tmp}/tenantsweep-azurite.XXXXXX")"
+	# shellcheck disable=SC2317 # called by the EXIT trap
 	cleanup() {
 		"$root/scripts/azurite.sh" stop --dir "$dir" >&2 || true
 		rm -rf "$dir"
