@@ -29,8 +29,6 @@ import (
 // keeps its default transport (and with it HTTPS_PROXY and SSL_CERT_FILE).
 type deps struct {
 	transport *http.Client
-	// sweep overrides the sweep's defaults derived from settings.
-	sweep func(*sweep.Options)
 	// wrapProber lets a test inject faults (panics, hangs) into the real
 	// per-tenant work.
 	wrapProber func(sweep.Prober) sweep.Prober
@@ -89,9 +87,6 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		TenantTimeout: cfg.Sweep.TenantTimeout,
 		Budget:        cfg.Sweep.Budget,
 		BackoffMax:    cfg.Sweep.BackoffMax,
-	}
-	if d.sweep != nil {
-		d.sweep(&opts)
 	}
 	var sweepProber sweep.Prober = prober
 	if d.wrapProber != nil {
