@@ -35,10 +35,11 @@ local.settings.json:
 
 .PHONY: run
 run: deps build local.settings.json ## run the app locally against Azurite (func start if installed, else local mode)
-	scripts/azurite.sh start --port $(AZURITE_PORT) >/dev/null
 	@if command -v func >/dev/null; then \
+	  scripts/azurite.sh start --port $(AZURITE_PORT) --all >/dev/null; \
 	  echo "make: starting with Azure Functions Core Tools"; exec func start; \
 	else \
+	  scripts/azurite.sh start --port $(AZURITE_PORT) >/dev/null; \
 	  echo "make: Azure Functions Core Tools not found; starting the binary's local mode on http://localhost:7071"; \
 	  exec ./$(BIN) local --settings local.settings.json; \
 	fi

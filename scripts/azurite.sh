@@ -2,7 +2,7 @@
 # Starts and stops a local Azurite Table Storage emulator for tests and local
 # mode.
 #
-#   scripts/azurite.sh start [--port N] [--in-memory] [--dir DIR]
+#   scripts/azurite.sh start [--port N] [--in-memory] [--all] [--dir DIR]
 #   scripts/azurite.sh stop  [--dir DIR]
 #
 # start prints the table endpoint (http://127.0.0.1:PORT/devstoreaccount1) as
@@ -16,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
 usage() {
-	echo "usage: $0 start [--port N] [--in-memory] [--dir DIR]" >&2
+	echo "usage: $0 start [--port N] [--in-memory] [--all] [--dir DIR]" >&2
 	echo "       $0 stop [--dir DIR]" >&2
 	exit 2
 }
@@ -53,6 +53,7 @@ shift
 
 port=""
 in_memory=false
+all=false
 dir="$root/.azurite"
 while [[ $# -gt 0 ]]; do
 	case $1 in
@@ -67,6 +68,10 @@ while [[ $# -gt 0 ]]; do
 		;;
 	--in-memory)
 		in_memory=true
+		shift
+		;;
+	--all)
+		all=true
 		shift
 		;;
 	--dir)
@@ -120,6 +125,13 @@ start() {
 	fi
 
 	local args=(--tableHost 127.0.0.1 --tablePort "$port" --disableTelemetry --skipApiVersionCheck)
+	if $all; then
+		# The Functions host (func start) keeps timer locks and schedule
+		# status in blobs of AzureWebJobsStorage: UseDevelopmentStorage=true
+		# means blob 10000 and queue 10001 beside the table service.
+		bin="$root/node_modules/.bin/azurite"
+		args+=(--blobHost 127.0.0.1 --blobPort 10000 --queueHost 127.0.0.1 --queuePort 10001)
+	fi
 	if $in_memory; then
 		args+=(--inMemoryPersistence)
 	else
