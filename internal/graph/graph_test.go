@@ -12,9 +12,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	azcloud "github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
@@ -33,24 +31,6 @@ func startCloud(t *testing.T) *cloudtest.Cloud {
 	c := cloudtest.Start(t)
 	c.SetApp(cloudtest.App{ClientID: appID, Secret: appSecret})
 	return c
-}
-
-// secretCred is a real azidentity credential of the tenant against the fake
-// Entra ID.
-func secretCred(t *testing.T, c *cloudtest.Cloud, tenantID string) azcore.TokenCredential {
-	t.Helper()
-	cred, err := azidentity.NewClientSecretCredential(tenantID, appID, appSecret, &azidentity.ClientSecretCredentialOptions{
-		ClientOptions: azcore.ClientOptions{
-			Transport: c.HTTPClient(),
-			Cloud:     azcloud.Configuration{ActiveDirectoryAuthorityHost: cloudtest.AuthorityHost},
-			Retry:     policy.RetryOptions{MaxRetries: -1},
-		},
-		DisableInstanceDiscovery: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cred
 }
 
 // graphRequests are the requests Graph received, with the tenant of their
@@ -82,7 +62,7 @@ func TestOrganization(t *testing.T) {
 	c := startCloud(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 250})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-	info, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
+	info, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +122,7 @@ func TestOrganizationPagesWhenCountIsUnsupported(t *testing.T) {
 				return nil
 			}}
 			r := New(cloud.AzurePublic, Options{Transport: ic})
-			info, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
+			info, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -181,7 +161,7 @@ func TestOrganizationFaults(t *testing.T) {
 			tt.tenant.OrgName = "Contoso"
 			c.AddTenant(tenantA, tt.tenant)
 			r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-			_, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
+			_, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
 			var oe *outcome.Error
 			if !errors.As(err, &oe) || oe.Code != tt.want {
 				t.Fatalf("err = %v, want %s", err, tt.want)
@@ -199,7 +179,7 @@ func TestOrganizationFaults(t *testing.T) {
 		c := startCloud(t)
 		c.AddTenant(tenantA, cloudtest.Tenant{GraphStatus: 403})
 		r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-		_, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
+		_, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
 		if got := outcome.Detail(err); got != "admin consent for Microsoft Graph application permissions is missing" {
 			t.Errorf("detail = %q", got)
 		}
@@ -211,7 +191,7 @@ func TestOrganizationThrottledThenSucceeds(t *testing.T) {
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 5, GraphThrottle: 2})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	start := time.Now()
-	info, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
+	info, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -238,7 +218,7 @@ func TestOrganizationRetryAfterBeyondDeadline(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	start := time.Now()
-	_, err := r.Organization(ctx, secretCred(t, c, tenantA))
+	_, err := r.Organization(ctx, c.SecretCredential(t, tenantA))
 	if got := outcome.Of(err); got != outcome.Throttled {
 		t.Errorf("outcome = %s (%v), want throttled", got, err)
 	}
@@ -251,7 +231,7 @@ func TestOrganizationHangTimesOut(t *testing.T) {
 	c := startCloud(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", GraphHang: true})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-	cred := secretCred(t, c, tenantA)
+	cred := c.SecretCredential(t, tenantA)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	_, err := r.Organization(ctx, cred)
@@ -264,7 +244,7 @@ func TestOrganizationReusesClientAndToken(t *testing.T) {
 	c := startCloud(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-	cred := secretCred(t, c, tenantA)
+	cred := c.SecretCredential(t, tenantA)
 	for range 2 {
 		if _, err := r.Organization(context.Background(), cred); err != nil {
 			t.Fatal(err)
@@ -274,7 +254,7 @@ func TestOrganizationReusesClientAndToken(t *testing.T) {
 		t.Errorf("token requests = %d, want 1", n)
 	}
 	// A new credential for the tenant is used as given: it signs in anew.
-	if _, err := r.Organization(context.Background(), secretCred(t, c, tenantA)); err != nil {
+	if _, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA)); err != nil {
 		t.Fatal(err)
 	}
 	if n := c.TokenRequests(tenantA); n != 2 {
@@ -287,7 +267,7 @@ func TestOrganizationTenantsAreSeparate(t *testing.T) {
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
 	c.AddTenant(tenantB, cloudtest.Tenant{OrgName: "Fabrikam", Users: 7})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-	credA, credB := secretCred(t, c, tenantA), secretCred(t, c, tenantB)
+	credA, credB := c.SecretCredential(t, tenantA), c.SecretCredential(t, tenantB)
 	var wg sync.WaitGroup
 	errs := make(chan error, 20)
 	for i := range 20 {
@@ -333,7 +313,7 @@ func TestOrganizationRefusesForeignNextLink(t *testing.T) {
 		return nil
 	}}
 	r := New(cloud.AzurePublic, Options{Transport: ic})
-	_, err := r.Organization(context.Background(), secretCred(t, c, tenantA))
+	_, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
 	if outcome.Of(err) != outcome.UpstreamError || !errors.Is(err, errForeignHost) {
 		t.Errorf("err = %v, want the foreign host refused", err)
 	}

@@ -8,11 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
-	azcloud "github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
-	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
-
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
@@ -30,22 +25,6 @@ func startCloud(t *testing.T) *cloudtest.Cloud {
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso"})
 	c.AddTenant(tenantB, cloudtest.Tenant{OrgName: "Fabrikam"})
 	return c
-}
-
-func secretCred(t *testing.T, c *cloudtest.Cloud, tenantID string) azcore.TokenCredential {
-	t.Helper()
-	cred, err := azidentity.NewClientSecretCredential(tenantID, appID, appSecret, &azidentity.ClientSecretCredentialOptions{
-		ClientOptions: azcore.ClientOptions{
-			Transport: c.HTTPClient(),
-			Cloud:     azcloud.Configuration{ActiveDirectoryAuthorityHost: cloudtest.AuthorityHost},
-			Retry:     policy.RetryOptions{MaxRetries: -1},
-		},
-		DisableInstanceDiscovery: true,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return cred
 }
 
 func newReader(c *cloudtest.Cloud) *Reader {
@@ -83,7 +62,7 @@ func TestCloudSecretMetadata(t *testing.T) {
 		"no-expiry":   {Value: secretValue, Enabled: true},
 	}})
 	r := newReader(c)
-	cred := secretCred(t, c, tenantA)
+	cred := c.SecretCredential(t, tenantA)
 	for range 2 {
 		meta, err := r.Secret(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "db-password", cred)
 		if err != nil {
@@ -131,7 +110,7 @@ func TestCloudSecretFaults(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			c := startCloud(t)
 			c.AddVault("contoso-kv", tenantA, tt.vault)
-			_, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "s", secretCred(t, c, tenantA))
+			_, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "s", c.SecretCredential(t, tenantA))
 			var oe *outcome.Error
 			if !errors.As(err, &oe) || oe.Code != tt.want {
 				t.Fatalf("err = %v, want %s", err, tt.want)
@@ -150,7 +129,7 @@ func TestCloudSecretThrottledThenRead(t *testing.T) {
 	c.AddVault("contoso-kv", tenantA, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{
 		"s": {Value: secretValue, Version: "v1", Enabled: true, Throttle: 2},
 	}})
-	meta, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "s", secretCred(t, c, tenantA))
+	meta, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "s", c.SecretCredential(t, tenantA))
 	if err != nil || meta.Version != "v1" {
 		t.Fatalf("meta %+v, err %v", meta, err)
 	}
@@ -162,7 +141,7 @@ func TestCloudSecretDisabled(t *testing.T) {
 	c.AddVault("contoso-kv", tenantA, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{
 		"s": {Value: secretValue, Version: "v1", Enabled: false, ExpiresOn: exp},
 	}})
-	meta, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "s", secretCred(t, c, tenantA))
+	meta, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "s", c.SecretCredential(t, tenantA))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -174,7 +153,7 @@ func TestCloudSecretDisabled(t *testing.T) {
 func TestCloudVaultOfAnotherTenant(t *testing.T) {
 	c := startCloud(t)
 	c.AddVault("fabrikam-kv", tenantB, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{"s": {Value: secretValue, Enabled: true}}})
-	_, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("fabrikam-kv"), "s", secretCred(t, c, tenantA))
+	_, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("fabrikam-kv"), "s", c.SecretCredential(t, tenantA))
 	if got := outcome.Of(err); got != outcome.KeyVaultAccessDenied {
 		t.Fatalf("outcome = %s (%v)", got, err)
 	}
@@ -193,7 +172,7 @@ func TestCloudVaultOfAnotherTenant(t *testing.T) {
 
 func TestCloudUnknownVaultIsUpstream(t *testing.T) {
 	c := startCloud(t)
-	_, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("nowhere-kv"), "s", secretCred(t, c, tenantA))
+	_, err := newReader(c).Secret(context.Background(), tenantA, cloudtest.VaultURL("nowhere-kv"), "s", c.SecretCredential(t, tenantA))
 	if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "could not reach the vault" {
 		t.Errorf("err = %v", err)
 	}
@@ -202,7 +181,7 @@ func TestCloudUnknownVaultIsUpstream(t *testing.T) {
 func TestCloudForeignVaultHostRefused(t *testing.T) {
 	c := startCloud(t)
 	r := newReader(c)
-	cred := secretCred(t, c, tenantA)
+	cred := c.SecretCredential(t, tenantA)
 	for _, u := range []string{"https://contoso-kv.vault.azure.net.evil.example.com", "https://login.microsoftonline.com", "https://graph.microsoft.com", "http://contoso-kv.vault.azure.net"} {
 		if _, err := r.Secret(context.Background(), tenantA, u, "s", cred); err == nil {
 			t.Errorf("%s accepted", u)
