@@ -1,12 +1,10 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"os/exec"
 	"strings"
@@ -235,31 +233,13 @@ func TestConcurrentInvocations(t *testing.T) {
 }
 
 // doQuiet is do for goroutines, which must not call t.Fatal: a failed
-// request comes back as status 0 and the error text as the body.
+// request comes back as status 0 with the error as the body.
 func doQuiet(method, url string, body any, header map[string]string) (int, http.Header, []byte) {
-	var rd io.Reader
-	switch b := body.(type) {
-	case nil:
-	case []byte:
-		rd = bytes.NewReader(b)
-	default:
-		j, _ := json.Marshal(b)
-		rd = bytes.NewReader(j)
-	}
-	req, err := http.NewRequest(method, url, rd)
+	code, hdr, raw, err := send(method, url, body, header)
 	if err != nil {
 		return 0, nil, []byte(err.Error())
 	}
-	for k, v := range header {
-		req.Header.Set(k, v)
-	}
-	resp, err := (&http.Client{Timeout: time.Minute}).Do(req)
-	if err != nil {
-		return 0, nil, []byte(err.Error())
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, resp.Header, raw
+	return code, hdr, raw
 }
 
 func TestStartupErrorsNameTheSetting(t *testing.T) {

@@ -183,9 +183,8 @@ func startHost(t testing.TB, env []string, args ...string) *proc {
 	return nil
 }
 
-// do sends a request and decodes a JSON answer into out (when non-nil).
-func do(t testing.TB, method, url string, body any, header map[string]string, out any) (int, http.Header, []byte) {
-	t.Helper()
+// send sends a request with a JSON (or raw string/bytes) body.
+func send(method, url string, body any, header map[string]string) (int, http.Header, []byte, error) {
 	var rd io.Reader
 	switch b := body.(type) {
 	case nil:
@@ -199,23 +198,33 @@ func do(t testing.TB, method, url string, body any, header map[string]string, ou
 	}
 	req, err := http.NewRequest(method, url, rd)
 	if err != nil {
-		t.Fatal(err)
+		return 0, nil, nil, err
 	}
 	for k, v := range header {
 		req.Header.Set(k, v)
 	}
 	resp, err := (&http.Client{Timeout: 20 * time.Minute}).Do(req)
 	if err != nil {
-		t.Fatalf("%s %s: %v", method, url, err)
+		return 0, nil, nil, fmt.Errorf("%s %s: %w", method, url, err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
+	raw, err := io.ReadAll(resp.Body)
+	return resp.StatusCode, resp.Header, raw, err
+}
+
+// do sends a request and decodes a JSON answer into out (when non-nil).
+func do(t testing.TB, method, url string, body any, header map[string]string, out any) (int, http.Header, []byte) {
+	t.Helper()
+	code, hdr, raw, err := send(method, url, body, header)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if out != nil && len(raw) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
 			t.Fatalf("%s %s: answer is not JSON: %v\n%s", method, url, err, raw)
 		}
 	}
-	return resp.StatusCode, resp.Header, raw
+	return code, hdr, raw
 }
 
 // hostHeaders are what the host adds to a forwarded request.
