@@ -15,7 +15,7 @@ var (
 )
 
 const (
-	tenantA = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+	tenantA = "3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c"
 	tenantB = "11111111-2222-3333-4444-555555555555"
 )
 

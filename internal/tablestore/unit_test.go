@@ -267,11 +267,11 @@ func TestTenantKey(t *testing.T) {
 		in, key, pk string
 		ok          bool
 	}{
-		{"72F988BF-86F1-41AF-91AB-2D7CD011DB47", "72f988bf-86f1-41af-91ab-2d7cd011db47", "72", true},
+		{"3C1E8B2A-5F4D-4E6B-9A7C-2D8F0E1B4A6C", "3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c", "3c", true},
 		{"00000000-0000-0000-0000-000000000000", "00000000-0000-0000-0000-000000000000", "00", true},
 		{"", "", "", false},
-		{"72f988bf86f141af91ab2d7cd011db47", "", "", false},
-		{"72f988bf-86f1-41af-91ab-2d7cd011db47/..", "", "", false},
+		{"3c1e8b2a5f4d4e6b9a7c2d8f0e1b4a6c", "", "", false},
+		{"3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c/..", "", "", false},
 		{"contoso.onmicrosoft.com", "", "", false},
 	}
 	for _, tt := range tests {

@@ -86,7 +86,7 @@ func ParseTenantID(s string) (string, error) {
 		return "", invalid("tenantId", "is required")
 	}
 	if !guidRE.MatchString(s) {
-		return "", invalid("tenantId", "must be a GUID like 72f988bf-86f1-41af-91ab-2d7cd011db47")
+		return "", invalid("tenantId", "must be a GUID like 3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c")
 	}
 	s = strings.ToLower(s)
 	if s == nilTenantGUID {

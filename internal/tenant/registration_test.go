@@ -12,7 +12,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 )
 
-const regTenant = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+const regTenant = "3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c"
 
 func regBoolPtr(b bool) *bool { return &b }
 
@@ -50,18 +50,18 @@ func TestParseRegistrationValid(t *testing.T) {
 	}{
 		{
 			name: "blog example",
-			body: `{"tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db47","displayName":"Contoso","graph":true,"keyVaults":[{"vaultUrl":"https://contoso.vault.azure.net/","secrets":["db-password"]}]}`,
+			body: `{"tenantId":"3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c","displayName":"Contoso","graph":true,"keyVaults":[{"vaultUrl":"https://contoso.vault.azure.net/","secrets":["db-password"]}]}`,
 			want: Registration{TenantID: regTenant, DisplayName: "Contoso", Graph: regBoolPtr(true),
 				KeyVaults: []KeyVault{{VaultURL: "https://contoso.vault.azure.net/", Secrets: []string{"db-password"}}}},
 		},
 		{
 			name: "tenant id only: graph defaults to true",
-			body: `{"tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db47"}`,
+			body: `{"tenantId":"3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c"}`,
 			want: Registration{TenantID: regTenant, Graph: regBoolPtr(true)},
 		},
 		{
 			name: "upper-case tenant id is lowered",
-			body: `{"tenantId":"72F988BF-86F1-41AF-91AB-2D7CD011DB47"}`,
+			body: `{"tenantId":"3C1E8B2A-5F4D-4E6B-9A7C-2D8F0E1B4A6C"}`,
 			want: Registration{TenantID: regTenant, Graph: regBoolPtr(true)},
 		},
 		{
@@ -151,9 +151,9 @@ func TestParseRegistrationInvalid(t *testing.T) {
 		{"tenant id not a string", `{"tenantId":42}`, "tenantId", "must be a string"},
 		{"tenant id not a GUID", `{"tenantId":"contoso.onmicrosoft.com"}`, "tenantId", "GUID"},
 		{"tenant id in braces", `{"tenantId":"{` + regTenant + `}"}`, "tenantId", "GUID"},
-		{"tenant id without hyphens", `{"tenantId":"72f988bf86f141af91ab2d7cd011db47"}`, "tenantId", "GUID"},
+		{"tenant id without hyphens", `{"tenantId":"3c1e8b2a5f4d4e6b9a7c2d8f0e1b4a6c"}`, "tenantId", "GUID"},
 		{"tenant id with spaces", `{"tenantId":" ` + regTenant + `"}`, "tenantId", "GUID"},
-		{"tenant id not hex", `{"tenantId":"72f988bf-86f1-41af-91ab-2d7cd011db4g"}`, "tenantId", "GUID"},
+		{"tenant id not hex", `{"tenantId":"3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6g"}`, "tenantId", "GUID"},
 		{"nil GUID", `{"tenantId":"00000000-0000-0000-0000-000000000000"}`, "tenantId", "nil GUID"},
 		{"display name too long", `{"tenantId":"` + regTenant + `","displayName":"` + strings.Repeat("a", 257) + `"}`, "displayName", "at most 256"},
 		{"display name with newline", `{"tenantId":"` + regTenant + `","displayName":"Con\ntoso"}`, "displayName", "control"},
