@@ -298,3 +298,49 @@ func assertNoLeaks(t *testing.T, fx *fixture, output string) {
 		}
 	}
 }
+
+// Without forwarding, the host posts the HTTP request as an envelope to
+// /OnboardTenant and expects the response in Outputs.res.
+func TestOnboardingThroughTheEnvelope(t *testing.T) {
+	fx := newFixture(t)
+	p := startHost(t, fx.env())
+	id := tenantID(31)
+	fx.healthyTenant(id, "envelope1")
+	body, _ := json.Marshal(registration(id, "envelope1"))
+	envelope := map[string]any{
+		"Data": map[string]any{"req": map[string]any{
+			"Url":    "http://localhost:7071/api/tenants",
+			"Method": "POST",
+			"Query":  map[string]string{},
+			"Headers": map[string][]string{
+				"Content-Type":   {"application/json"},
+				"Content-Length": {fmt.Sprint(len(body))},
+			},
+			"Params":     map[string]string{},
+			"Identities": []any{},
+			"Body":       string(body),
+		}},
+		"Metadata": map[string]any{"sys": map[string]string{"MethodName": onboardFunction}},
+	}
+	var out struct {
+		Outputs struct {
+			Res struct {
+				StatusCode int               `json:"statusCode"`
+				Body       string            `json:"body"`
+				Headers    map[string]string `json:"headers"`
+			} `json:"res"`
+		}
+	}
+	code, _, raw := do(t, "POST", p.base+"/"+onboardFunction, envelope, map[string]string{
+		"Content-Type": "application/json; charset=utf-8", "X-Azure-Functions-InvocationId": "inv-envelope"}, &out)
+	if code != http.StatusOK || out.Outputs.Res.StatusCode != http.StatusCreated {
+		t.Fatalf("envelope answer %d: %s", code, raw)
+	}
+	var rec tenant.Record
+	if err := json.Unmarshal([]byte(out.Outputs.Res.Body), &rec); err != nil || rec.TenantID != id || rec.Verification == nil {
+		t.Fatalf("Outputs.res.body = %q (%v)", out.Outputs.Res.Body, err)
+	}
+	if stored, err := fx.store.Get(context.Background(), id); err != nil || stored.Status != tenant.StatusActive {
+		t.Fatalf("not stored: %+v, %v", stored, err)
+	}
+}
