@@ -52,23 +52,9 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		transport, roundTripper = d.transport, d.transport.Transport
 	}
 
-	storeOpts := tablestore.Options{}
-	if d.transport != nil {
-		storeOpts.ClientOptions = &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: transport}}
-	}
-	if cfg.Registry.Endpoint != "" {
-		// DefaultAzureCredential is the Function App's managed identity in
-		// Azure (AZURE_CLIENT_ID picks a user-assigned one) and the
-		// developer's az login on a workstation.
-		cred, err := azidentity.NewDefaultAzureCredential(nil)
-		if err != nil {
-			return nil, fmt.Errorf("registry credential: %w", err)
-		}
-		storeOpts.Credential = cred
-	}
-	store, err := tablestore.Open(ctx, cfg.Registry, storeOpts)
+	store, err := openRegistry(ctx, cfg, d)
 	if err != nil {
-		return nil, fmt.Errorf("open tenant registry: %w", err)
+		return nil, err
 	}
 
 	creds, err := azauth.New(ctx, cfg.App, cfg.Cloud, azauth.Options{Transport: transport})
@@ -111,6 +97,29 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		sweeper: sweep.New(store, store, sweepProber, opts),
 		api:     api,
 	}, nil
+}
+
+// openRegistry opens the tenant registry and run history.
+func openRegistry(ctx context.Context, cfg config.Config, d deps) (*tablestore.Store, error) {
+	opts := tablestore.Options{}
+	if d.transport != nil {
+		opts.ClientOptions = &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: d.transport}}
+	}
+	if cfg.Registry.Endpoint != "" {
+		// DefaultAzureCredential is the Function App's managed identity in
+		// Azure (AZURE_CLIENT_ID picks a user-assigned one) and the
+		// developer's az login on a workstation.
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("registry credential: %w", err)
+		}
+		opts.Credential = cred
+	}
+	store, err := tablestore.Open(ctx, cfg.Registry, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open tenant registry: %w", err)
+	}
+	return store, nil
 }
 
 // sweepTimer is the TenantSweep function. An app-wide failure fails the

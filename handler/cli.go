@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
@@ -41,6 +42,23 @@ func sweepOnce(ctx context.Context, e env, tenantID string, stdout, stderr io.Wr
 	}
 	if err != nil {
 		return sweepFailed{err}
+	}
+	return nil
+}
+
+// printRuns is `handler runs`: the newest runs first, one summary line each.
+// It reads only the run history, so it needs no app credential to work.
+func printRuns(ctx context.Context, e env, last int, stdout io.Writer) error {
+	store, err := openRegistry(ctx, e.cfg, deps{})
+	if err != nil {
+		return err
+	}
+	runs, err := store.RecentRuns(ctx, last)
+	if err != nil {
+		return fmt.Errorf("read run history: %w", err)
+	}
+	for _, r := range runs {
+		fmt.Fprintf(stdout, "%s  %-5s  %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Trigger, r)
 	}
 	return nil
 }

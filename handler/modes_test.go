@@ -102,6 +102,12 @@ func TestSweepCommand(t *testing.T) {
 	if code != 0 || !strings.Contains(out, "2 tenants, 2 ok") {
 		t.Fatalf("sweep: exit %d, stdout %q, stderr %s", code, out, errOut)
 	}
+	runs := exec.Command(binary(t), "runs", "--last", "5")
+	runs.Env = fx.env()
+	history, err := runs.Output()
+	if err != nil || !strings.Contains(string(history), "cli    sweep ") || !strings.Contains(string(history), "2 tenants, 2 ok") {
+		t.Fatalf("runs: %v, %q", err, history)
+	}
 	code, out, _ = run(fx.env(), "--tenant", strings.ToUpper(ids[1]))
 	if code != 0 || !strings.Contains(out, "1 tenants, 1 ok") {
 		t.Fatalf("sweep --tenant: exit %d, stdout %q", code, out)

@@ -21,7 +21,9 @@ const usage = `usage:
   handler local [--settings FILE]  development mode: serve /api/... on LOCAL_PORT and run
                                    TenantSweep on its schedule, without the Functions host
   handler sweep [--settings FILE] [--tenant ID]
-                                   run one sweep now and print its summary`
+                                   run one sweep now and print its summary
+  handler runs [--settings FILE] [--last N]
+                                   print the last N sweeps from the run history (default 10)`
 
 // exitCoder is an error that chooses the process exit code.
 type exitCoder interface{ ExitCode() int }
@@ -76,6 +78,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 			return err
 		}
 		return sweepOnce(ctx, env, *tenantID, stdout, stderr)
+	case "runs":
+		fs := flag.NewFlagSet("runs", flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		settings := fs.String("settings", "", "")
+		last := fs.Int("last", 10, "")
+		if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *last < 1 || *last > 1000 {
+			return usageError{"runs: bad arguments (--last takes 1 to 1000)"}
+		}
+		env, err := loadEnv(getenv, *settings)
+		if err != nil {
+			return err
+		}
+		return printRuns(ctx, env, *last, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
