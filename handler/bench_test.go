@@ -9,8 +9,6 @@ import (
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 const benchLatency = 30 * time.Millisecond
@@ -44,14 +42,7 @@ func BenchmarkSweepConcurrency(b *testing.B) {
 
 func benchSweep(b *testing.B, n, concurrency int) {
 	fx := newFixture(b)
-	regs := make([]tenant.Registration, n)
-	for i := range n {
-		id := tenantID(100000 + i)
-		vault := "b" + strings.ReplaceAll(id[:13], "-", "")
-		fx.healthyTenant(id, vault)
-		regs[i] = reg(id, true, vault, "db-password")
-	}
-	fx.onboard(b, regs...)
+	fx.onboard(b, fx.healthyTenants(100000, n, "b", true)...)
 	fx.cloud.SetLatency(benchLatency)
 	env := fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(concurrency), "SWEEP_BUDGET=20m")
 	if limit := os.Getenv("GOMEMLIMIT"); limit != "" {

@@ -72,6 +72,23 @@ func (fx *fixture) onboard(t testing.TB, regs ...tenant.Registration) {
 	}
 }
 
+// healthyTenants adds n healthy tenants to the fakes, with ids from first on
+// and vaults named prefix0, prefix1, ..., and returns their registrations:
+// with the vault's db-password secret when withVault, Graph only otherwise.
+func (fx *fixture) healthyTenants(first, n int, prefix string, withVault bool) []tenant.Registration {
+	regs := make([]tenant.Registration, n)
+	for i := range n {
+		id, vault := tenantID(first+i), fmt.Sprintf("%s%d", prefix, i)
+		fx.healthyTenant(id, vault)
+		if withVault {
+			regs[i] = reg(id, true, vault, "db-password")
+		} else {
+			regs[i] = reg(id, true, "")
+		}
+	}
+	return regs
+}
+
 func reg(id string, graph bool, vault string, secrets ...string) tenant.Registration {
 	r := tenant.Registration{TenantID: id, DisplayName: "T " + id[:8], Graph: &graph}
 	if vault != "" {
@@ -231,12 +248,7 @@ func TestMixedFaultSweep(t *testing.T) {
 
 func TestSecondSweepReusesTokens(t *testing.T) {
 	fx := newFixture(t)
-	var regs []tenant.Registration
-	for i := range 20 {
-		id := tenantID(2000 + i)
-		fx.healthyTenant(id, fmt.Sprintf("tv%d", i))
-		regs = append(regs, reg(id, true, fmt.Sprintf("tv%d", i), "db-password"))
-	}
+	regs := fx.healthyTenants(2000, 20, "tv", true)
 	fx.onboard(t, regs...)
 	a := fx.inProcess(t, deps{})
 	if _, err := a.sweeper.Run(context.Background(), sweep.Request{ID: "cold"}); err != nil {
@@ -262,12 +274,7 @@ func TestSecondSweepReusesTokens(t *testing.T) {
 
 func TestAppWideFailureStopsTheSweep(t *testing.T) {
 	fx := newFixture(t)
-	var regs []tenant.Registration
-	for i := range 100 {
-		id := tenantID(3000 + i)
-		fx.healthyTenant(id, fmt.Sprintf("aw%d", i))
-		regs = append(regs, reg(id, true, ""))
-	}
+	regs := fx.healthyTenants(3000, 100, "aw", false)
 	fx.onboard(t, regs...)
 	fx.cloud.UpdateApp(func(app *cloudtest.App) { app.Secret = "rotated-away" })
 	a := fx.inProcess(t, deps{}, "SWEEP_CONCURRENCY", "4")
@@ -319,12 +326,7 @@ func TestBackoffAndReonboarding(t *testing.T) {
 
 func TestDeadlineLeavesTheRestForNextTime(t *testing.T) {
 	fx := newFixture(t)
-	var regs []tenant.Registration
-	for i := range 30 {
-		id := tenantID(5000 + i)
-		fx.healthyTenant(id, fmt.Sprintf("dl%d", i))
-		regs = append(regs, reg(id, true, ""))
-	}
+	regs := fx.healthyTenants(5000, 30, "dl", false)
 	fx.onboard(t, regs...)
 	fx.cloud.SetLatency(150 * time.Millisecond)
 	a := fx.inProcess(t, deps{}, "SWEEP_CONCURRENCY", "2", "SWEEP_BUDGET", "2s")
@@ -348,12 +350,7 @@ func TestDeadlineLeavesTheRestForNextTime(t *testing.T) {
 // sweep's result to the POST.
 func TestConcurrentOnboardingDuringSweepLosesNothing(t *testing.T) {
 	fx := newFixture(t)
-	var regs []tenant.Registration
-	for i := range 60 {
-		id := tenantID(6000 + i)
-		fx.healthyTenant(id, fmt.Sprintf("co%d", i))
-		regs = append(regs, reg(id, true, fmt.Sprintf("co%d", i), "db-password"))
-	}
+	regs := fx.healthyTenants(6000, 60, "co", true)
 	fx.onboard(t, regs...)
 	fx.cloud.SetLatency(20 * time.Millisecond)
 	a := fx.inProcess(t, deps{}, "SWEEP_CONCURRENCY", "8")
