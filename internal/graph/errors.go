@@ -32,24 +32,13 @@ func (e *apiError) Error() string {
 
 func (e *apiError) Unwrap() error { return e.err }
 
-// classify turns an error from a Graph call into an *outcome.Error. An error
-// that already holds one (the credential classifies sign-in failures) keeps
-// its code; cancellation is returned as is, since it is no fault of the
-// tenant.
+// classify turns an error from a Graph call into an *outcome.Error, after
+// outcome.Settled has taken what needs no knowledge of Graph (a sign-in
+// failure the credential classified, a deadline, a cancellation).
 func classify(ctx context.Context, op string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var oe *outcome.Error
-	if errors.As(err, &oe) {
-		return err
-	}
 	status := statusOf(err)
-	if errors.Is(err, context.DeadlineExceeded) || status == 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return outcome.New(outcome.Timeout, "Microsoft Graph did not answer within the tenant's time budget", err)
-	}
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("graph: %s: %w", op, err)
+	if settled, ok := outcome.Settled(ctx, err, status != 0, "Microsoft Graph did not answer within the tenant's time budget"); ok {
+		return settled
 	}
 	if errors.Is(err, errForeignHost) {
 		return outcome.New(outcome.UpstreamError, "Microsoft Graph pointed the app at a host outside the configured cloud", err)

@@ -39,24 +39,14 @@ func isDisabled(err error) bool {
 	return errors.As(err, &re) && re.StatusCode == http.StatusForbidden && innerCode(re) == "SecretDisabled"
 }
 
-// classify turns an error from GetSecret into an *outcome.Error. An error
-// that already holds one (from the credential, or from tenantCredential)
-// keeps its code; cancellation is returned as is.
+// classify turns an error from GetSecret into an *outcome.Error, after
+// outcome.Settled has taken what needs no knowledge of Key Vault (an outcome
+// from the credential or tenantCredential, a deadline, a cancellation).
 func classify(ctx context.Context, name string, err error) error {
-	if err == nil {
-		return nil
-	}
-	var oe *outcome.Error
-	if errors.As(err, &oe) {
-		return err
-	}
 	var re *azcore.ResponseError
 	isResp := errors.As(err, &re)
-	if errors.Is(err, context.DeadlineExceeded) || !isResp && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		return outcome.New(outcome.Timeout, "Key Vault did not answer within the tenant's time budget", err)
-	}
-	if errors.Is(err, context.Canceled) {
-		return fmt.Errorf("keyvault: get secret: %w", err)
+	if settled, ok := outcome.Settled(ctx, err, isResp, "Key Vault did not answer within the tenant's time budget"); ok {
+		return settled
 	}
 	if errors.Is(err, errForeignHost) {
 		return outcome.New(outcome.UpstreamError, "the vault pointed the app at another host", err)

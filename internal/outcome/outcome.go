@@ -69,6 +69,29 @@ func Of(err error) Code {
 	return UpstreamError
 }
 
+// Settled is the part of classifying an adapter's error that needs no
+// knowledge of the service: an error that already holds an *Error keeps its
+// code (the credential classified a sign-in failure, say); a cancellation is
+// returned as is, since stopping is no fault of the tenant; and a deadline is
+// a Timeout with timeoutDetail. responded says whether the service answered:
+// a context that expired after an answer came does not turn that answer into
+// a timeout. ok is false when err is none of these, for the adapter to
+// classify by the service's answer.
+func Settled(ctx context.Context, err error, responded bool, timeoutDetail string) (settled error, ok bool) {
+	var oe *Error
+	switch {
+	case err == nil:
+		return nil, true
+	case errors.As(err, &oe):
+		return err, true
+	case errors.Is(err, context.DeadlineExceeded) || !responded && errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return New(Timeout, timeoutDetail, err), true
+	case errors.Is(err, context.Canceled) || !responded && errors.Is(ctx.Err(), context.Canceled):
+		return err, true
+	}
+	return nil, false
+}
+
 // Detail returns the customer-safe detail of err's *Error, or a generic text.
 // Unclassified errors can carry SDK text with request URLs and bodies, so their
 // text is never passed on.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestOfAndDetail(t *testing.T) {
@@ -56,5 +57,57 @@ func TestSafeCode(t *testing.T) {
 		if got := SafeCode(in); got != want {
 			t.Errorf("SafeCode(%q) = %q, want %q", in, got, want)
 		}
+	}
+}
+
+func TestSettled(t *testing.T) {
+	expired, cancelExpired := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	defer cancelExpired()
+	stopped, stop := context.WithCancel(context.Background())
+	stop()
+	classified := New(AppNotInTenant, "not there", nil)
+	network := errors.New("read: connection reset")
+	tests := []struct {
+		name      string
+		ctx       context.Context
+		err       error
+		responded bool
+		ok        bool
+		code      Code // of the settled error, when ok
+		same      bool // the settled error is err itself
+		canceled  bool // the settled error is a plain cancellation
+	}{
+		{"nil", context.Background(), nil, false, true, OK, true, false},
+		{"already an outcome", context.Background(), fmt.Errorf("x: %w", classified), true, true, AppNotInTenant, true, false},
+		{"deadline in the chain", context.Background(), fmt.Errorf("x: %w", context.DeadlineExceeded), false, true, Timeout, false, false},
+		{"context expired, no answer", expired, network, false, true, Timeout, false, false},
+		{"context expired after an answer", expired, network, true, false, "", false, false},
+		{"cancelled in the chain", context.Background(), fmt.Errorf("x: %w", context.Canceled), false, true, "", true, true},
+		{"context cancelled, no answer", stopped, network, false, true, "", true, false},
+		{"for the adapter", context.Background(), network, false, false, "", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := Settled(tt.ctx, tt.err, tt.responded, "too slow")
+			if ok != tt.ok {
+				t.Fatalf("ok = %v, want %v (%v)", ok, tt.ok, got)
+			}
+			if !ok {
+				return
+			}
+			if tt.same && got != tt.err {
+				t.Errorf("settled = %v, want err itself", got)
+			}
+			if tt.canceled && !errors.Is(got, context.Canceled) {
+				t.Errorf("settled = %v, want a cancellation", got)
+			}
+			var oe *Error
+			if tt.code == Timeout && (!errors.As(got, &oe) || oe.Code != Timeout || oe.Detail != "too slow") {
+				t.Errorf("settled = %v, want Timeout with the detail", got)
+			}
+			if tt.code == "" && errors.As(got, &oe) {
+				t.Errorf("settled = %v, want no outcome", got)
+			}
+		})
 	}
 }
