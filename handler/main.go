@@ -1,15 +1,37 @@
 // Command handler is the tenantsweep Azure Functions custom handler. With no
 // arguments it serves the Functions host; `handler local` serves the same
 // routes without the host for development; `handler sweep` runs one sweep now.
+//
+// This file wires the application: the registry (internal/tablestore), the
+// app's credential and one per customer tenant (internal/azauth), the Graph
+// and Key Vault readers (internal/graph, internal/keyvault), the per-tenant
+// probe (internal/tenant), and the two functions: TenantSweep
+// (internal/sweep) and OnboardTenant (internal/onboard).
 package main
 
 import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
+	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/tenantsweep/tenantsweep/internal/azauth"
+	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/graph"
+	"github.com/tenantsweep/tenantsweep/internal/keyvault"
+	"github.com/tenantsweep/tenantsweep/internal/onboard"
+	"github.com/tenantsweep/tenantsweep/internal/sweep"
+	"github.com/tenantsweep/tenantsweep/internal/tablestore"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 func main() {
@@ -24,4 +46,93 @@ func main() {
 		}
 		os.Exit(1)
 	}
+}
+
+// deps are what tests may swap; production leaves them zero, so every SDK
+// keeps its default transport (and with it HTTPS_PROXY and SSL_CERT_FILE).
+type deps struct {
+	transport *http.Client
+	// wrapProber lets a test inject faults (panics, hangs) into the real
+	// per-tenant work.
+	wrapProber func(sweep.Prober) sweep.Prober
+}
+
+// app is the wired application: one registry, one set of per-tenant
+// credentials and clients, shared by both functions for the process's life.
+type app struct {
+	sweeper *sweep.Sweeper
+	api     *onboard.API
+}
+
+func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
+	var transport policy.Transporter
+	var roundTripper http.RoundTripper
+	if d.transport != nil {
+		transport, roundTripper = d.transport, d.transport.Transport
+	}
+
+	store, err := openRegistry(ctx, cfg, d)
+	if err != nil {
+		return nil, err
+	}
+	creds, err := azauth.New(ctx, cfg.App, cfg.Cloud, azauth.Options{Transport: transport})
+	if err != nil {
+		return nil, fmt.Errorf("app credential: %w", err)
+	}
+	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport})
+	prober := &tenant.Prober[azcore.TokenCredential]{
+		SignIn:        creds,
+		Directory:     graph.New(cfg.Cloud, graph.Options{Transport: roundTripper}),
+		Vaults:        vaults,
+		Advisor:       tenant.Advisor{AppID: cfg.App.ClientID, Cloud: cfg.Cloud},
+		ExpiryWarning: cfg.SecretExpiryWarning,
+		Now:           time.Now,
+	}
+
+	var sweepProber sweep.Prober = prober
+	if d.wrapProber != nil {
+		sweepProber = d.wrapProber(prober)
+	}
+	sweeper := sweep.New(store, store, sweepProber, sweep.Options{
+		Concurrency:   cfg.Sweep.Concurrency,
+		TenantTimeout: cfg.Sweep.TenantTimeout,
+		Budget:        cfg.Sweep.Budget,
+		BackoffMax:    cfg.Sweep.BackoffMax,
+	})
+	api := onboard.New(onboard.Config{
+		Store:    store,
+		Verifier: prober,
+		// An offboarded tenant's credential, tokens and vault clients go.
+		Forget:            []onboard.Forgetter{creds, vaults},
+		Cloud:             cfg.Cloud,
+		AppID:             cfg.App.ClientID,
+		VerifyTimeout:     cfg.Onboard.VerifyTimeout,
+		RedirectURI:       cfg.Onboard.RedirectURI,
+		StateKey:          cfg.Onboard.StateKey,
+		IsBadContinuation: func(err error) bool { return errors.Is(err, tablestore.ErrBadContinuation) },
+	})
+	return &app{sweeper: sweeper, api: api}, nil
+}
+
+// openRegistry opens the tenant registry and run history.
+func openRegistry(ctx context.Context, cfg config.Config, d deps) (*tablestore.Store, error) {
+	opts := tablestore.Options{}
+	if d.transport != nil {
+		opts.ClientOptions = &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: d.transport}}
+	}
+	if cfg.Registry.Endpoint != "" {
+		// DefaultAzureCredential is the Function App's managed identity in
+		// Azure (AZURE_CLIENT_ID picks a user-assigned one) and the
+		// developer's az login on a workstation.
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("registry credential: %w", err)
+		}
+		opts.Credential = cred
+	}
+	store, err := tablestore.Open(ctx, cfg.Registry, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open tenant registry: %w", err)
+	}
+	return store, nil
 }

@@ -240,7 +240,7 @@ func TestMixedFaultSweep(t *testing.T) {
 			}
 		}
 	}
-	runs, err := a.store.RecentRuns(context.Background(), 5)
+	runs, err := fx.store.RecentRuns(context.Background(), 5)
 	if err != nil || len(runs) != 1 || runs[0].ID != "mixed" || runs[0].OK != run.OK {
 		t.Fatalf("run history = %+v, %v", runs, err)
 	}

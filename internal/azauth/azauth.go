@@ -5,12 +5,10 @@
 package azauth
 
 import (
-	"container/list"
 	"context"
 	"errors"
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"time"
@@ -23,7 +21,9 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/lru"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // DefaultMaxTenants bounds the cached credentials when Options.MaxTenants is 0.
@@ -53,7 +53,7 @@ type Options struct {
 }
 
 // ErrInvalidTenantID is wrapped by Credential's error for a tenant id that
-// is not a GUID or names a shared endpoint.
+// tenant.ParseTenantID refuses.
 var ErrInvalidTenantID = errors.New("invalid tenant id")
 
 // ErrWrongTenant is wrapped by GetToken's error when a token for another
@@ -61,34 +61,27 @@ var ErrInvalidTenantID = errors.New("invalid tenant id")
 // vault owned by another tenant, say).
 var ErrWrongTenant = errors.New("token requested for another tenant")
 
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// consumersTenant is the Microsoft-account tenant, the GUID of "consumers":
-// no customer's directory.
-const consumersTenant = "9188040d-6c67-4c5b-b112-36a304b66dad"
-
 // builder makes the SDK credential of one tenant from the current app
 // secret (empty for the methods that do not use one).
 type builder func(tenantID, secret string) (azcore.TokenCredential, error)
 
 // Tenants hands out one credential per customer tenant.
 type Tenants struct {
-	clientID string
-	build    builder
-	secret   *secretSource // keyvault-secret method only
-	max      int
+	build      builder
+	secret     *secretSource // keyvault-secret method only
+	graphScope string
 
 	mu    sync.Mutex
-	creds map[string]*list.Element // of *tenantCredential
-	lru   *list.List               // front: most recently used
+	creds *lru.Cache[string, *tenantCredential]
 }
 
 // New prepares the app's credential. For the keyvault-secret method it reads
 // the secret from Key Vault with the managed identity now, so that a broken
 // deployment fails at start.
 func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Tenants, error) {
-	if !guidRE.MatchString(app.ClientID) {
-		return nil, errors.New("azauth: the app's client id must be a GUID")
+	clientID, ok := tenant.ParseGUID(app.ClientID)
+	if !ok {
+		return nil, errors.New("the app's client id must be a GUID")
 	}
 	co := azcore.ClientOptions{
 		Cloud:     azcloud.Configuration{ActiveDirectoryAuthorityHost: cl.AuthorityHost},
@@ -104,16 +97,11 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	if opts.MSIClientOptions != nil {
 		miOpts = *opts.MSIClientOptions
 	}
-	t := &Tenants{
-		clientID: strings.ToLower(app.ClientID),
-		max:      opts.MaxTenants,
-		creds:    map[string]*list.Element{},
-		lru:      list.New(),
+	size := opts.MaxTenants
+	if size <= 0 {
+		size = DefaultMaxTenants
 	}
-	if t.max <= 0 {
-		t.max = DefaultMaxTenants
-	}
-	clientID := t.clientID
+	t := &Tenants{creds: lru.New[string, *tenantCredential](size), graphScope: cl.GraphScope()}
 	disableID := opts.DisableInstanceDiscovery
 
 	secretCred := func(tenantID, secret string) (azcore.TokenCredential, error) {
@@ -124,18 +112,18 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	switch app.Method {
 	case config.MethodSecret:
 		if app.Secret == "" {
-			return nil, errors.New("azauth: the app's client secret is empty")
+			return nil, errors.New("the app's client secret is empty")
 		}
 		t.build = func(tenantID, _ string) (azcore.TokenCredential, error) { return secretCred(tenantID, app.Secret) }
 
 	case config.MethodCertificate:
 		data, err := os.ReadFile(app.CertificatePath)
 		if err != nil {
-			return nil, fmt.Errorf("azauth: read the app's certificate: %w", err)
+			return nil, fmt.Errorf("read the app's certificate: %w", err)
 		}
 		certs, key, err := azidentity.ParseCertificates(data, []byte(app.CertificatePassword))
 		if err != nil {
-			return nil, fmt.Errorf("azauth: parse the app's certificate (PEM or PKCS#12 with its private key): %w", err)
+			return nil, fmt.Errorf("parse the app's certificate (PEM or PKCS#12 with its private key): %w", err)
 		}
 		t.build = func(tenantID, _ string) (azcore.TokenCredential, error) {
 			return azidentity.NewClientCertificateCredential(tenantID, clientID, certs, key,
@@ -153,7 +141,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 		}
 		secret, err := read(ctx)
 		if err != nil {
-			return nil, fmt.Errorf("azauth: read the app secret from APP_CLIENT_SECRET_URI with the managed identity: %w", err)
+			return nil, fmt.Errorf("read the app secret from APP_CLIENT_SECRET_URI with the managed identity: %w", err)
 		}
 		interval := opts.SecretRereadInterval
 		if interval <= 0 {
@@ -163,8 +151,8 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 		t.build = secretCred
 
 	case config.MethodFederated:
-		if !guidRE.MatchString(app.FederatedClientID) {
-			return nil, errors.New("azauth: the federated managed identity's client id must be a GUID")
+		if _, ok := tenant.ParseGUID(app.FederatedClientID); !ok {
+			return nil, errors.New("the federated managed identity's client id must be a GUID")
 		}
 		mi, err := newMI(app.FederatedClientID, miOpts)
 		if err != nil {
@@ -181,7 +169,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 		}
 
 	default:
-		return nil, fmt.Errorf("azauth: unknown credential method %q", app.Method)
+		return nil, fmt.Errorf("unknown credential method %q", app.Method)
 	}
 	return t, nil
 }
@@ -193,65 +181,58 @@ func newMI(clientID string, co azcore.ClientOptions) (*azidentity.ManagedIdentit
 	}
 	mi, err := azidentity.NewManagedIdentityCredential(o)
 	if err != nil {
-		return nil, fmt.Errorf("azauth: managed identity: %w", err)
+		return nil, fmt.Errorf("managed identity: %w", err)
 	}
 	return mi, nil
 }
 
-// CheckTenantID returns the canonical (lower-case) form of a customer tenant
-// id, or an error wrapping ErrInvalidTenantID: it must be a GUID, and not a
-// shared endpoint (common, organizations, consumers).
-func CheckTenantID(tenantID string) (string, error) {
-	id := strings.ToLower(strings.TrimSpace(tenantID))
-	if !guidRE.MatchString(id) || id == consumersTenant {
-		return "", outcome.New(outcome.TenantNotFound, "the tenant id must be the GUID of a customer directory",
-			fmt.Errorf("%w: %q", ErrInvalidTenantID, tenantID))
-	}
-	return id, nil
-}
-
 // Credential returns the tenant's credential, created on first use and kept
-// so that its tokens are cached.
+// so that its tokens are cached. A tenant id that tenant.ParseTenantID
+// refuses is tenant_not_found, before any request.
 func (t *Tenants) Credential(tenantID string) (azcore.TokenCredential, error) {
-	id, err := CheckTenantID(tenantID)
+	id, err := tenant.ParseTenantID(tenantID)
 	if err != nil {
-		return nil, err
+		return nil, outcome.New(outcome.TenantNotFound, "the tenant id must be the GUID of a customer directory",
+			fmt.Errorf("%w: %w", ErrInvalidTenantID, err))
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if el, ok := t.creds[id]; ok {
-		t.lru.MoveToFront(el)
-		return el.Value.(*tenantCredential), nil
+	if tc, ok := t.creds.Get(id); ok {
+		return tc, nil
 	}
 	tc := &tenantCredential{t: t, tenantID: id}
 	if _, _, err := tc.current(); err != nil {
-		return nil, fmt.Errorf("azauth: credential for tenant %s: %w", id, err)
+		return nil, fmt.Errorf("credential for tenant %s: %w", id, err)
 	}
-	t.creds[id] = t.lru.PushFront(tc)
-	for t.lru.Len() > t.max {
-		old := t.lru.Back()
-		t.lru.Remove(old)
-		delete(t.creds, old.Value.(*tenantCredential).tenantID)
-	}
+	t.creds.Put(id, tc)
 	return tc, nil
+}
+
+// SignIn obtains (or reuses) a Microsoft Graph token in the tenant and
+// returns the tenant's credential for the reads that follow. It asks with CAE
+// enabled, as the Graph and Key Vault SDKs do, because MSAL keeps CAE and
+// non-CAE tokens in separate caches: the token it gets is the one Graph then
+// reuses. Its errors are *outcome.Error, or a cancellation.
+func (t *Tenants) SignIn(ctx context.Context, tenantID string) (azcore.TokenCredential, error) {
+	cred, err := t.Credential(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{t.graphScope}, EnableCAE: true}); err != nil {
+		return nil, err
+	}
+	return cred, nil
 }
 
 // Forget drops the tenant's credential and its cached tokens.
 func (t *Tenants) Forget(tenantID string) {
-	id := strings.ToLower(strings.TrimSpace(tenantID))
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if el, ok := t.creds[id]; ok {
-		t.lru.Remove(el)
-		delete(t.creds, id)
+	id, err := tenant.ParseTenantID(tenantID)
+	if err != nil {
+		return // never cached
 	}
-}
-
-// Len is the number of cached tenant credentials.
-func (t *Tenants) Len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.lru.Len()
+	t.creds.Remove(id)
 }
 
 // tenantCredential is one tenant's credential. It rebuilds its SDK
@@ -325,8 +306,8 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 
 // safeTenant keeps only a GUID-shaped tenant id for a customer-facing text.
 func safeTenant(id string) string {
-	if guidRE.MatchString(id) {
-		return strings.ToLower(id)
+	if guid, ok := tenant.ParseGUID(id); ok {
+		return guid
 	}
 	return "(not a GUID)"
 }

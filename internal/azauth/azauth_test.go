@@ -22,6 +22,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 const (
@@ -230,9 +231,17 @@ func TestFederatedMethodMSIDown(t *testing.T) {
 	}
 }
 
+func mustSecretURI(raw string) tenant.SecretURI {
+	u, err := tenant.ParseSecretURI(raw, cloud.AzurePublic)
+	if err != nil {
+		panic(err)
+	}
+	return u
+}
+
 func keyVaultApp(miID string) config.App {
 	return config.App{ClientID: appID, Method: config.MethodKeyVault,
-		SecretURI: cloudtest.VaultURL("appvault") + "/secrets/app-secret", ManagedIdentityClientID: miID}
+		SecretURI: mustSecretURI(cloudtest.VaultURL("appvault") + "/secrets/app-secret"), ManagedIdentityClientID: miID}
 }
 
 func TestKeyVaultMethod(t *testing.T) {
@@ -524,5 +533,30 @@ func TestNewRejectsBadApps(t *testing.T) {
 		if _, err := azauth.New(ctx, app, cloud.AzurePublic, azauth.Options{}); err == nil {
 			t.Errorf("New(%+v): want an error", app)
 		}
+	}
+}
+
+// SignIn asks for the token the Graph SDK asks for (its scope, with CAE), so
+// that Graph's first call reuses it instead of signing in again.
+func TestSignInAsksLikeTheSDKs(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	cred, err := ts.SignIn(ctx, tenantA)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := c.TokenRequests(tenantA); n != 1 {
+		t.Fatalf("token requests after SignIn = %d, want 1", n)
+	}
+	if _, err := cred.GetToken(ctx, graphTRO); err != nil {
+		t.Fatal(err)
+	}
+	if n := c.TokenRequests(tenantA); n != 1 {
+		t.Errorf("token requests after the SDK's own request = %d, want still 1", n)
+	}
+	if _, err := ts.SignIn(ctx, "common"); !errors.Is(err, azauth.ErrInvalidTenantID) {
+		t.Errorf("SignIn(common) = %v", err)
 	}
 }

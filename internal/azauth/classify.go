@@ -39,10 +39,6 @@ var (
 	oauthErrRE = regexp.MustCompile(`^[a-z_]{1,40}$`)
 )
 
-// Classify turns a GetToken failure into an *outcome.Error that keeps err as
-// its cause; an *outcome.Error is returned as it is, and nil stays nil.
-func Classify(err error) error { return classify(context.Background(), err) }
-
 // secretRejected reports whether err is Entra ID refusing the client secret.
 func secretRejected(err error) bool {
 	code, _, _ := signInFailure(err)
@@ -75,15 +71,14 @@ func signInFailure(err error) (aadsts int, oauthErr string, resp *http.Response)
 	return aadsts, oauthErr, resp
 }
 
+// classify turns a GetToken failure into an *outcome.Error that keeps err as
+// its cause; outcome.Settled takes an outcome, a deadline and a cancellation
+// first.
 func classify(ctx context.Context, err error) error {
-	if err == nil {
-		return nil
-	}
-	var oe *outcome.Error
-	if errors.As(err, &oe) {
-		return err
-	}
 	code, oauthErr, resp := signInFailure(err)
+	if settled, ok := outcome.Settled(ctx, err, resp != nil, "the sign-in did not finish in time"); ok {
+		return settled
+	}
 	if known, ok := aadstsOutcomes[code]; ok {
 		return outcome.New(known.code, fmt.Sprintf("AADSTS%d: %s", code, known.detail), err)
 	}
@@ -105,21 +100,10 @@ func classify(ctx context.Context, err error) error {
 			return outcome.New(outcome.UpstreamError, fmt.Sprintf("%s refused the sign-in with HTTP %d", who, st), err)
 		}
 	}
-	if timedOut(ctx, err) {
+	// azidentity flattens MSAL's errors into text, so a deadline inside MSAL
+	// may be visible only there.
+	if strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 		return outcome.New(outcome.Timeout, "the sign-in did not finish in time", err)
 	}
 	return outcome.New(outcome.UpstreamError, "the sign-in service could not be reached", err)
-}
-
-// timedOut reports a deadline or cancellation. azidentity flattens MSAL's
-// errors into text, so the context and the message are checked too.
-func timedOut(ctx context.Context, err error) bool {
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return true
-	}
-	if ctx.Err() != nil {
-		return true
-	}
-	msg := err.Error()
-	return strings.Contains(msg, context.DeadlineExceeded.Error()) || strings.Contains(msg, context.Canceled.Error())
 }

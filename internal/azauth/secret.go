@@ -2,35 +2,22 @@ package azauth
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"net/url"
-	"strings"
 	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
+
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-// secretReader returns a function reading the app secret at uri
-// (https://<vault>/secrets/<name>[/<version>]) with cred.
-func secretReader(uri string, cred azcore.TokenCredential, co azcore.ClientOptions) (func(context.Context) (string, error), error) {
-	u, err := url.Parse(uri)
-	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return nil, errors.New("azauth: APP_CLIENT_SECRET_URI must be https://<vault>/secrets/<name>[/<version>]")
-	}
-	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] != "secrets" || parts[1] == "" {
-		return nil, errors.New("azauth: APP_CLIENT_SECRET_URI must be https://<vault>/secrets/<name>[/<version>]")
-	}
-	name, version := parts[1], ""
-	if len(parts) == 3 {
-		version = parts[2]
-	}
-	client, err := azsecrets.NewClient("https://"+u.Host, cred, &azsecrets.ClientOptions{ClientOptions: co})
+// secretReader returns a function reading the app secret at uri with cred.
+func secretReader(uri tenant.SecretURI, cred azcore.TokenCredential, co azcore.ClientOptions) (func(context.Context) (string, error), error) {
+	name, version := uri.Name, uri.Version
+	client, err := azsecrets.NewClient(uri.VaultURL(), cred, &azsecrets.ClientOptions{ClientOptions: co})
 	if err != nil {
-		return nil, fmt.Errorf("azauth: Key Vault client: %w", err)
+		return nil, fmt.Errorf("key vault client: %w", err)
 	}
 	return func(ctx context.Context) (string, error) {
 		resp, err := client.GetSecret(ctx, name, version, nil)

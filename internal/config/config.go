@@ -17,6 +17,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // Setting describes one app setting (environment variable).
@@ -80,8 +81,9 @@ type App struct {
 	Secret              string
 	CertificatePath     string
 	CertificatePassword string
-	SecretURI           string
-	FederatedClientID   string
+	// SecretURI is where the keyvault-secret method reads the app secret.
+	SecretURI         tenant.SecretURI
+	FederatedClientID string
 	// ManagedIdentityClientID selects a user-assigned managed identity for
 	// reading SecretURI (AZURE_CLIENT_ID); empty means system-assigned.
 	ManagedIdentityClientID string
@@ -126,7 +128,6 @@ type Config struct {
 }
 
 var (
-	guidRE      = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
 	tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
 )
 
@@ -185,22 +186,23 @@ func loadApp(l loader, cl cloud.Cloud) (App, error) {
 		Secret:                  l.str("APP_CLIENT_SECRET"),
 		CertificatePath:         l.str("APP_CLIENT_CERTIFICATE_PATH"),
 		CertificatePassword:     l.str("APP_CLIENT_CERTIFICATE_PASSWORD"),
-		SecretURI:               l.str("APP_CLIENT_SECRET_URI"),
 		FederatedClientID:       l.str("APP_FEDERATED_IDENTITY_CLIENT_ID"),
 		ManagedIdentityClientID: l.str("AZURE_CLIENT_ID"),
 	}
+	secretURI := l.str("APP_CLIENT_SECRET_URI")
 	if a.ClientID == "" {
 		return a, settingErr("APP_CLIENT_ID", "is required (the multi-tenant app's application id)")
 	}
-	if !guidRE.MatchString(a.ClientID) {
+	id, ok := tenant.ParseGUID(a.ClientID)
+	if !ok {
 		return a, settingErr("APP_CLIENT_ID", "must be a GUID")
 	}
-	a.ClientID = strings.ToLower(a.ClientID)
+	a.ClientID = id
 	var set []string
 	for name, v := range map[string]string{
 		"APP_CLIENT_SECRET":                a.Secret,
 		"APP_CLIENT_CERTIFICATE_PATH":      a.CertificatePath,
-		"APP_CLIENT_SECRET_URI":            a.SecretURI,
+		"APP_CLIENT_SECRET_URI":            secretURI,
 		"APP_FEDERATED_IDENTITY_CLIENT_ID": a.FederatedClientID,
 	} {
 		if v != "" {
@@ -220,14 +222,15 @@ func loadApp(l loader, cl cloud.Cloud) (App, error) {
 		a.Method = MethodSecret
 	case a.CertificatePath != "":
 		a.Method = MethodCertificate
-	case a.SecretURI != "":
+	case secretURI != "":
 		a.Method = MethodKeyVault
-		if err := checkSecretURI(a.SecretURI, cl); err != nil {
+		var err error
+		if a.SecretURI, err = tenant.ParseSecretURI(secretURI, cl); err != nil {
 			return a, settingErr("APP_CLIENT_SECRET_URI", err.Error())
 		}
 	default:
 		a.Method = MethodFederated
-		if !guidRE.MatchString(a.FederatedClientID) {
+		if _, ok := tenant.ParseGUID(a.FederatedClientID); !ok {
 			return a, settingErr("APP_FEDERATED_IDENTITY_CLIENT_ID", "must be a GUID (the managed identity's client id)")
 		}
 	}
@@ -235,18 +238,6 @@ func loadApp(l loader, cl cloud.Cloud) (App, error) {
 		return a, settingErr("APP_CLIENT_CERTIFICATE_PASSWORD", "is set but APP_CLIENT_CERTIFICATE_PATH is not")
 	}
 	return a, nil
-}
-
-func checkSecretURI(raw string, cl cloud.Cloud) error {
-	u, err := url.Parse(raw)
-	if err != nil || u.Scheme != "https" || !cl.IsVaultHost(u.Hostname()) || u.Port() != "" {
-		return fmt.Errorf("must be https://<vault>.%s/secrets/<name>[/<version>]", cl.KeyVaultSuffix)
-	}
-	parts := strings.Split(strings.Trim(u.Path, "/"), "/")
-	if len(parts) < 2 || len(parts) > 3 || parts[0] != "secrets" || parts[1] == "" {
-		return fmt.Errorf("must be https://<vault>.%s/secrets/<name>[/<version>]", cl.KeyVaultSuffix)
-	}
-	return nil
 }
 
 func loadRegistry(l loader) (Registry, error) {

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -87,14 +86,18 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 // that is not https on a vault host of the configured cloud is refused before
 // any request, with a plain error.
 func (r *Reader) Secret(ctx context.Context, tenantID, vaultURL, name string, cred azcore.TokenCredential) (tenant.SecretMeta, error) {
-	host, err := r.vaultHost(vaultURL)
+	id, err := tenant.ParseTenantID(tenantID)
 	if err != nil {
-		return tenant.SecretMeta{}, err
+		return tenant.SecretMeta{}, fmt.Errorf("keyvault: %w", err)
 	}
-	if !validSecretName(name) {
+	host, err := tenant.ParseVaultURL(vaultURL, r.cl)
+	if err != nil {
+		return tenant.SecretMeta{}, fmt.Errorf("keyvault: vault URL: %w", err)
+	}
+	if !tenant.ValidSecretName(name) {
 		return tenant.SecretMeta{}, fmt.Errorf("keyvault: invalid secret name %q", name)
 	}
-	c, err := r.client(tenantID, host, cred)
+	c, err := r.client(id, host, cred)
 	if err != nil {
 		return tenant.SecretMeta{}, err
 	}
@@ -122,40 +125,11 @@ func (r *Reader) Secret(ctx context.Context, tenantID, vaultURL, name string, cr
 func (r *Reader) Forget(tenantID string) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	id := canonicalTenant(tenantID)
-	r.clients.RemoveIf(func(k clientKey) bool { return k.tenantID == id })
-}
-
-// vaultHost validates vaultURL and returns its lower-case host. Its errors
-// never repeat the URL, which could carry credentials.
-func (r *Reader) vaultHost(vaultURL string) (string, error) {
-	want := "https://<vault>." + r.cl.KeyVaultSuffix
-	u, err := url.Parse(vaultURL)
+	id, err := tenant.ParseTenantID(tenantID)
 	if err != nil {
-		return "", fmt.Errorf("keyvault: the vault URL does not parse (want %s)", want)
+		return // never cached
 	}
-	if u.Scheme != "https" || u.User != nil || u.RawQuery != "" || u.Fragment != "" ||
-		(u.Path != "" && u.Path != "/") || (u.Port() != "" && u.Port() != "443") {
-		return "", fmt.Errorf("keyvault: the vault URL is not of the form %s", want)
-	}
-	if !r.cl.IsVaultHost(u.Hostname()) {
-		return "", fmt.Errorf("keyvault: %q is not a Key Vault host of %s (want %s)", u.Hostname(), r.cl.Name, want)
-	}
-	return strings.ToLower(u.Hostname()), nil
-}
-
-// validSecretName reports whether name is a Key Vault secret name: 1-127
-// letters, digits and dashes.
-func validSecretName(name string) bool {
-	if name == "" || len(name) > 127 {
-		return false
-	}
-	for _, r := range name {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-') {
-			return false
-		}
-	}
-	return true
+	r.clients.RemoveIf(func(k clientKey) bool { return k.tenantID == id })
 }
 
 // client returns the cached client of (tenant, vault), so that Key Vault's
@@ -164,7 +138,6 @@ func (r *Reader) client(tenantID, host string, cred azcore.TokenCredential) (*cl
 	if cred == nil {
 		return nil, errors.New("keyvault: nil credential")
 	}
-	tenantID = canonicalTenant(tenantID)
 	k := clientKey{tenantID: tenantID, vaultHost: host}
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -208,10 +181,6 @@ func (r *Reader) boundRetry(ctx context.Context) context.Context {
 	}
 	return policy.WithRetryOptions(ctx, o)
 }
-
-// canonicalTenant is the canonical form of a tenant id (a GUID,
-// case-insensitive).
-func canonicalTenant(tenantID string) string { return strings.ToLower(strings.TrimSpace(tenantID)) }
 
 func sameCredential(a, b azcore.TokenCredential) bool {
 	if reflect.TypeOf(a) != reflect.TypeOf(b) || !reflect.TypeOf(a).Comparable() {

@@ -37,8 +37,9 @@ type Forgetter interface {
 type Config struct {
 	Store    tenant.Store
 	Verifier Verifier
-	// Forget is told about disabled tenants; nil means nothing is cached.
-	Forget Forgetter
+	// Forget are told about disabled tenants, so that nothing cached for
+	// them (credentials, tokens, clients) outlives the offboarding.
+	Forget []Forgetter
 	Cloud  cloud.Cloud
 	// AppID is the multi-tenant app's client id, used in the consent link.
 	AppID string
@@ -279,7 +280,6 @@ func (a *API) verify(ctx context.Context, rec tenant.Record) tenant.Record {
 	if v.At.IsZero() {
 		v.At = now
 	}
-	v = MarkPending(v, rec.OnboardedAt, now)
 
 	updated, _, err := a.cfg.Store.Mutate(ctx, rec.TenantID, func(r *tenant.Record, exists bool) error {
 		if !exists { // removed meanwhile: do not bring it back
@@ -375,8 +375,8 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError("disable", id, err)
 	}
-	if a.cfg.Forget != nil {
-		a.cfg.Forget.Forget(id)
+	for _, f := range a.cfg.Forget {
+		f.Forget(id)
 	}
 	zerolog.Ctx(r.Context()).Info().Str("tenantId", id).Msg("tenant disabled")
 	w.WriteHeader(http.StatusNoContent)

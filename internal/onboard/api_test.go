@@ -54,7 +54,7 @@ func newEnv(t *testing.T, edit func(*Config), recs ...tenant.Record) *env {
 	cfg := Config{
 		Store:             e.store,
 		Verifier:          e.ver,
-		Forget:            e.forget,
+		Forget:            []Forgetter{e.forget},
 		Cloud:             cloud.AzurePublic,
 		AppID:             testAppID,
 		VerifyTimeout:     3 * time.Second,
@@ -416,60 +416,6 @@ func TestVerificationWriteFailureStillAnswers(t *testing.T) {
 	}
 	if !strings.Contains(e.logs.String(), "table down") {
 		t.Errorf("failure not logged: %s", e.logs)
-	}
-}
-
-func TestPendingPropagationThroughAPI(t *testing.T) {
-	e := newEnv(t, nil)
-	e.ver.result = tenant.Verification{Outcome: outcome.AppNotInTenant, Step: "3", Message: "AADSTS700016: app not found", Remediation: "az ad sp create --id " + testAppID}
-	rec := decodeRecord(t, e.do(t, "POST", "/api/tenants", registrationBody(tenantA)))
-	if v := rec.Verification; v.Step != "3" || !strings.Contains(v.Message, "propagating") || !strings.Contains(v.Message, "pending") || v.Remediation != e.ver.result.Remediation {
-		t.Errorf("fresh tenant: verification = %+v", v)
-	}
-
-	e.clock.Advance(PropagationWindow)
-	rec = decodeRecord(t, e.do(t, "POST", "/api/tenants", registrationBody(tenantA)))
-	if v := rec.Verification; v.Message != "AADSTS700016: app not found" {
-		t.Errorf("an hour later: verification = %+v, want the verifier's", v)
-	}
-}
-
-func TestMarkPending(t *testing.T) {
-	notInTenant := tenant.Verification{Outcome: outcome.AppNotInTenant, Step: "3", Message: "not found", Remediation: "add it", At: t0}
-	tests := []struct {
-		name        string
-		v           tenant.Verification
-		onboardedAt time.Time
-		now         time.Time
-		pending     bool
-	}{
-		{"at onboarding", notInTenant, t0, t0, true},
-		{"just inside the hour", notInTenant, t0, t0.Add(time.Hour - time.Second), true},
-		{"clock behind onboarding", notInTenant, t0, t0.Add(-time.Minute), true},
-		{"exactly an hour", notInTenant, t0, t0.Add(time.Hour), false},
-		{"a day later", notInTenant, t0, t0.Add(24 * time.Hour), false},
-		{"unknown onboarding time", notInTenant, time.Time{}, t0, false},
-		{"other outcome", tenant.Verification{Outcome: outcome.GraphConsentMissing, Step: "4", Message: "403"}, t0, t0, false},
-		{"ok", tenant.Verification{Outcome: outcome.OK}, t0, t0, false},
-		{"no step or remediation from the verifier", tenant.Verification{Outcome: outcome.AppNotInTenant}, t0, t0, true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got := MarkPending(tt.v, tt.onboardedAt, tt.now)
-			if !tt.pending {
-				if got != tt.v {
-					t.Errorf("changed: %+v", got)
-				}
-				return
-			}
-			if got.Outcome != outcome.AppNotInTenant || got.Step != "3" || !strings.HasPrefix(got.Message, "pending:") ||
-				!strings.Contains(got.Message, "propagating") || got.Remediation == "" || got.At != tt.v.At {
-				t.Errorf("got %+v", got)
-			}
-			if tt.v.Remediation != "" && got.Remediation != tt.v.Remediation {
-				t.Errorf("remediation %q replaced", tt.v.Remediation)
-			}
-		})
 	}
 }
 

@@ -2,10 +2,8 @@ package tablestore
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
-	"regexp"
 	"strings"
 	"time"
 	"unicode/utf16"
@@ -22,17 +20,14 @@ const (
 // timeLayout keeps nine fractional digits so that stored times sort as text.
 const timeLayout = "2006-01-02T15:04:05.000000000Z07:00"
 
-var guidRE = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-
-// errBadTenantID is returned for ids that cannot be a row of the registry.
-var errBadTenantID = errors.New("tenant id must be a GUID")
-
-// tenantKey returns the lower-case tenant id, which is the RowKey.
+// tenantKey returns the canonical (lower-case) tenant id, which is the RowKey;
+// tenant.ParseTenantID is the rule, so nothing is stored that cannot be swept.
 func tenantKey(tenantID string) (string, error) {
-	if !guidRE.MatchString(tenantID) {
-		return "", fmt.Errorf("%w, got %q", errBadTenantID, truncate(tenantID, 64))
+	key, err := tenant.ParseTenantID(tenantID)
+	if err != nil {
+		return "", fmt.Errorf("%w, got %q", err, truncate(tenantID, 64))
 	}
-	return strings.ToLower(tenantID), nil
+	return key, nil
 }
 
 // partitionKey spreads tenants over 256 partitions by the GUID's first byte.

@@ -268,7 +268,11 @@ func TestTenantKey(t *testing.T) {
 		ok          bool
 	}{
 		{"3C1E8B2A-5F4D-4E6B-9A7C-2D8F0E1B4A6C", "3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c", "3c", true},
-		{"00000000-0000-0000-0000-000000000000", "00000000-0000-0000-0000-000000000000", "00", true},
+		{"00ab0000-0000-4000-8000-000000000000", "00ab0000-0000-4000-8000-000000000000", "00", true},
+		// tenant.ParseTenantID is the rule: no directory has the nil GUID,
+		// nor the consumers tenant's.
+		{"00000000-0000-0000-0000-000000000000", "", "", false},
+		{"9188040d-6c67-4c5b-b112-36a304b66dad", "", "", false},
 		{"", "", "", false},
 		{"3c1e8b2a5f4d4e6b9a7c2d8f0e1b4a6c", "", "", false},
 		{"3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c/..", "", "", false},

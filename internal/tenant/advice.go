@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
@@ -85,6 +86,30 @@ func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
 	default:
 		return Advice{Message: "an Azure service failed or could not be reached", Remediation: "Nothing to do unless it persists: the tenant is retried on the next sweep."}
 	}
+}
+
+// PropagationWindow is how long after onboarding a missing service principal
+// is reported as still propagating: Entra ID can take minutes to make a new
+// service principal (seed step 3, or admin consent) usable for sign-in.
+const PropagationWindow = time.Hour
+
+// MarkPending rewrites an app_not_in_tenant verification made within
+// PropagationWindow of onboardedAt as pending seed step 3. The outcome code is
+// kept, so the stored vocabulary does not grow; the remediation is kept too,
+// as the step may really not have been done.
+func (a Advisor) MarkPending(v Verification, onboardedAt, now time.Time) Verification {
+	if v.Outcome != outcome.AppNotInTenant || onboardedAt.IsZero() || !now.Before(onboardedAt.Add(PropagationWindow)) {
+		return v
+	}
+	v.Step = "3"
+	v.Message = "pending: the app's service principal was not found in the tenant yet. " +
+		"It may still be propagating, which can take several minutes after the tenant's admin adds the app " +
+		"or grants admin consent; register the tenant again later to re-check."
+	if v.Remediation == "" {
+		v.Remediation = "If no admin has added the app yet, an administrator of the tenant must add it " +
+			"(az login --tenant <tenant id> --allow-no-subscriptions, then az ad sp create --id <app id>) or grant admin consent."
+	}
+	return v
 }
 
 // AdminConsentURL is where a tenant admin grants the app's Graph permissions

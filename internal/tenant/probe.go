@@ -7,12 +7,44 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 )
 
+// SecretMeta is a Key Vault secret's metadata; the value is never part of it.
+type SecretMeta struct {
+	Version   string
+	Enabled   *bool
+	ExpiresOn *time.Time
+}
+
+// The Prober's reach into a tenant is three small interfaces over C, the
+// tenant's credential: signing in hands it out once, and the reads use it.
+// The adapters satisfy them with C = azcore.TokenCredential; this package
+// never looks inside a C. Every fault an implementation recognises is an
+// *outcome.Error; a cancellation is returned as is.
+type (
+	// Signer signs in to one tenant (never a shared endpoint) and returns the
+	// credential the reads then use. *azauth.Tenants is one.
+	Signer[C any] interface {
+		SignIn(ctx context.Context, tenantID string) (C, error)
+	}
+	// Directory reads the tenant's display name and number of users from
+	// Microsoft Graph. *graph.Reader is one.
+	Directory[C any] interface {
+		Organization(ctx context.Context, cred C) (GraphInfo, error)
+	}
+	// Vaults reads a secret's metadata from a vault of the tenant, sending
+	// the tenant's tokens to that vault's host only. *keyvault.Reader is one.
+	Vaults[C any] interface {
+		Secret(ctx context.Context, tenantID, vaultURL, name string, cred C) (SecretMeta, error)
+	}
+)
+
 // Prober does the per-tenant work: sign in, read Graph, read each secret's
 // metadata. The sweep and onboarding verification share it, so both speak the
 // same outcome vocabulary.
-type Prober struct {
-	Access  Access
-	Advisor Advisor
+type Prober[C any] struct {
+	SignIn    Signer[C]
+	Directory Directory[C]
+	Vaults    Vaults[C]
+	Advisor   Advisor
 	// ExpiryWarning flags secrets that expire within it.
 	ExpiryWarning time.Duration
 	Now           func() time.Time
@@ -22,7 +54,7 @@ type Prober struct {
 // is the first failure in the order of the seed's steps: sign-in, Graph, then
 // each secret. A failed sign-in stops the probe; later steps are all tried so
 // that one report shows everything the customer still owes.
-func (p *Prober) Probe(ctx context.Context, rec Record) SweepResult {
+func (p *Prober[C]) Probe(ctx context.Context, rec Record) SweepResult {
 	start := p.Now()
 	res := SweepResult{At: start, Outcome: outcome.OK}
 	var first error
@@ -33,11 +65,11 @@ func (p *Prober) Probe(ctx context.Context, rec Record) SweepResult {
 		}
 	}
 
-	if err := p.Access.SignIn(ctx, rec.TenantID); err != nil {
+	if cred, err := p.SignIn.SignIn(ctx, rec.TenantID); err != nil {
 		fail(err, Subject{TenantID: rec.TenantID})
 	} else {
 		if rec.Graph {
-			info, err := p.Access.Organization(ctx, rec.TenantID)
+			info, err := p.Directory.Organization(ctx, cred)
 			if err != nil {
 				fail(err, Subject{TenantID: rec.TenantID})
 			} else {
@@ -46,7 +78,7 @@ func (p *Prober) Probe(ctx context.Context, rec Record) SweepResult {
 		}
 		for _, kv := range rec.KeyVaults {
 			for _, name := range kv.Secrets {
-				st := p.secret(ctx, rec.TenantID, kv.VaultURL, name, start)
+				st := p.secret(ctx, cred, rec.TenantID, kv.VaultURL, name, start)
 				if st.err != nil {
 					fail(st.err, Subject{TenantID: rec.TenantID, VaultURL: kv.VaultURL, Secret: name})
 				}
@@ -68,9 +100,9 @@ type secretResult struct {
 	err error
 }
 
-func (p *Prober) secret(ctx context.Context, tenantID, vaultURL, name string, now time.Time) secretResult {
+func (p *Prober[C]) secret(ctx context.Context, cred C, tenantID, vaultURL, name string, now time.Time) secretResult {
 	st := SecretStatus{VaultURL: vaultURL, Secret: name, Outcome: outcome.OK}
-	meta, err := p.Access.Secret(ctx, tenantID, vaultURL, name)
+	meta, err := p.Vaults.Secret(ctx, tenantID, vaultURL, name, cred)
 	if err != nil {
 		st.Outcome = outcome.Of(err)
 		st.OutcomeDetail = outcome.Detail(err)
@@ -83,7 +115,7 @@ func (p *Prober) secret(ctx context.Context, tenantID, vaultURL, name string, no
 
 // message is the customer-facing sentence for a failure: the advice for its
 // outcome, with the adapter's safe detail (an AADSTS code, say) appended.
-func (p *Prober) message(err error, s Subject) string {
+func (p *Prober[C]) message(err error, s Subject) string {
 	msg := p.Advisor.Advise(outcome.Of(err), s).Message
 	if d := outcome.Detail(err); d != "" && d != msg {
 		msg += " (" + d + ")"
@@ -93,7 +125,7 @@ func (p *Prober) message(err error, s Subject) string {
 
 // Verify probes the tenant and turns the result into the verification that
 // onboarding reports: the outcome, the seed step still owed, and the fix.
-func (p *Prober) Verify(ctx context.Context, rec Record) Verification {
+func (p *Prober[C]) Verify(ctx context.Context, rec Record) Verification {
 	res := p.Probe(ctx, rec)
 	v := Verification{Outcome: res.Outcome, Message: res.Message, At: res.At}
 	s := Subject{TenantID: rec.TenantID}
@@ -108,5 +140,5 @@ func (p *Prober) Verify(ctx context.Context, rec Record) Verification {
 	if v.Message == "" {
 		v.Message = adv.Message
 	}
-	return v
+	return p.Advisor.MarkPending(v, rec.OnboardedAt, res.At)
 }

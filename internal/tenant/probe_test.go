@@ -16,7 +16,8 @@ const (
 	vaultURL = "https://contoso.vault.azure.net/"
 )
 
-// fakeAccess fails the steps it is told to and counts calls.
+// fakeAccess fails the steps it is told to and counts calls. It is the
+// Signer, Directory and Vaults of a Prober whose credential is the tenant id.
 type fakeAccess struct {
 	signIn  error
 	org     error
@@ -25,22 +26,25 @@ type fakeAccess struct {
 	calls   []string
 }
 
-func (f *fakeAccess) SignIn(ctx context.Context, tenantID string) error {
+func (f *fakeAccess) SignIn(ctx context.Context, tenantID string) (string, error) {
 	f.calls = append(f.calls, "signin")
-	return f.signIn
+	return tenantID, f.signIn
 }
 
-func (f *fakeAccess) Organization(ctx context.Context, tenantID string) (GraphInfo, error) {
-	f.calls = append(f.calls, "graph")
+func (f *fakeAccess) Organization(ctx context.Context, cred string) (GraphInfo, error) {
+	f.calls = append(f.calls, "graph:"+cred)
 	return GraphInfo{Organization: "Contoso", UserCount: 42}, f.org
 }
 
-func (f *fakeAccess) Secret(ctx context.Context, tenantID, vaultURL, name string) (SecretMeta, error) {
-	f.calls = append(f.calls, "secret:"+name)
+func (f *fakeAccess) Secret(ctx context.Context, tenantID, vaultURL, name, cred string) (SecretMeta, error) {
+	f.calls = append(f.calls, "secret:"+name+":"+cred)
 	return f.meta, f.secrets[name]
 }
 
-func (f *fakeAccess) Forget(string) {}
+// prober is a Prober over a, as the adapters are wired in production.
+func prober(a *fakeAccess) *Prober[string] {
+	return &Prober[string]{SignIn: a, Directory: a, Vaults: a, Advisor: Advisor{AppID: appID, Cloud: cloud.AzurePublic}, Now: time.Now}
+}
 
 func record() Record {
 	return Record{TenantID: tenantID, Status: StatusActive, Graph: true,
@@ -69,8 +73,7 @@ func TestVerifyNamesTheMissingStep(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			p := &Prober{Access: &tt.access, Advisor: Advisor{AppID: appID, Cloud: cloud.AzurePublic}, Now: time.Now}
-			v := p.Verify(context.Background(), record())
+			v := prober(&tt.access).Verify(context.Background(), record())
 			if v.Outcome != tt.wantOutcome || v.Step != tt.wantStep {
 				t.Fatalf("verification = %+v, want outcome %s step %q", v, tt.wantOutcome, tt.wantStep)
 			}
@@ -96,7 +99,8 @@ func TestProbeSecretExpiry(t *testing.T) {
 		want    bool
 	}{{&soon, true}, {&later, false}, {nil, false}} {
 		a := &fakeAccess{meta: SecretMeta{Version: "v1", Enabled: &enabled, ExpiresOn: tt.expires}}
-		p := &Prober{Access: a, ExpiryWarning: 30 * 24 * time.Hour, Now: func() time.Time { return now }}
+		p := prober(a)
+		p.ExpiryWarning, p.Now = 30*24*time.Hour, func() time.Time { return now }
 		res := p.Probe(context.Background(), record())
 		if res.Outcome != outcome.OK || len(res.KeyVault) != 2 || res.Graph == nil || res.Graph.UserCount != 42 {
 			t.Fatalf("result = %+v", res)
@@ -110,8 +114,7 @@ func TestProbeSecretExpiry(t *testing.T) {
 func TestUnclassifiedErrorTextIsNotPassedOn(t *testing.T) {
 	leak := "https://contoso.vault.azure.net/secrets/x?sig=SECRETSIG"
 	a := &fakeAccess{org: &rawErr{leak}}
-	p := &Prober{Access: a, Advisor: Advisor{AppID: appID, Cloud: cloud.AzurePublic}, Now: time.Now}
-	res := p.Probe(context.Background(), record())
+	res := prober(a).Probe(context.Background(), record())
 	if res.Outcome != outcome.UpstreamError || strings.Contains(res.Message, "SECRETSIG") {
 		t.Fatalf("result = %+v", res)
 	}
@@ -147,5 +150,79 @@ func TestRecordSweepAndBackoff(t *testing.T) {
 		if got := Backoff(n, 2*time.Hour); got != want {
 			t.Errorf("Backoff(%d) = %s, want %s", n, got, want)
 		}
+	}
+}
+
+// The reads use the credential that signing in handed out.
+func TestProbeReadsWithTheSignedInCredential(t *testing.T) {
+	a := &fakeAccess{}
+	prober(a).Probe(context.Background(), record())
+	want := []string{"signin", "graph:" + tenantID, "secret:db-password:" + tenantID, "secret:api-key:" + tenantID}
+	if strings.Join(a.calls, " ") != strings.Join(want, " ") {
+		t.Errorf("calls = %v, want %v", a.calls, want)
+	}
+}
+
+var t0 = time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
+
+func TestMarkPending(t *testing.T) {
+	notInTenant := Verification{Outcome: outcome.AppNotInTenant, Step: "3", Message: "not found", Remediation: "add it", At: t0}
+	tests := []struct {
+		name        string
+		v           Verification
+		onboardedAt time.Time
+		now         time.Time
+		pending     bool
+	}{
+		{"at onboarding", notInTenant, t0, t0, true},
+		{"just inside the hour", notInTenant, t0, t0.Add(time.Hour - time.Second), true},
+		{"clock behind onboarding", notInTenant, t0, t0.Add(-time.Minute), true},
+		{"exactly an hour", notInTenant, t0, t0.Add(time.Hour), false},
+		{"a day later", notInTenant, t0, t0.Add(24 * time.Hour), false},
+		{"unknown onboarding time", notInTenant, time.Time{}, t0, false},
+		{"other outcome", Verification{Outcome: outcome.GraphConsentMissing, Step: "4", Message: "403"}, t0, t0, false},
+		{"ok", Verification{Outcome: outcome.OK}, t0, t0, false},
+		{"no step or remediation from the verifier", Verification{Outcome: outcome.AppNotInTenant}, t0, t0, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Advisor{AppID: appID}.MarkPending(tt.v, tt.onboardedAt, tt.now)
+			if !tt.pending {
+				if got != tt.v {
+					t.Errorf("changed: %+v", got)
+				}
+				return
+			}
+			if got.Outcome != outcome.AppNotInTenant || got.Step != "3" || !strings.HasPrefix(got.Message, "pending:") ||
+				!strings.Contains(got.Message, "propagating") || got.Remediation == "" || got.At != tt.v.At {
+				t.Errorf("got %+v", got)
+			}
+			if tt.v.Remediation != "" && got.Remediation != tt.v.Remediation {
+				t.Errorf("remediation %q replaced", tt.v.Remediation)
+			}
+		})
+	}
+}
+
+// Verify reports a missing service principal as pending within the
+// propagation window of the tenant's onboarding, and as the probe found it
+// after.
+func TestVerifyMarksPendingPropagation(t *testing.T) {
+	a := &fakeAccess{signIn: outcome.New(outcome.AppNotInTenant, "AADSTS700016: app not found", nil)}
+	p := prober(a)
+	now := t0
+	p.Now = func() time.Time { return now }
+	rec := record()
+	rec.OnboardedAt = t0
+	plain := p.Advisor.Advise(outcome.AppNotInTenant, Subject{TenantID: tenantID})
+
+	v := p.Verify(context.Background(), rec)
+	if v.Step != "3" || !strings.Contains(v.Message, "propagating") || !strings.Contains(v.Message, "pending") || v.Remediation != plain.Remediation {
+		t.Errorf("fresh tenant: verification = %+v", v)
+	}
+	now = t0.Add(PropagationWindow)
+	v = p.Verify(context.Background(), rec)
+	if !strings.Contains(v.Message, "AADSTS700016: app not found") || strings.Contains(v.Message, "pending") {
+		t.Errorf("an hour later: verification = %+v, want the probe's", v)
 	}
 }

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -70,30 +69,7 @@ type keyVaultJSON struct {
 	Secrets  []string `json:"secrets"`
 }
 
-var (
-	guidRE        = regexp.MustCompile(`^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$`)
-	secretNameRE  = regexp.MustCompile(`^[0-9a-zA-Z-]{1,127}$`)
-	vaultLabelRE  = regexp.MustCompile(`^[a-z][a-z0-9-]{1,22}[a-z0-9]$`)
-	unknownField  = regexp.MustCompile(`^json: unknown field "(.*)"$`)
-	nilTenantGUID = "00000000-0000-0000-0000-000000000000"
-)
-
-// ParseTenantID checks that s is a tenant id in the canonical GUID form
-// (8-4-4-4-12 hex digits, any case, no braces) and not the nil GUID, and
-// returns it in lower case.
-func ParseTenantID(s string) (string, error) {
-	if s == "" {
-		return "", invalid("tenantId", "is required")
-	}
-	if !guidRE.MatchString(s) {
-		return "", invalid("tenantId", "must be a GUID like 3c1e8b2a-5f4d-4e6b-9a7c-2d8f0e1b4a6c")
-	}
-	s = strings.ToLower(s)
-	if s == nilTenantGUID {
-		return "", invalid("tenantId", "must not be the nil GUID")
-	}
-	return s, nil
-}
+var unknownField = regexp.MustCompile(`^json: unknown field "(.*)"$`)
 
 // ParseRegistration decodes and validates an onboarding request body: exactly
 // one JSON object with no unknown fields. Vault URLs are normalised to
@@ -220,36 +196,9 @@ func checkDisplayName(s string) error {
 }
 
 func normaliseVaultURL(raw string, cl cloud.Cloud) (string, error) {
-	want := fmt.Errorf("must be https://<vault-name>.%s/", cl.KeyVaultSuffix)
-	if strings.ContainsAny(raw, "?#") {
-		return "", fmt.Errorf("must not have a query or fragment; %w", want)
-	}
-	u, err := url.Parse(raw)
-	if err != nil || u.Opaque != "" || u.Host == "" {
-		return "", want
-	}
-	if u.Scheme != "https" {
-		return "", fmt.Errorf("must use https; %w", want)
-	}
-	if u.User != nil {
-		return "", fmt.Errorf("must not have user information; %w", want)
-	}
-	// Host differs from Hostname when a port, even an empty one, is given.
-	if u.Port() != "" || u.Host != u.Hostname() {
-		return "", fmt.Errorf("must not have a port; %w", want)
-	}
-	if u.Path != "" && u.Path != "/" || u.RawPath != "" {
-		return "", fmt.Errorf("must not have a path; %w", want)
-	}
-	host := strings.ToLower(u.Hostname())
-	if !cl.IsVaultHost(host) {
-		return "", fmt.Errorf("is not a Key Vault of %s; %w", cl.Name, want)
-	}
-	// Key Vault's own naming rule: 3-24 letters, digits and hyphens, starting
-	// with a letter, ending with a letter or digit, no consecutive hyphens.
-	name := strings.TrimSuffix(host, "."+strings.ToLower(cl.KeyVaultSuffix))
-	if !vaultLabelRE.MatchString(name) || strings.Contains(name, "--") {
-		return "", fmt.Errorf("vault name %q is not valid (3-24 letters, digits and single hyphens, starting with a letter); %w", name, want)
+	host, err := ParseVaultURL(raw, cl)
+	if err != nil {
+		return "", err
 	}
 	return "https://" + host + "/", nil
 }
@@ -264,7 +213,7 @@ func checkSecrets(field string, secrets []string) ([]string, error) {
 	seen := make(map[string]int, len(secrets))
 	for i, s := range secrets {
 		f := fmt.Sprintf("%s[%d]", field, i)
-		if !secretNameRE.MatchString(s) {
+		if !ValidSecretName(s) {
 			return nil, invalid(f, "secret names are 1-%d letters, digits and hyphens", MaxSecretName)
 		}
 		// Key Vault names are case-insensitive.
