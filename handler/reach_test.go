@@ -23,8 +23,8 @@ import (
 // TLS fakes, without the registry.
 
 const (
-	reachTenantA = "aaaaaaaa-0000-4000-8000-000000000001"
-	reachTenantB = "bbbbbbbb-0000-4000-8000-000000000002"
+	reachTenantA = cloudtest.TenantA
+	reachTenantB = cloudtest.TenantB
 	reachSecret  = "hunter2-do-not-leak"
 )
 

@@ -20,18 +20,9 @@ import (
 )
 
 const (
-	appID     = "5a5a5a5a-0000-4000-8000-00000000a001"
-	appSecret = "cloudtest-app-secret"
-	tenantA   = "aaaaaaaa-0000-4000-8000-000000000001"
-	tenantB   = "bbbbbbbb-0000-4000-8000-000000000002"
+	tenantA = cloudtest.TenantA
+	tenantB = cloudtest.TenantB
 )
-
-func startCloud(t *testing.T) *cloudtest.Cloud {
-	t.Helper()
-	c := cloudtest.Start(t)
-	c.SetApp(cloudtest.App{ClientID: appID, Secret: appSecret})
-	return c
-}
 
 // graphRequests are the requests Graph received, with the tenant of their
 // bearer token.
@@ -59,7 +50,7 @@ func checkTenantOfTokens(t *testing.T, c *cloudtest.Cloud, tenantID string) {
 }
 
 func TestOrganization(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 250})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	info, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
@@ -113,7 +104,7 @@ func jsonResponse(r *http.Request, status int, h http.Header, body string) *http
 func TestOrganizationPagesWhenCountIsUnsupported(t *testing.T) {
 	for _, status := range []int{400, 404} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
-			c := startCloud(t)
+			c := cloudtest.StartWithApp(t)
 			c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Fabrikam", Users: 2100})
 			ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
 				if strings.HasSuffix(r.URL.Path, "/users/$count") {
@@ -157,7 +148,7 @@ func TestOrganizationFaults(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := startCloud(t)
+			c := cloudtest.StartWithApp(t)
 			tt.tenant.OrgName = "Contoso"
 			c.AddTenant(tenantA, tt.tenant)
 			r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
@@ -176,7 +167,7 @@ func TestOrganizationFaults(t *testing.T) {
 		})
 	}
 	t.Run("consent detail", func(t *testing.T) {
-		c := startCloud(t)
+		c := cloudtest.StartWithApp(t)
 		c.AddTenant(tenantA, cloudtest.Tenant{GraphStatus: 403})
 		r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 		_, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
@@ -187,7 +178,7 @@ func TestOrganizationFaults(t *testing.T) {
 }
 
 func TestOrganizationThrottledThenSucceeds(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 5, GraphThrottle: 2})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	start := time.Now()
@@ -209,7 +200,7 @@ func TestOrganizationThrottledThenSucceeds(t *testing.T) {
 // A Retry-After beyond the context's deadline is not slept through: the 429
 // comes back at once as throttled.
 func TestOrganizationRetryAfterBeyondDeadline(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso"})
 	ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
 		return jsonResponse(r, 429, http.Header{"Retry-After": {"30"}}, `{"error":{"code":"TooManyRequests","message":"x"}}`)
@@ -228,7 +219,7 @@ func TestOrganizationRetryAfterBeyondDeadline(t *testing.T) {
 }
 
 func TestOrganizationHangTimesOut(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", GraphHang: true})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	cred := c.SecretCredential(t, tenantA)
@@ -241,7 +232,7 @@ func TestOrganizationHangTimesOut(t *testing.T) {
 }
 
 func TestOrganizationReusesClientAndToken(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	cred := c.SecretCredential(t, tenantA)
@@ -263,7 +254,7 @@ func TestOrganizationReusesClientAndToken(t *testing.T) {
 }
 
 func TestOrganizationTenantsAreSeparate(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
 	c.AddTenant(tenantB, cloudtest.Tenant{OrgName: "Fabrikam", Users: 7})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
@@ -301,7 +292,7 @@ func TestOrganizationTenantsAreSeparate(t *testing.T) {
 // A nextLink pointing outside the cloud's Graph host is not followed: no
 // request (with or without a token) leaves for it.
 func TestOrganizationRefusesForeignNextLink(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
 	ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
 		switch r.URL.Path {
@@ -334,7 +325,7 @@ func (f fixedCred) GetToken(context.Context, policy.TokenRequestOptions) (azcore
 }
 
 func TestOrganizationKeepsTheCredentialsOutcome(t *testing.T) {
-	c := startCloud(t)
+	c := cloudtest.StartWithApp(t)
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 	signIn := outcome.New(outcome.AppNotInTenant, "the app is not registered in the tenant", errors.New("AADSTS700016"))
 	_, err := r.Organization(context.Background(), fixedCred{signIn})

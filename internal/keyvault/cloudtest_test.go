@@ -13,15 +13,9 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 )
 
-const (
-	appID     = "5a5a5a5a-0000-4000-8000-00000000a001"
-	appSecret = "cloudtest-app-secret"
-)
-
 func startCloud(t *testing.T) *cloudtest.Cloud {
 	t.Helper()
-	c := cloudtest.Start(t)
-	c.SetApp(cloudtest.App{ClientID: appID, Secret: appSecret})
+	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso"})
 	c.AddTenant(tenantB, cloudtest.Tenant{OrgName: "Fabrikam"})
 	return c
