@@ -77,18 +77,19 @@ func mustSignIn(t *testing.T, c *cloudtest.Cloud, ts *azauth.Tenants, tenant str
 
 // useMSI points azidentity's managed identity at the fake. MSAL's managed
 // identity token cache is process-wide, so each test uses its own client id.
-func useMSI(t *testing.T, c *cloudtest.Cloud) {
-	ep, hdr := c.ManagedIdentityEndpoint()
-	t.Setenv("IDENTITY_ENDPOINT", ep)
-	t.Setenv("IDENTITY_HEADER", hdr)
-}
-
-func TestSecretMethod(t *testing.T) {
+// twoTenants is the fakes with tenants A and B, and the secret method's
+// credentials for them.
+func twoTenants(t *testing.T) (*cloudtest.Cloud, *azauth.Tenants) {
+	t.Helper()
 	c := cloudtest.Start(t)
 	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
 	c.AddTenant(tenantB, cloudtest.Tenant{})
-	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	return c, newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+}
+
+func TestSecretMethod(t *testing.T) {
+	c, ts := twoTenants(t)
 
 	mustSignIn(t, c, ts, tenantA)
 	mustSignIn(t, c, ts, tenantA)
@@ -187,7 +188,7 @@ func TestCertificateMethod(t *testing.T) {
 
 func TestFederatedMethod(t *testing.T) {
 	c := cloudtest.Start(t)
-	useMSI(t, c)
+	c.UseManagedIdentity(t)
 	miID := cloudtest.NewClientID()
 	c.SetApp(cloudtest.App{ClientID: appID, AcceptMIAssertions: true, FederatedMIClientID: miID})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
@@ -216,7 +217,7 @@ func TestFederatedMethod(t *testing.T) {
 
 func TestFederatedMethodMSIDown(t *testing.T) {
 	c := cloudtest.Start(t)
-	useMSI(t, c)
+	c.UseManagedIdentity(t)
 	miID := cloudtest.NewClientID()
 	c.SetApp(cloudtest.App{ClientID: appID, AcceptMIAssertions: true})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
@@ -246,7 +247,7 @@ func keyVaultApp(miID string) config.App {
 
 func TestKeyVaultMethod(t *testing.T) {
 	c := cloudtest.Start(t)
-	useMSI(t, c)
+	c.UseManagedIdentity(t)
 	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
 	c.AddVault("appvault", cloudtest.ManagedIdentityTenant, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{
@@ -277,7 +278,7 @@ func vaultReads(c *cloudtest.Cloud) int {
 
 func TestKeyVaultRotation(t *testing.T) {
 	c := cloudtest.Start(t)
-	useMSI(t, c)
+	c.UseManagedIdentity(t)
 	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
 	tenants := make([]string, 8)
 	for i := range tenants {
@@ -338,7 +339,7 @@ func TestKeyVaultRotation(t *testing.T) {
 
 func TestKeyVaultSecretUnchanged(t *testing.T) {
 	c := cloudtest.Start(t)
-	useMSI(t, c)
+	c.UseManagedIdentity(t)
 	c.SetApp(cloudtest.App{ClientID: appID, Secret: "the-right-one"})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
 	c.AddVault("appvault", cloudtest.ManagedIdentityTenant, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{
@@ -458,11 +459,7 @@ func TestTenantIDValidation(t *testing.T) {
 }
 
 func TestOnlyOwnTenant(t *testing.T) {
-	c := cloudtest.Start(t)
-	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
-	c.AddTenant(tenantA, cloudtest.Tenant{})
-	c.AddTenant(tenantB, cloudtest.Tenant{})
-	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	c, ts := twoTenants(t)
 	cred, _ := ts.Credential(tenantA)
 	tro := graphTRO
 	tro.TenantID = tenantB

@@ -207,10 +207,12 @@ func (c *Cloud) ProxyURL() string { return c.proxy.URL }
 // dials it itself.
 func (c *Cloud) ListenerAddr() string { return c.srv.Listener.Addr().String() }
 
-// ManagedIdentityEndpoint returns IDENTITY_ENDPOINT and IDENTITY_HEADER of the
-// fake App Service managed identity endpoint.
-func (c *Cloud) ManagedIdentityEndpoint() (endpoint, header string) {
-	return c.msi.URL + "/msi/token", c.miHeader
+// UseManagedIdentity points azidentity's App Service managed identity
+// (IDENTITY_ENDPOINT, IDENTITY_HEADER) at the fake for the rest of the test.
+// azidentity reads them when a credential is built, so call it before.
+func (c *Cloud) UseManagedIdentity(t testing.TB) {
+	t.Setenv("IDENTITY_ENDPOINT", c.msi.URL+"/msi/token")
+	t.Setenv("IDENTITY_HEADER", c.miHeader)
 }
 
 // SetManagedIdentityStatus makes the MSI endpoint answer every request with

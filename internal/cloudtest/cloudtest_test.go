@@ -308,9 +308,7 @@ func TestCertificateSignIn(t *testing.T) {
 
 func TestManagedIdentityAndFederated(t *testing.T) {
 	c := cloudtest.Start(t)
-	ep, hdr := c.ManagedIdentityEndpoint()
-	t.Setenv("IDENTITY_ENDPOINT", ep)
-	t.Setenv("IDENTITY_HEADER", hdr)
+	c.UseManagedIdentity(t)
 	miID := cloudtest.NewClientID() // unique: MSAL's MI cache is process-wide
 	c.SetApp(cloudtest.App{ClientID: appID, AcceptMIAssertions: true, FederatedMIClientID: miID})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
@@ -466,9 +464,7 @@ func TestKeyVault(t *testing.T) {
 
 func TestManagedIdentityReadsHomeVault(t *testing.T) {
 	c := cloudtest.Start(t)
-	ep, hdr := c.ManagedIdentityEndpoint()
-	t.Setenv("IDENTITY_ENDPOINT", ep)
-	t.Setenv("IDENTITY_HEADER", hdr)
+	c.UseManagedIdentity(t)
 	c.AddVault("home", cloudtest.ManagedIdentityTenant, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{"app": {Value: "v1", Enabled: true}}})
 	mi, err := azidentity.NewManagedIdentityCredential(&azidentity.ManagedIdentityCredentialOptions{
 		ClientOptions: clientOptions(c), ID: azidentity.ClientID(cloudtest.NewClientID())})
