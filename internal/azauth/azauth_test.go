@@ -75,8 +75,6 @@ func mustSignIn(t *testing.T, c *cloudtest.Cloud, ts *azauth.Tenants, tenant str
 	}
 }
 
-// useMSI points azidentity's managed identity at the fake. MSAL's managed
-// identity token cache is process-wide, so each test uses its own client id.
 // twoTenants is the fakes with tenants A and B, and the secret method's
 // credentials for them.
 func twoTenants(t *testing.T) (*cloudtest.Cloud, *azauth.Tenants) {

@@ -209,7 +209,9 @@ func (c *Cloud) ListenerAddr() string { return c.srv.Listener.Addr().String() }
 
 // UseManagedIdentity points azidentity's App Service managed identity
 // (IDENTITY_ENDPOINT, IDENTITY_HEADER) at the fake for the rest of the test.
-// azidentity reads them when a credential is built, so call it before.
+// azidentity reads them when a credential is built, so call it before; and
+// MSAL's managed identity token cache is process-wide, so each test uses its
+// own client id (NewClientID).
 func (c *Cloud) UseManagedIdentity(t testing.TB) {
 	t.Setenv("IDENTITY_ENDPOINT", c.msi.URL+"/msi/token")
 	t.Setenv("IDENTITY_HEADER", c.miHeader)
