@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -103,15 +102,13 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 
 	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
 	c.Schedule(sched, cron.FuncJob(func() {
-		id := newID()
-		ilog := log.With().Str("invocationId", id).Str("function", sweepFunction).Logger()
-		ictx := ilog.WithContext(funchost.WithInvocation(ctx, id, sweepFunction))
+		ictx, ilog := funchost.Begin(ctx, log, sweepFunction, "")
 		a, err := l.get(ictx)
 		if err != nil {
 			ilog.Error().Err(err).Msg("scheduled sweep skipped")
 			return
 		}
-		run, err := a.sweeper.Run(ictx, sweep.Request{ID: id, Trigger: "local"})
+		run, err := a.sweeper.Run(ictx, sweep.Request{ID: funchost.InvocationID(ictx), Trigger: "local"})
 		if err != nil {
 			ilog.Error().Err(err).Msg("scheduled sweep failed")
 			return
@@ -190,12 +187,4 @@ func parseNCRONTAB(expr string) (cron.Schedule, error) {
 		return nil, fmt.Errorf("%q: %w", expr, err)
 	}
 	return s, nil
-}
-
-func newID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }

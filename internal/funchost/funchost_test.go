@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 func TestDecodeString(t *testing.T) {
@@ -127,12 +129,35 @@ func TestInvocationContext(t *testing.T) {
 	if got := InvocationID(context.Background()); got != "" {
 		t.Errorf("InvocationID(background) = %q", got)
 	}
-	ctx := WithInvocation(context.Background(), "abc", "CleanupTimer")
+	log, logs := newLogger()
+	ctx, l := Begin(context.Background(), log, "CleanupTimer", "abc")
 	if got := InvocationID(ctx); got != "abc" {
 		t.Errorf("InvocationID = %q", got)
 	}
-	if got := FunctionName(ctx); got != "CleanupTimer" {
-		t.Errorf("FunctionName = %q", got)
+	l.Info().Msg("from the logger")
+	zerolog.Ctx(ctx).Info().Msg("from the context")
+	lines := logs.lines(t)
+	if len(lines) != 2 {
+		t.Fatalf("log lines = %v", lines)
+	}
+	for _, line := range lines {
+		if line["invocationId"] != "abc" || line["function"] != "CleanupTimer" {
+			t.Errorf("log line = %v, want invocationId abc and function CleanupTimer", line)
+		}
+	}
+}
+
+// An invocation started outside the host gets a new id.
+func TestBeginWithoutID(t *testing.T) {
+	log, logs := newLogger()
+	ctx, _ := Begin(context.Background(), log, "TenantSweep", "")
+	id := InvocationID(ctx)
+	if !uuidV4.MatchString(id) {
+		t.Fatalf("generated InvocationID %q is not UUID v4 shaped", id)
+	}
+	zerolog.Ctx(ctx).Info().Msg("tick")
+	if lines := logs.lines(t); len(lines) != 1 || lines[0]["invocationId"] != id || lines[0]["function"] != "TenantSweep" {
+		t.Errorf("log lines = %v, want one with invocationId %q", lines, id)
 	}
 }
 
