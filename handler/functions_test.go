@@ -7,7 +7,6 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 )
 
 type binding struct {
@@ -95,32 +94,5 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 	}
 	if !strings.Contains(string(ignore), "/local.settings.json\n") {
 		t.Error(".funcignore must keep local.settings.json out of the package")
-	}
-}
-
-func TestParseNCRONTAB(t *testing.T) {
-	from := time.Date(2026, 11, 26, 10, 7, 30, 0, time.UTC)
-	tests := []struct {
-		expr string
-		next time.Time
-		ok   bool
-	}{
-		{"0 */15 * * * *", time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC), true},
-		{"*/10 * * * * *", time.Date(2026, 11, 26, 10, 7, 40, 0, time.UTC), true},
-		{"0 30 9 * * 1-5", time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC), true},
-		{"0 0 0 1 Jan *", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), true},
-		{"*/15 * * * *", time.Time{}, false}, // five fields: not NCRONTAB
-		{"0 61 * * * *", time.Time{}, false},
-		{"every day", time.Time{}, false},
-	}
-	for _, tt := range tests {
-		s, err := parseNCRONTAB(tt.expr)
-		if (err == nil) != tt.ok {
-			t.Errorf("%q: err = %v, want ok %v", tt.expr, err, tt.ok)
-			continue
-		}
-		if tt.ok && !s.Next(from).Equal(tt.next) {
-			t.Errorf("%q: next = %s, want %s", tt.expr, s.Next(from), tt.next)
-		}
 	}
 }

@@ -2,18 +2,17 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strings"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 )
 
 const usage = `usage:
@@ -112,19 +111,13 @@ type env struct {
 // be absent.
 func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
 	if settingsFile != "" {
-		values, err := readLocalSettings(settingsFile)
+		withFile, err := local.ReadSettings(settingsFile, getenv)
 		switch {
 		case errors.Is(err, os.ErrNotExist) && settingsFile == "local.settings.json":
 		case err != nil:
 			return env{}, configError{err}
 		default:
-			base := getenv
-			getenv = func(k string) string {
-				if v := base(k); v != "" {
-					return v
-				}
-				return values[k]
-			}
+			getenv = withFile
 		}
 	}
 	root := getenv("FUNCTIONS_APP_ROOT_PATH")
@@ -140,29 +133,6 @@ func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
 		return env{}, configError{err}
 	}
 	return env{cfg: cfg, getenv: getenv, appRoot: root}, nil
-}
-
-func readLocalSettings(path string) (map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read settings file: %w", err)
-	}
-	var f struct {
-		Values map[string]json.RawMessage `json:"Values"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("settings file %s: %w", path, err)
-	}
-	values := make(map[string]string, len(f.Values))
-	for k, raw := range f.Values {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			// func start accepts numbers and booleans too.
-			s = strings.Trim(string(raw), `"`)
-		}
-		values[k] = s
-	}
-	return values, nil
 }
 
 // newLogger writes JSON lines: errors to stderr, which the Functions host

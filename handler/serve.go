@@ -2,22 +2,18 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
+	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 )
 
@@ -84,11 +80,16 @@ func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
 func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 	log := newLogger(e.cfg.LogLevel, stdout, stderr)
 	log.Warn().Msg("DEVELOPMENT MODE: serving without the Azure Functions host (no function keys, no host retries); use `func start` or Azure for anything else")
-	schedule, err := timerSchedule(e)
+	schedule, err := local.TimerSchedule(e.appRoot, sweepFunction, func(name string) string {
+		if name == "TenantSweepSchedule" {
+			return e.cfg.Sweep.Schedule // validated, with its default
+		}
+		return e.getenv(name)
+	})
 	if err != nil {
 		return configError{err}
 	}
-	sched, err := parseNCRONTAB(schedule)
+	sched, err := local.ParseNCRONTAB(schedule)
 	if err != nil {
 		return configError{fmt.Errorf("setting TenantSweepSchedule: %w", err)}
 	}
@@ -100,8 +101,7 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 		Str("schedule", schedule).Msg("local mode listening")
 	l := startApp(ctx, e.cfg, deps{}, log)
 
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
-	c.Schedule(sched, cron.FuncJob(func() {
+	stop := sched.Start(func() {
 		ictx, ilog := funchost.Begin(ctx, log, sweepFunction, "")
 		a, err := l.get(ictx)
 		if err != nil {
@@ -114,9 +114,8 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 			return
 		}
 		ilog.Info().Msg(run.String())
-	}))
-	c.Start()
-	defer c.Stop()
+	})
+	defer stop()
 	return serve(ctx, ln, routes(l, log), log)
 }
 
@@ -136,55 +135,4 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, log zerolog.Log
 		}
 		return nil
 	}
-}
-
-// timerSchedule reads TenantSweep's schedule from its function.json, as the
-// host does, resolving a %Setting% reference.
-func timerSchedule(e env) (string, error) {
-	path := filepath.Join(e.appRoot, sweepFunction, "function.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	var fn struct {
-		Bindings []struct {
-			Type     string `json:"type"`
-			Schedule string `json:"schedule"`
-		} `json:"bindings"`
-	}
-	if err := json.Unmarshal(b, &fn); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	for _, b := range fn.Bindings {
-		if b.Type != "timerTrigger" {
-			continue
-		}
-		name, ok := strings.CutPrefix(b.Schedule, "%")
-		if !ok {
-			return b.Schedule, nil
-		}
-		name = strings.TrimSuffix(name, "%")
-		if name == "TenantSweepSchedule" {
-			return e.cfg.Sweep.Schedule, nil
-		}
-		if v := e.getenv(name); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("%s: schedule refers to setting %s, which is not set", path, name)
-	}
-	return "", fmt.Errorf("%s: no timerTrigger binding", path)
-}
-
-// parseNCRONTAB parses the six-field {second} {minute} {hour} {day} {month}
-// {day-of-week} form that Azure Functions timers use.
-func parseNCRONTAB(expr string) (cron.Schedule, error) {
-	if n := len(strings.Fields(expr)); n != 6 {
-		return nil, fmt.Errorf("%q has %d fields, want the six of NCRONTAB (second minute hour day month day-of-week)", expr, n)
-	}
-	p := cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
-	s, err := p.Parse(expr)
-	if err != nil {
-		return nil, fmt.Errorf("%q: %w", expr, err)
-	}
-	return s, nil
 }
