@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 )
 
@@ -120,15 +120,12 @@ func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
 			getenv = withFile
 		}
 	}
-	root := getenv("FUNCTIONS_APP_ROOT_PATH")
-	if root == "" {
-		root = "."
+	root := funchost.AppRoot(getenv)
+	timeout, err := funchost.FunctionTimeout(root)
+	if err != nil {
+		return env{}, configError{err}
 	}
-	hostJSON, err := os.ReadFile(filepath.Join(root, "host.json"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return env{}, configError{fmt.Errorf("read host.json: %w", err)}
-	}
-	cfg, err := config.Load(getenv, hostJSON)
+	cfg, err := config.Load(getenv, timeout)
 	if err != nil {
 		return env{}, configError{err}
 	}

@@ -5,7 +5,6 @@ package config
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -130,9 +129,10 @@ var (
 	tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
 )
 
-// Load reads and validates every setting. hostJSON is the app's host.json (nil
-// when absent); its functionTimeout bounds the sweep.
-func Load(getenv func(string) string, hostJSON []byte) (Config, error) {
+// Load reads and validates every setting. functionTimeout is how long the host
+// lets an invocation run (host.json's, read by funchost; 0 means unbounded);
+// the sweep's default budget is derived from it.
+func Load(getenv func(string) string, functionTimeout time.Duration) (Config, error) {
 	l := loader{getenv: getenv}
 	var c Config
 
@@ -159,7 +159,7 @@ func Load(getenv func(string) string, hostJSON []byte) (Config, error) {
 	if c.Sweep.BackoffMax, err = l.duration("SWEEP_BACKOFF_MAX", time.Minute, 30*24*time.Hour); err != nil {
 		return c, err
 	}
-	if c.Sweep.Budget, err = sweepBudget(l, hostJSON); err != nil {
+	if c.Sweep.Budget, err = sweepBudget(l, functionTimeout); err != nil {
 		return c, err
 	}
 	if c.SecretExpiryWarning, err = l.duration("SECRET_EXPIRY_WARNING", 0, 3650*24*time.Hour); err != nil {
@@ -320,13 +320,9 @@ func budgetMargin(timeout time.Duration) time.Duration {
 	return max(30*time.Second, timeout/10)
 }
 
-func sweepBudget(l loader, hostJSON []byte) (time.Duration, error) {
+func sweepBudget(l loader, timeout time.Duration) (time.Duration, error) {
 	if l.getenv("SWEEP_BUDGET") != "" {
 		return l.duration("SWEEP_BUDGET", time.Second, 24*time.Hour)
-	}
-	timeout, err := FunctionTimeout(hostJSON)
-	if err != nil {
-		return 0, settingErr("host.json functionTimeout", err.Error())
 	}
 	if timeout <= 0 { // unbounded: keep a sweep from running forever
 		return 30 * time.Minute, nil
@@ -336,52 +332,6 @@ func sweepBudget(l loader, hostJSON []byte) (time.Duration, error) {
 		return 0, settingErr("host.json functionTimeout", fmt.Sprintf("%s leaves no time for a sweep after the %s safety margin", timeout, budgetMargin(timeout)))
 	}
 	return budget, nil
-}
-
-// FunctionTimeout reads functionTimeout ("hh:mm:ss", "d.hh:mm:ss" or "-1")
-// from host.json; 0 means unbounded, and an absent file or key means the
-// Consumption default of 5 minutes.
-func FunctionTimeout(hostJSON []byte) (time.Duration, error) {
-	const consumptionDefault = 5 * time.Minute
-	if len(hostJSON) == 0 {
-		return consumptionDefault, nil
-	}
-	var h struct {
-		FunctionTimeout *string `json:"functionTimeout"`
-	}
-	if err := json.Unmarshal(hostJSON, &h); err != nil {
-		return 0, fmt.Errorf("host.json is not valid JSON: %w", err)
-	}
-	if h.FunctionTimeout == nil {
-		return consumptionDefault, nil
-	}
-	return ParseTimeSpan(*h.FunctionTimeout)
-}
-
-var timeSpanRE = regexp.MustCompile(`^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$`)
-
-// ParseTimeSpan parses a .NET TimeSpan as host.json writes it; "-1" is 0
-// (unbounded).
-func ParseTimeSpan(s string) (time.Duration, error) {
-	if strings.TrimSpace(s) == "-1" {
-		return 0, nil
-	}
-	m := timeSpanRE.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a TimeSpan like 00:10:00", s)
-	}
-	days := 0
-	if m[1] != "" {
-		days, _ = strconv.Atoi(m[1])
-	}
-	h, _ := strconv.Atoi(m[2])
-	mi, _ := strconv.Atoi(m[3])
-	sec, _ := strconv.Atoi(m[4])
-	if mi > 59 || sec > 59 {
-		return 0, fmt.Errorf("%q is not a TimeSpan like 00:10:00", s)
-	}
-	return time.Duration(days)*24*time.Hour + time.Duration(h)*time.Hour +
-		time.Duration(mi)*time.Minute + time.Duration(sec)*time.Second, nil
 }
 
 // SettingError names the setting that is missing or malformed.
