@@ -2,11 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/rs/zerolog"
 )
 
 type binding struct {
@@ -94,5 +98,34 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 	}
 	if !strings.Contains(string(ignore), "/local.settings.json\n") {
 		t.Error(".funcignore must keep local.settings.json out of the package")
+	}
+}
+
+// Only "/" is the readiness probe; any other path the host does not call
+// answers a JSON 404.
+func TestRoutesReadyAndNotFound(t *testing.T) {
+	h := routes(nil, zerolog.Nop())
+	for _, tt := range []struct {
+		method, path string
+		wantStatus   int
+	}{
+		{http.MethodGet, "/", http.StatusOK},
+		{http.MethodPost, "/", http.StatusOK},
+		{http.MethodGet, "/nope", http.StatusNotFound},
+		{http.MethodPost, "/" + sweepFunction + "/", http.StatusNotFound},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+		var body struct {
+			Status string
+			Error  struct{ Code string }
+		}
+		if rec.Code != tt.wantStatus || rec.Header().Get("Content-Type") != "application/json" || json.Unmarshal(rec.Body.Bytes(), &body) != nil {
+			t.Errorf("%s %s: %d %q %s, want %d JSON", tt.method, tt.path, rec.Code, rec.Header().Get("Content-Type"), rec.Body, tt.wantStatus)
+			continue
+		}
+		if tt.wantStatus == http.StatusOK && body.Status != "ok" || tt.wantStatus == http.StatusNotFound && body.Error.Code != "not_found" {
+			t.Errorf("%s %s: body %s", tt.method, tt.path, rec.Body)
+		}
 	}
 }

@@ -27,7 +27,7 @@ const maxBody = 1 << 20
 
 // InvokeRequest is the body of a non-forwarded invocation. Values stay raw
 // because their encoding depends on the binding: objects for timers and HTTP
-// requests, doubly encoded strings for most other things (see DecodeString).
+// requests, doubly encoded strings ("\"abc\"") for most other things.
 type InvokeRequest struct {
 	Data     map[string]json.RawMessage `json:"Data"`
 	Metadata map[string]json.RawMessage `json:"Metadata"`
@@ -55,26 +55,6 @@ func (r InvokeResponse) MarshalJSON() ([]byte, error) {
 		p.Logs = []string{}
 	}
 	return json.Marshal(p)
-}
-
-// DecodeString decodes a string-typed binding value or metadata entry. The
-// host JSON-encodes such values before putting them in the envelope, so what
-// arrives is usually a JSON string holding another JSON string ("\"abc\"");
-// the documentation and older hosts encode once ("abc"). Both give abc. Under
-// single encoding a value that really is a quoted string loses its quotes;
-// current hosts always double-encode, so that is the case we favour.
-func DecodeString(raw json.RawMessage) (string, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("decode string: %w", err)
-	}
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		var inner string
-		if json.Unmarshal([]byte(s), &inner) == nil {
-			return inner, nil
-		}
-	}
-	return s, nil
 }
 
 // WriteError writes the JSON error body every handler of ours uses, so that

@@ -130,16 +130,11 @@ func Forwarded(function string, log zerolog.Logger, next http.Handler) http.Hand
 
 var readyBody = []byte(`{"status":"ok"}` + "\n")
 
-// Ready answers the host's readiness probe and periodic health ping on "/".
-// The host polls every 25 ms at startup and times the ping, so it touches
-// nothing. Mounted on "/" it is also the mux's catch-all, hence the 404 for
-// any other path.
+// Ready answers the host's readiness probe and periodic health ping on "/"
+// (mount it at "/{$}", so it is not the mux's catch-all). The host polls
+// every 25 ms at startup and times the ping, so it touches nothing.
 func Ready() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			WriteError(w, http.StatusNotFound, "not_found", "no route for "+r.URL.Path)
-			return
-		}
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(readyBody)
 	})
