@@ -23,9 +23,6 @@ type Setting struct {
 	Name        string
 	Default     string
 	Description string
-	// Secret settings are never logged and are set from Key Vault references
-	// or not at all in production.
-	Secret bool
 	// Host settings are provided by the Functions host or the platform, not
 	// by the deployment.
 	Host bool
@@ -36,17 +33,17 @@ type Setting struct {
 var Settings = []Setting{
 	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Description: "Port the Functions host tells the handler to listen on (127.0.0.1).", Host: true},
 	{Name: "FUNCTIONS_APP_ROOT_PATH", Default: "(working directory)", Description: "App root, where host.json is read to derive the sweep deadline.", Host: true},
-	{Name: "AzureWebJobsStorage", Description: "The host's storage connection; also the registry's when TENANT_REGISTRY_CONNECTION and TENANT_REGISTRY_ENDPOINT are unset. `UseDevelopmentStorage=true` means Azurite.", Secret: true},
-	{Name: "TENANT_REGISTRY_CONNECTION", Description: "Table Storage connection string for the tenant registry (`UseDevelopmentStorage=true` works).", Secret: true},
+	{Name: "AzureWebJobsStorage", Description: "The host's storage connection; also the registry's when TENANT_REGISTRY_CONNECTION and TENANT_REGISTRY_ENDPOINT are unset. `UseDevelopmentStorage=true` means Azurite."},
+	{Name: "TENANT_REGISTRY_CONNECTION", Description: "Table Storage connection string for the tenant registry (`UseDevelopmentStorage=true` works)."},
 	{Name: "TENANT_REGISTRY_ENDPOINT", Description: "Table service URL, reached with the app's managed identity instead of a key, e.g. `https://<account>.table.core.windows.net`."},
 	{Name: "TENANT_REGISTRY_TABLE", Default: "tenants", Description: "Table holding one row per onboarded tenant; created when missing."},
 	{Name: "SWEEP_RUNS_TABLE", Default: "sweepruns", Description: "Table holding one row per sweep run; created when missing."},
 	{Name: "TenantSweepSchedule", Default: "0 */15 * * * *", Description: "Six-field NCRONTAB schedule of TenantSweep (read by the host, and by local mode)."},
 	{Name: "AZURE_CLOUD", Default: "AzurePublic", Description: "`AzurePublic`, `AzureUSGovernment` or `AzureChina`: sign-in, Graph and Key Vault hosts."},
 	{Name: "APP_CLIENT_ID", Description: "Application (client) id of the multi-tenant app registration."},
-	{Name: "APP_CLIENT_SECRET", Description: "Credential method 1: the app's client secret.", Secret: true},
+	{Name: "APP_CLIENT_SECRET", Description: "Credential method 1: the app's client secret."},
 	{Name: "APP_CLIENT_CERTIFICATE_PATH", Description: "Credential method 2: PEM or PKCS#12 file with the app's certificate and private key."},
-	{Name: "APP_CLIENT_CERTIFICATE_PASSWORD", Description: "Password of the PKCS#12 file, if any.", Secret: true},
+	{Name: "APP_CLIENT_CERTIFICATE_PASSWORD", Description: "Password of the PKCS#12 file, if any."},
 	{Name: "APP_CLIENT_SECRET_URI", Description: "Credential method 3: `https://<vault>.vault.azure.net/secrets/<name>` holding the app's secret, read with the Function App's managed identity."},
 	{Name: "APP_FEDERATED_IDENTITY_CLIENT_ID", Description: "Credential method 4 (secretless): client id of the user-assigned managed identity trusted by the app as a federated credential."},
 	{Name: "AZURE_CLIENT_ID", Description: "Client id of the user-assigned managed identity used for the registry and APP_CLIENT_SECRET_URI (read by azidentity)."},
@@ -57,7 +54,7 @@ var Settings = []Setting{
 	{Name: "SWEEP_BACKOFF_MAX", Default: "24h", Description: "Longest a repeatedly failing tenant is skipped between attempts."},
 	{Name: "ONBOARD_VERIFY_TIMEOUT", Default: "10s", Description: "Time budget of the verification that follows onboarding."},
 	{Name: "ONBOARD_REDIRECT_URI", Description: "Public URL of the OnboardTenant function, registered as the app's admin-consent redirect URI. Empty disables the consent flow."},
-	{Name: "ONBOARD_STATE_KEY", Description: "Base64 key (at least 32 bytes) that signs the admin-consent `state`. Required with ONBOARD_REDIRECT_URI.", Secret: true},
+	{Name: "ONBOARD_STATE_KEY", Description: "Base64 key (at least 32 bytes) that signs the admin-consent `state`. Required with ONBOARD_REDIRECT_URI."},
 	{Name: "LOG_LEVEL", Default: "info", Description: "zerolog level: debug, info, warn, error."},
 	{Name: "LOCAL_PORT", Default: "7071", Description: "Port of local mode (`handler local`), which serves /api/... without the Functions host."},
 }
