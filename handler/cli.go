@@ -28,7 +28,7 @@ func (e sweepFailed) ExitCode() int {
 // sweepOnce is `handler sweep`: one sweep with the same settings as the
 // function, logs to stderr and the summary on stdout.
 func sweepOnce(ctx context.Context, e env, tenantID string, stdout, stderr io.Writer) error {
-	ctx, _ = funchost.Begin(ctx, newLogger(e.cfg.LogLevel, stderr, stderr), sweepFunction, "")
+	ctx, _ = funchost.Begin(ctx, funchost.NewLogger(e.cfg.LogLevel, stderr, stderr), sweepFunction, "")
 	a, err := newApp(ctx, e.cfg, deps{})
 	if err != nil {
 		return err

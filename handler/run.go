@@ -8,8 +8,6 @@ import (
 	"io"
 	"os"
 
-	"github.com/rs/zerolog"
-
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
@@ -130,22 +128,4 @@ func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
 		return env{}, configError{err}
 	}
 	return env{cfg: cfg, getenv: getenv, appRoot: root}, nil
-}
-
-// newLogger writes JSON lines: errors to stderr, which the Functions host
-// keeps at Error level and is where it looks for the reason of a failure,
-// and everything else to stdout.
-func newLogger(level zerolog.Level, stdout, stderr io.Writer) zerolog.Logger {
-	return zerolog.New(levelSplit{out: stdout, err: stderr}).Level(level).With().Timestamp().Logger()
-}
-
-type levelSplit struct{ out, err io.Writer }
-
-func (w levelSplit) Write(p []byte) (int, error) { return w.out.Write(p) }
-
-func (w levelSplit) WriteLevel(l zerolog.Level, p []byte) (int, error) {
-	if l >= zerolog.ErrorLevel {
-		return w.err.Write(p)
-	}
-	return w.out.Write(p)
 }

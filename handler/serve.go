@@ -59,15 +59,15 @@ func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 // serveHost is the custom handler proper: it listens on the port the host
 // chose before anything else, so the host's readiness probe succeeds at once.
 func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
-	port := e.getenv("FUNCTIONS_CUSTOMHANDLER_PORT")
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return configError{fmt.Errorf("setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number set by the Functions host, got %q (for development use `handler local`)", port)}
+	addr, err := funchost.Addr(e.getenv)
+	if err != nil {
+		return configError{fmt.Errorf("%w (for development use `handler local`)", err)}
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log := newLogger(e.cfg.LogLevel, stdout, stderr)
+	log := funchost.NewLogger(e.cfg.LogLevel, stdout, stderr)
 	log.Info().Str("addr", ln.Addr().String()).Str("cloud", e.cfg.Cloud.Name).
 		Str("credential", string(e.cfg.App.Method)).Msg("custom handler listening")
 	l := startApp(ctx, e.cfg, deps{}, log)
@@ -78,7 +78,7 @@ func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
 // TenantSweep fired on its schedule by an NCRONTAB scheduler instead of the
 // host.
 func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
-	log := newLogger(e.cfg.LogLevel, stdout, stderr)
+	log := funchost.NewLogger(e.cfg.LogLevel, stdout, stderr)
 	log.Warn().Msg("DEVELOPMENT MODE: serving without the Azure Functions host (no function keys, no host retries); use `func start` or Azure for anything else")
 	schedule, err := local.TimerSchedule(e.appRoot, sweepFunction, func(name string) string {
 		if name == "TenantSweepSchedule" {

@@ -4,13 +4,46 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/rs/zerolog"
 )
+
+// Addr is where the host connects to the handler: 127.0.0.1 (IPv4, whatever
+// localhost resolves to) on the port it chose and passed in
+// FUNCTIONS_CUSTOMHANDLER_PORT.
+func Addr(getenv func(string) string) (string, error) {
+	port := getenv("FUNCTIONS_CUSTOMHANDLER_PORT")
+	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
+		return "", fmt.Errorf("setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number set by the Functions host, got %q", port)
+	}
+	return net.JoinHostPort("127.0.0.1", port), nil
+}
+
+// NewLogger writes JSON lines: errors to stderr, which the host keeps at
+// Error level and is where it looks for the reason of a failure, and
+// everything else to stdout.
+func NewLogger(level zerolog.Level, stdout, stderr io.Writer) zerolog.Logger {
+	return zerolog.New(levelSplit{out: stdout, err: stderr}).Level(level).With().Timestamp().Logger()
+}
+
+type levelSplit struct{ out, err io.Writer }
+
+func (w levelSplit) Write(p []byte) (int, error) { return w.out.Write(p) }
+
+func (w levelSplit) WriteLevel(l zerolog.Level, p []byte) (int, error) {
+	if l >= zerolog.ErrorLevel {
+		return w.err.Write(p)
+	}
+	return w.out.Write(p)
+}
 
 // AppRoot is the folder the host runs the app from, holding host.json and
 // one folder per function: FUNCTIONS_APP_ROOT_PATH, which the host sets, or

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/rs/zerolog"
 )
 
 func TestFunctionTimeout(t *testing.T) {
@@ -54,5 +56,40 @@ func TestAppRoot(t *testing.T) {
 	}
 	if got := AppRoot(func(k string) string { return map[string]string{"FUNCTIONS_APP_ROOT_PATH": "/home/site/wwwroot"}[k] }); got != "/home/site/wwwroot" {
 		t.Errorf("AppRoot = %q", got)
+	}
+}
+
+func TestAddr(t *testing.T) {
+	for _, tt := range []struct {
+		port, want string
+	}{
+		{"41235", "127.0.0.1:41235"},
+		{"", ""},
+		{"0", ""},
+		{"65536", ""},
+		{"http", ""},
+	} {
+		got, err := Addr(func(k string) string { return map[string]string{"FUNCTIONS_CUSTOMHANDLER_PORT": tt.port}[k] })
+		if got != tt.want || (err == nil) != (tt.want != "") {
+			t.Errorf("port %q: %q, %v; want %q", tt.port, got, err, tt.want)
+		}
+		if err != nil && !strings.Contains(err.Error(), "FUNCTIONS_CUSTOMHANDLER_PORT") {
+			t.Errorf("port %q: error %q does not name the setting", tt.port, err)
+		}
+	}
+}
+
+func TestNewLoggerSplitsByLevel(t *testing.T) {
+	var out, errOut strings.Builder
+	log := NewLogger(zerolog.InfoLevel, &out, &errOut)
+	log.Debug().Msg("hidden")
+	log.Info().Msg("info line")
+	log.Warn().Msg("warn line")
+	log.Error().Msg("error line")
+	if s := out.String(); !strings.Contains(s, "info line") || !strings.Contains(s, "warn line") || strings.Contains(s, "error line") || strings.Contains(s, "hidden") {
+		t.Errorf("stdout = %q", s)
+	}
+	if s := errOut.String(); !strings.Contains(s, "error line") || strings.Contains(s, "warn line") || !strings.Contains(s, `"time":`) {
+		t.Errorf("stderr = %q", s)
 	}
 }
