@@ -2,6 +2,9 @@
 // custom handler. It turns the host's JSON envelope and headers into plain Go
 // values, a context carrying the invocation id and a zerolog logger, so the
 // rest of the application speaks net/http and runs unchanged outside Azure.
+// It also reads what the host gives the process at start: the port to listen
+// on, the app root and host.json's functionTimeout. Its subpackage local
+// stands in for the host in development mode.
 //
 // The host is unforgiving about replies: a non-2xx status fails the invocation
 // and drops its Logs, a reply without Content-Type application/json fails it,

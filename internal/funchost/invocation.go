@@ -58,7 +58,7 @@ func invocationID(h http.Header) string {
 }
 
 // newInvocationID makes a UUID v4 so that locally generated ids look like the
-// host's and sort into the same log queries. It is the tree's only id
+// host's and sort into the same log queries. It is the app's only id
 // generator.
 func newInvocationID() string {
 	var b [16]byte
