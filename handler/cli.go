@@ -28,15 +28,12 @@ func (e sweepFailed) ExitCode() int {
 // sweepOnce is `handler sweep`: one sweep with the same settings as the
 // function, logs to stderr and the summary on stdout.
 func sweepOnce(ctx context.Context, e env, tenantID string, stdout, stderr io.Writer) error {
-	id := newID()
-	log := newLogger(e.cfg.LogLevel, stderr, stderr).With().
-		Str("invocationId", id).Str("function", sweepFunction).Logger()
-	ctx = log.WithContext(funchost.WithInvocation(ctx, id, sweepFunction))
+	ctx, _ = funchost.Begin(ctx, funchost.NewLogger(e.cfg.LogLevel, stderr, stderr), sweepFunction, "")
 	a, err := newApp(ctx, e.cfg, deps{})
 	if err != nil {
 		return err
 	}
-	run, err := a.sweeper.Run(ctx, sweep.Request{ID: id, Trigger: "cli", TenantID: tenantID})
+	run, err := a.sweeper.Run(ctx, sweep.Request{ID: funchost.InvocationID(ctx), Trigger: "cli", TenantID: tenantID})
 	if err == nil || errors.Is(err, sweep.ErrAppWide) {
 		fmt.Fprintln(stdout, run.String())
 	}

@@ -2,12 +2,15 @@ package main
 
 import (
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
-	"time"
+
+	"github.com/rs/zerolog"
 )
 
 type binding struct {
@@ -98,29 +101,31 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 	}
 }
 
-func TestParseNCRONTAB(t *testing.T) {
-	from := time.Date(2026, 11, 26, 10, 7, 30, 0, time.UTC)
-	tests := []struct {
-		expr string
-		next time.Time
-		ok   bool
+// Only "/" is the readiness probe; any other path the host does not call
+// answers a JSON 404.
+func TestRoutesReadyAndNotFound(t *testing.T) {
+	h := routes(nil, zerolog.Nop())
+	for _, tt := range []struct {
+		method, path string
+		wantStatus   int
 	}{
-		{"0 */15 * * * *", time.Date(2026, 11, 26, 10, 15, 0, 0, time.UTC), true},
-		{"*/10 * * * * *", time.Date(2026, 11, 26, 10, 7, 40, 0, time.UTC), true},
-		{"0 30 9 * * 1-5", time.Date(2026, 11, 27, 9, 30, 0, 0, time.UTC), true},
-		{"0 0 0 1 Jan *", time.Date(2027, 1, 1, 0, 0, 0, 0, time.UTC), true},
-		{"*/15 * * * *", time.Time{}, false}, // five fields: not NCRONTAB
-		{"0 61 * * * *", time.Time{}, false},
-		{"every day", time.Time{}, false},
-	}
-	for _, tt := range tests {
-		s, err := parseNCRONTAB(tt.expr)
-		if (err == nil) != tt.ok {
-			t.Errorf("%q: err = %v, want ok %v", tt.expr, err, tt.ok)
+		{http.MethodGet, "/", http.StatusOK},
+		{http.MethodPost, "/", http.StatusOK},
+		{http.MethodGet, "/nope", http.StatusNotFound},
+		{http.MethodPost, "/" + sweepFunction + "/", http.StatusNotFound},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
+		var body struct {
+			Status string
+			Error  struct{ Code string }
+		}
+		if rec.Code != tt.wantStatus || rec.Header().Get("Content-Type") != "application/json" || json.Unmarshal(rec.Body.Bytes(), &body) != nil {
+			t.Errorf("%s %s: %d %q %s, want %d JSON", tt.method, tt.path, rec.Code, rec.Header().Get("Content-Type"), rec.Body, tt.wantStatus)
 			continue
 		}
-		if tt.ok && !s.Next(from).Equal(tt.next) {
-			t.Errorf("%q: next = %s, want %s", tt.expr, s.Next(from), tt.next)
+		if tt.wantStatus == http.StatusOK && body.Status != "ok" || tt.wantStatus == http.StatusNotFound && body.Error.Code != "not_found" {
+			t.Errorf("%s %s: body %s", tt.method, tt.path, rec.Body)
 		}
 	}
 }

@@ -2,18 +2,15 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
-	"strings"
-
-	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/funchost"
+	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 )
 
 const usage = `usage:
@@ -112,73 +109,23 @@ type env struct {
 // be absent.
 func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
 	if settingsFile != "" {
-		values, err := readLocalSettings(settingsFile)
+		withFile, err := local.ReadSettings(settingsFile, getenv)
 		switch {
 		case errors.Is(err, os.ErrNotExist) && settingsFile == "local.settings.json":
 		case err != nil:
 			return env{}, configError{err}
 		default:
-			base := getenv
-			getenv = func(k string) string {
-				if v := base(k); v != "" {
-					return v
-				}
-				return values[k]
-			}
+			getenv = withFile
 		}
 	}
-	root := getenv("FUNCTIONS_APP_ROOT_PATH")
-	if root == "" {
-		root = "."
+	root := funchost.AppRoot(getenv)
+	timeout, err := funchost.FunctionTimeout(root)
+	if err != nil {
+		return env{}, configError{err}
 	}
-	hostJSON, err := os.ReadFile(filepath.Join(root, "host.json"))
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return env{}, configError{fmt.Errorf("read host.json: %w", err)}
-	}
-	cfg, err := config.Load(getenv, hostJSON)
+	cfg, err := config.Load(getenv, timeout)
 	if err != nil {
 		return env{}, configError{err}
 	}
 	return env{cfg: cfg, getenv: getenv, appRoot: root}, nil
-}
-
-func readLocalSettings(path string) (map[string]string, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("read settings file: %w", err)
-	}
-	var f struct {
-		Values map[string]json.RawMessage `json:"Values"`
-	}
-	if err := json.Unmarshal(b, &f); err != nil {
-		return nil, fmt.Errorf("settings file %s: %w", path, err)
-	}
-	values := make(map[string]string, len(f.Values))
-	for k, raw := range f.Values {
-		var s string
-		if err := json.Unmarshal(raw, &s); err != nil {
-			// func start accepts numbers and booleans too.
-			s = strings.Trim(string(raw), `"`)
-		}
-		values[k] = s
-	}
-	return values, nil
-}
-
-// newLogger writes JSON lines: errors to stderr, which the Functions host
-// keeps at Error level and is where it looks for the reason of a failure,
-// and everything else to stdout.
-func newLogger(level zerolog.Level, stdout, stderr io.Writer) zerolog.Logger {
-	return zerolog.New(levelSplit{out: stdout, err: stderr}).Level(level).With().Timestamp().Logger()
-}
-
-type levelSplit struct{ out, err io.Writer }
-
-func (w levelSplit) Write(p []byte) (int, error) { return w.out.Write(p) }
-
-func (w levelSplit) WriteLevel(l zerolog.Level, p []byte) (int, error) {
-	if l >= zerolog.ErrorLevel {
-		return w.err.Write(p)
-	}
-	return w.out.Write(p)
 }

@@ -2,23 +2,18 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
-	"os"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"time"
 
-	"github.com/robfig/cron/v3"
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
+	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 )
 
@@ -64,15 +59,15 @@ func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 // serveHost is the custom handler proper: it listens on the port the host
 // chose before anything else, so the host's readiness probe succeeds at once.
 func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
-	port := e.getenv("FUNCTIONS_CUSTOMHANDLER_PORT")
-	if n, err := strconv.Atoi(port); err != nil || n < 1 || n > 65535 {
-		return configError{fmt.Errorf("setting FUNCTIONS_CUSTOMHANDLER_PORT: must be a port number set by the Functions host, got %q (for development use `handler local`)", port)}
+	addr, err := funchost.Addr(e.getenv)
+	if err != nil {
+		return configError{fmt.Errorf("%w (for development use `handler local`)", err)}
 	}
-	ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", port))
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return fmt.Errorf("listen: %w", err)
 	}
-	log := newLogger(e.cfg.LogLevel, stdout, stderr)
+	log := funchost.NewLogger(e.cfg.LogLevel, stdout, stderr)
 	log.Info().Str("addr", ln.Addr().String()).Str("cloud", e.cfg.Cloud.Name).
 		Str("credential", string(e.cfg.App.Method)).Msg("custom handler listening")
 	l := startApp(ctx, e.cfg, deps{}, log)
@@ -83,13 +78,18 @@ func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
 // TenantSweep fired on its schedule by an NCRONTAB scheduler instead of the
 // host.
 func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
-	log := newLogger(e.cfg.LogLevel, stdout, stderr)
+	log := funchost.NewLogger(e.cfg.LogLevel, stdout, stderr)
 	log.Warn().Msg("DEVELOPMENT MODE: serving without the Azure Functions host (no function keys, no host retries); use `func start` or Azure for anything else")
-	schedule, err := timerSchedule(e)
+	schedule, err := local.TimerSchedule(e.appRoot, sweepFunction, func(name string) string {
+		if name == "TenantSweepSchedule" {
+			return e.cfg.Sweep.Schedule // validated, with its default
+		}
+		return e.getenv(name)
+	})
 	if err != nil {
 		return configError{err}
 	}
-	sched, err := parseNCRONTAB(schedule)
+	sched, err := local.ParseNCRONTAB(schedule)
 	if err != nil {
 		return configError{fmt.Errorf("setting TenantSweepSchedule: %w", err)}
 	}
@@ -101,25 +101,21 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 		Str("schedule", schedule).Msg("local mode listening")
 	l := startApp(ctx, e.cfg, deps{}, log)
 
-	c := cron.New(cron.WithLocation(time.UTC), cron.WithChain(cron.SkipIfStillRunning(cron.DiscardLogger)))
-	c.Schedule(sched, cron.FuncJob(func() {
-		id := newID()
-		ilog := log.With().Str("invocationId", id).Str("function", sweepFunction).Logger()
-		ictx := ilog.WithContext(funchost.WithInvocation(ctx, id, sweepFunction))
+	stop := sched.Start(func() {
+		ictx, ilog := funchost.Begin(ctx, log, sweepFunction, "")
 		a, err := l.get(ictx)
 		if err != nil {
 			ilog.Error().Err(err).Msg("scheduled sweep skipped")
 			return
 		}
-		run, err := a.sweeper.Run(ictx, sweep.Request{ID: id, Trigger: "local"})
+		run, err := a.sweeper.Run(ictx, sweep.Request{ID: funchost.InvocationID(ictx), Trigger: "local"})
 		if err != nil {
 			ilog.Error().Err(err).Msg("scheduled sweep failed")
 			return
 		}
 		ilog.Info().Msg(run.String())
-	}))
-	c.Start()
-	defer c.Stop()
+	})
+	defer stop()
 	return serve(ctx, ln, routes(l, log), log)
 }
 
@@ -139,63 +135,4 @@ func serve(ctx context.Context, ln net.Listener, h http.Handler, log zerolog.Log
 		}
 		return nil
 	}
-}
-
-// timerSchedule reads TenantSweep's schedule from its function.json, as the
-// host does, resolving a %Setting% reference.
-func timerSchedule(e env) (string, error) {
-	path := filepath.Join(e.appRoot, sweepFunction, "function.json")
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("read %s: %w", path, err)
-	}
-	var fn struct {
-		Bindings []struct {
-			Type     string `json:"type"`
-			Schedule string `json:"schedule"`
-		} `json:"bindings"`
-	}
-	if err := json.Unmarshal(b, &fn); err != nil {
-		return "", fmt.Errorf("%s: %w", path, err)
-	}
-	for _, b := range fn.Bindings {
-		if b.Type != "timerTrigger" {
-			continue
-		}
-		name, ok := strings.CutPrefix(b.Schedule, "%")
-		if !ok {
-			return b.Schedule, nil
-		}
-		name = strings.TrimSuffix(name, "%")
-		if name == "TenantSweepSchedule" {
-			return e.cfg.Sweep.Schedule, nil
-		}
-		if v := e.getenv(name); v != "" {
-			return v, nil
-		}
-		return "", fmt.Errorf("%s: schedule refers to setting %s, which is not set", path, name)
-	}
-	return "", fmt.Errorf("%s: no timerTrigger binding", path)
-}
-
-// parseNCRONTAB parses the six-field {second} {minute} {hour} {day} {month}
-// {day-of-week} form that Azure Functions timers use.
-func parseNCRONTAB(expr string) (cron.Schedule, error) {
-	if n := len(strings.Fields(expr)); n != 6 {
-		return nil, fmt.Errorf("%q has %d fields, want the six of NCRONTAB (second minute hour day month day-of-week)", expr, n)
-	}
-	p := cron.NewParser(cron.Second | cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow)
-	s, err := p.Parse(expr)
-	if err != nil {
-		return nil, fmt.Errorf("%q: %w", expr, err)
-	}
-	return s, nil
-}
-
-func newID() string {
-	b := make([]byte, 16)
-	_, _ = rand.Read(b)
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }

@@ -5,7 +5,6 @@ package config
 
 import (
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net/url"
 	"regexp"
@@ -25,9 +24,6 @@ type Setting struct {
 	Name        string
 	Default     string
 	Description string
-	// Secret settings are never logged and are set from Key Vault references
-	// or not at all in production.
-	Secret bool
 	// Host settings are provided by the Functions host or the platform, not
 	// by the deployment.
 	Host bool
@@ -38,17 +34,17 @@ type Setting struct {
 var Settings = []Setting{
 	{Name: "FUNCTIONS_CUSTOMHANDLER_PORT", Description: "Port the Functions host tells the handler to listen on (127.0.0.1).", Host: true},
 	{Name: "FUNCTIONS_APP_ROOT_PATH", Default: "(working directory)", Description: "App root, where host.json is read to derive the sweep deadline.", Host: true},
-	{Name: "AzureWebJobsStorage", Description: "The host's storage connection; also the registry's when TENANT_REGISTRY_CONNECTION and TENANT_REGISTRY_ENDPOINT are unset. `UseDevelopmentStorage=true` means Azurite.", Secret: true},
-	{Name: "TENANT_REGISTRY_CONNECTION", Description: "Table Storage connection string for the tenant registry (`UseDevelopmentStorage=true` works).", Secret: true},
+	{Name: "AzureWebJobsStorage", Description: "The host's storage connection; also the registry's when TENANT_REGISTRY_CONNECTION and TENANT_REGISTRY_ENDPOINT are unset. `UseDevelopmentStorage=true` means Azurite."},
+	{Name: "TENANT_REGISTRY_CONNECTION", Description: "Table Storage connection string for the tenant registry (`UseDevelopmentStorage=true` works)."},
 	{Name: "TENANT_REGISTRY_ENDPOINT", Description: "Table service URL, reached with the app's managed identity instead of a key, e.g. `https://<account>.table.core.windows.net`."},
 	{Name: "TENANT_REGISTRY_TABLE", Default: "tenants", Description: "Table holding one row per onboarded tenant; created when missing."},
 	{Name: "SWEEP_RUNS_TABLE", Default: "sweepruns", Description: "Table holding one row per sweep run; created when missing."},
 	{Name: "TenantSweepSchedule", Default: "0 */15 * * * *", Description: "Six-field NCRONTAB schedule of TenantSweep (read by the host, and by local mode)."},
 	{Name: "AZURE_CLOUD", Default: "AzurePublic", Description: "`AzurePublic`, `AzureUSGovernment` or `AzureChina`: sign-in, Graph and Key Vault hosts."},
 	{Name: "APP_CLIENT_ID", Description: "Application (client) id of the multi-tenant app registration."},
-	{Name: "APP_CLIENT_SECRET", Description: "Credential method 1: the app's client secret.", Secret: true},
+	{Name: "APP_CLIENT_SECRET", Description: "Credential method 1: the app's client secret."},
 	{Name: "APP_CLIENT_CERTIFICATE_PATH", Description: "Credential method 2: PEM or PKCS#12 file with the app's certificate and private key."},
-	{Name: "APP_CLIENT_CERTIFICATE_PASSWORD", Description: "Password of the PKCS#12 file, if any.", Secret: true},
+	{Name: "APP_CLIENT_CERTIFICATE_PASSWORD", Description: "Password of the PKCS#12 file, if any."},
 	{Name: "APP_CLIENT_SECRET_URI", Description: "Credential method 3: `https://<vault>.vault.azure.net/secrets/<name>` holding the app's secret, read with the Function App's managed identity."},
 	{Name: "APP_FEDERATED_IDENTITY_CLIENT_ID", Description: "Credential method 4 (secretless): client id of the user-assigned managed identity trusted by the app as a federated credential."},
 	{Name: "AZURE_CLIENT_ID", Description: "Client id of the user-assigned managed identity used for the registry and APP_CLIENT_SECRET_URI (read by azidentity)."},
@@ -59,7 +55,7 @@ var Settings = []Setting{
 	{Name: "SWEEP_BACKOFF_MAX", Default: "24h", Description: "Longest a repeatedly failing tenant is skipped between attempts."},
 	{Name: "ONBOARD_VERIFY_TIMEOUT", Default: "10s", Description: "Time budget of the verification that follows onboarding."},
 	{Name: "ONBOARD_REDIRECT_URI", Description: "Public URL of the OnboardTenant function, registered as the app's admin-consent redirect URI. Empty disables the consent flow."},
-	{Name: "ONBOARD_STATE_KEY", Description: "Base64 key (at least 32 bytes) that signs the admin-consent `state`. Required with ONBOARD_REDIRECT_URI.", Secret: true},
+	{Name: "ONBOARD_STATE_KEY", Description: "Base64 key (at least 32 bytes) that signs the admin-consent `state`. Required with ONBOARD_REDIRECT_URI."},
 	{Name: "LOG_LEVEL", Default: "info", Description: "zerolog level: debug, info, warn, error."},
 	{Name: "LOCAL_PORT", Default: "7071", Description: "Port of local mode (`handler local`), which serves /api/... without the Functions host."},
 }
@@ -131,9 +127,10 @@ var (
 	tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
 )
 
-// Load reads and validates every setting. hostJSON is the app's host.json (nil
-// when absent); its functionTimeout bounds the sweep.
-func Load(getenv func(string) string, hostJSON []byte) (Config, error) {
+// Load reads and validates every setting. functionTimeout is how long the host
+// lets an invocation run (host.json's, read by funchost; 0 means unbounded);
+// the sweep's default budget is derived from it.
+func Load(getenv func(string) string, functionTimeout time.Duration) (Config, error) {
 	l := loader{getenv: getenv}
 	var c Config
 
@@ -160,7 +157,7 @@ func Load(getenv func(string) string, hostJSON []byte) (Config, error) {
 	if c.Sweep.BackoffMax, err = l.duration("SWEEP_BACKOFF_MAX", time.Minute, 30*24*time.Hour); err != nil {
 		return c, err
 	}
-	if c.Sweep.Budget, err = sweepBudget(l, hostJSON); err != nil {
+	if c.Sweep.Budget, err = sweepBudget(l, functionTimeout); err != nil {
 		return c, err
 	}
 	if c.SecretExpiryWarning, err = l.duration("SECRET_EXPIRY_WARNING", 0, 3650*24*time.Hour); err != nil {
@@ -311,13 +308,9 @@ func budgetMargin(timeout time.Duration) time.Duration {
 	return max(30*time.Second, timeout/10)
 }
 
-func sweepBudget(l loader, hostJSON []byte) (time.Duration, error) {
+func sweepBudget(l loader, timeout time.Duration) (time.Duration, error) {
 	if l.getenv("SWEEP_BUDGET") != "" {
 		return l.duration("SWEEP_BUDGET", time.Second, 24*time.Hour)
-	}
-	timeout, err := FunctionTimeout(hostJSON)
-	if err != nil {
-		return 0, settingErr("host.json functionTimeout", err.Error())
 	}
 	if timeout <= 0 { // unbounded: keep a sweep from running forever
 		return 30 * time.Minute, nil
@@ -327,52 +320,6 @@ func sweepBudget(l loader, hostJSON []byte) (time.Duration, error) {
 		return 0, settingErr("host.json functionTimeout", fmt.Sprintf("%s leaves no time for a sweep after the %s safety margin", timeout, budgetMargin(timeout)))
 	}
 	return budget, nil
-}
-
-// FunctionTimeout reads functionTimeout ("hh:mm:ss", "d.hh:mm:ss" or "-1")
-// from host.json; 0 means unbounded, and an absent file or key means the
-// Consumption default of 5 minutes.
-func FunctionTimeout(hostJSON []byte) (time.Duration, error) {
-	const consumptionDefault = 5 * time.Minute
-	if len(hostJSON) == 0 {
-		return consumptionDefault, nil
-	}
-	var h struct {
-		FunctionTimeout *string `json:"functionTimeout"`
-	}
-	if err := json.Unmarshal(hostJSON, &h); err != nil {
-		return 0, fmt.Errorf("host.json is not valid JSON: %w", err)
-	}
-	if h.FunctionTimeout == nil {
-		return consumptionDefault, nil
-	}
-	return ParseTimeSpan(*h.FunctionTimeout)
-}
-
-var timeSpanRE = regexp.MustCompile(`^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$`)
-
-// ParseTimeSpan parses a .NET TimeSpan as host.json writes it; "-1" is 0
-// (unbounded).
-func ParseTimeSpan(s string) (time.Duration, error) {
-	if strings.TrimSpace(s) == "-1" {
-		return 0, nil
-	}
-	m := timeSpanRE.FindStringSubmatch(strings.TrimSpace(s))
-	if m == nil {
-		return 0, fmt.Errorf("%q is not a TimeSpan like 00:10:00", s)
-	}
-	days := 0
-	if m[1] != "" {
-		days, _ = strconv.Atoi(m[1])
-	}
-	h, _ := strconv.Atoi(m[2])
-	mi, _ := strconv.Atoi(m[3])
-	sec, _ := strconv.Atoi(m[4])
-	if mi > 59 || sec > 59 {
-		return 0, fmt.Errorf("%q is not a TimeSpan like 00:10:00", s)
-	}
-	return time.Duration(days)*24*time.Hour + time.Duration(h)*time.Hour +
-		time.Duration(mi)*time.Minute + time.Duration(sec)*time.Second, nil
 }
 
 // SettingError names the setting that is missing or malformed.

@@ -28,7 +28,7 @@ func with(extra ...string) func(string) string {
 }
 
 func TestLoadDefaults(t *testing.T) {
-	c, err := Load(with(), nil)
+	c, err := Load(with(), 5*time.Minute)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -38,7 +38,7 @@ func TestLoadDefaults(t *testing.T) {
 		c.Sweep.Schedule != "0 */15 * * * *" || c.Onboard.RedirectURI != "" || c.LocalPort != 7071 {
 		t.Fatalf("defaults = %+v", c)
 	}
-	// No host.json: the Consumption default of 5 minutes, less 30 s margin.
+	// The Consumption default of 5 minutes, less 30 s margin.
 	if c.Sweep.Budget != 4*time.Minute+30*time.Second {
 		t.Fatalf("budget = %s", c.Sweep.Budget)
 	}
@@ -76,7 +76,7 @@ func TestLoadRejects(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := Load(tt.getenv, nil)
+			_, err := Load(tt.getenv, 5*time.Minute)
 			var se *SettingError
 			if !errors.As(err, &se) || se.Name != tt.setting {
 				t.Fatalf("err = %v, want a SettingError naming %s", err, tt.setting)
@@ -99,39 +99,40 @@ func TestLoadCredentialMethods(t *testing.T) {
 		{[]string{"APP_CLIENT_SECRET_URI", "https://devvault.vault.azure.net/secrets/app-secret"}, MethodKeyVault},
 		{[]string{"APP_FEDERATED_IDENTITY_CLIENT_ID", "99999999-2222-4333-8444-555555555555"}, MethodFederated},
 	} {
-		c, err := Load(env(append(append([]string{}, base...), tt.kv...)...), nil)
+		c, err := Load(env(append(append([]string{}, base...), tt.kv...)...), 5*time.Minute)
 		if err != nil || c.App.Method != tt.want {
 			t.Errorf("%v: method %q, err %v; want %q", tt.kv, c.App.Method, err, tt.want)
 		}
 	}
 }
 
-func TestSweepBudgetFromHostJSON(t *testing.T) {
+func TestSweepBudgetFromFunctionTimeout(t *testing.T) {
 	for _, tt := range []struct {
-		host string
-		want time.Duration
+		timeout time.Duration
+		want    time.Duration
 	}{
-		{`{"functionTimeout":"00:10:00"}`, 9 * time.Minute},
-		{`{"functionTimeout":"00:05:00"}`, 4*time.Minute + 30*time.Second},
-		{`{"functionTimeout":"01:00:00"}`, 54 * time.Minute},
-		{`{"functionTimeout":"-1"}`, 30 * time.Minute},
-		{`{"version":"2.0"}`, 4*time.Minute + 30*time.Second},
+		{10 * time.Minute, 9 * time.Minute},
+		{5 * time.Minute, 4*time.Minute + 30*time.Second},
+		{time.Hour, 54 * time.Minute},
+		{0, 30 * time.Minute}, // unbounded ("-1")
 	} {
-		c, err := Load(with(), []byte(tt.host))
+		c, err := Load(with(), tt.timeout)
 		if err != nil || c.Sweep.Budget != tt.want {
-			t.Errorf("%s: budget %s, err %v; want %s", tt.host, c.Sweep.Budget, err, tt.want)
+			t.Errorf("%s: budget %s, err %v; want %s", tt.timeout, c.Sweep.Budget, err, tt.want)
 		}
 	}
-	if _, err := Load(with(), []byte(`{"functionTimeout":"ten minutes"}`)); err == nil {
-		t.Error("a malformed functionTimeout was accepted")
+	var se *SettingError
+	if _, err := Load(with(), 20*time.Second); !errors.As(err, &se) || se.Name != "host.json functionTimeout" {
+		t.Errorf("a functionTimeout shorter than the margin: err = %v", err)
 	}
-	if c, _ := Load(with("SWEEP_BUDGET", "2m"), []byte(`{"functionTimeout":"00:10:00"}`)); c.Sweep.Budget != 2*time.Minute {
+	if c, _ := Load(with("SWEEP_BUDGET", "2m"), 10*time.Minute); c.Sweep.Budget != 2*time.Minute {
 		t.Errorf("SWEEP_BUDGET did not override: %s", c.Sweep.Budget)
 	}
 }
 
-// The example settings file, the repo's host.json and the README must know
-// every setting, so none is undocumented or unset in development.
+// The example settings file and the README must know every setting, so none
+// is undocumented or unset in development. (funchost checks the repo's
+// host.json.)
 func TestSettingsAreDocumented(t *testing.T) {
 	var example struct{ Values map[string]string }
 	b, err := os.ReadFile("../../local.settings.json.example")
@@ -160,14 +161,7 @@ func TestSettingsAreDocumented(t *testing.T) {
 			t.Errorf("local.settings.json.example sets %s, which the app does not read", name)
 		}
 	}
-	if _, err := Load(func(k string) string { return example.Values[k] }, nil); err != nil {
+	if _, err := Load(func(k string) string { return example.Values[k] }, 5*time.Minute); err != nil {
 		t.Errorf("local.settings.json.example does not load: %v", err)
-	}
-	host, err := os.ReadFile("../../host.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := FunctionTimeout(host); err != nil {
-		t.Errorf("host.json: %v", err)
 	}
 }

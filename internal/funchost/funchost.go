@@ -2,6 +2,9 @@
 // custom handler. It turns the host's JSON envelope and headers into plain Go
 // values, a context carrying the invocation id and a zerolog logger, so the
 // rest of the application speaks net/http and runs unchanged outside Azure.
+// It also reads what the host gives the process at start: the port to listen
+// on, the app root and host.json's functionTimeout. Its subpackage local
+// stands in for the host in development mode.
 //
 // The host is unforgiving about replies: a non-2xx status fails the invocation
 // and drops its Logs, a reply without Content-Type application/json fails it,
@@ -27,7 +30,7 @@ const maxBody = 1 << 20
 
 // InvokeRequest is the body of a non-forwarded invocation. Values stay raw
 // because their encoding depends on the binding: objects for timers and HTTP
-// requests, doubly encoded strings for most other things (see DecodeString).
+// requests, doubly encoded strings ("\"abc\"") for most other things.
 type InvokeRequest struct {
 	Data     map[string]json.RawMessage `json:"Data"`
 	Metadata map[string]json.RawMessage `json:"Metadata"`
@@ -55,26 +58,6 @@ func (r InvokeResponse) MarshalJSON() ([]byte, error) {
 		p.Logs = []string{}
 	}
 	return json.Marshal(p)
-}
-
-// DecodeString decodes a string-typed binding value or metadata entry. The
-// host JSON-encodes such values before putting them in the envelope, so what
-// arrives is usually a JSON string holding another JSON string ("\"abc\"");
-// the documentation and older hosts encode once ("abc"). Both give abc. Under
-// single encoding a value that really is a quoted string loses its quotes;
-// current hosts always double-encode, so that is the case we favour.
-func DecodeString(raw json.RawMessage) (string, error) {
-	var s string
-	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", fmt.Errorf("decode string: %w", err)
-	}
-	if len(s) >= 2 && s[0] == '"' && s[len(s)-1] == '"' {
-		var inner string
-		if json.Unmarshal([]byte(s), &inner) == nil {
-			return inner, nil
-		}
-	}
-	return s, nil
 }
 
 // WriteError writes the JSON error body every handler of ours uses, so that

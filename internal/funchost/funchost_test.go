@@ -6,43 +6,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"testing"
-)
 
-func TestDecodeString(t *testing.T) {
-	tests := []struct {
-		name    string
-		raw     string
-		want    string
-		wantErr bool
-	}{
-		{name: "single encoded", raw: `"abc"`, want: "abc"},
-		{name: "double encoded", raw: `"\"abc\""`, want: "abc"},
-		{name: "double encoded empty", raw: `"\"\""`, want: ""},
-		{name: "empty", raw: `""`, want: ""},
-		{name: "number as string", raw: `"1"`, want: "1"},
-		{name: "double encoded with escaped quote", raw: `"\"a\\\"b\""`, want: `a"b`},
-		{name: "double encoded JSON message", raw: `"\"{\\\"orderId\\\":\\\"A1\\\",\\\"qty\\\":2}\""`, want: `{"orderId":"A1","qty":2}`},
-		{name: "quoted content decoded exactly twice", raw: `"\"\\\"hi\\\"\""`, want: `"hi"`},
-		{name: "quote-framed but not a literal", raw: `"\"a\"b\""`, want: `"a"b"`},
-		{name: "lone quote", raw: `"\""`, want: `"`},
-		{name: "unicode", raw: `"\"h\u00e9\""`, want: "hé"},
-		{name: "null", raw: `null`, want: ""},
-		{name: "number", raw: `4`, wantErr: true},
-		{name: "object", raw: `{}`, wantErr: true},
-		{name: "not JSON", raw: `abc`, wantErr: true},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, err := DecodeString(json.RawMessage(tt.raw))
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("DecodeString(%s) error = %v, wantErr %v", tt.raw, err, tt.wantErr)
-			}
-			if got != tt.want {
-				t.Errorf("DecodeString(%s) = %q, want %q", tt.raw, got, tt.want)
-			}
-		})
-	}
-}
+	"github.com/rs/zerolog"
+)
 
 func TestInvokeResponseMarshal(t *testing.T) {
 	tests := []struct {
@@ -91,33 +57,19 @@ func TestWriteError(t *testing.T) {
 }
 
 func TestReady(t *testing.T) {
-	tests := []struct {
-		method, path string
-		wantStatus   int
-	}{
-		{http.MethodGet, "/", http.StatusOK},
-		{http.MethodHead, "/", http.StatusOK},
-		{http.MethodPost, "/", http.StatusOK},
-		{http.MethodGet, "/nope", http.StatusNotFound},
-		{http.MethodPost, "/CleanupTimer/", http.StatusNotFound},
-	}
-	for _, tt := range tests {
-		t.Run(tt.method+" "+tt.path, func(t *testing.T) {
+	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
+		t.Run(method, func(t *testing.T) {
 			rec := httptest.NewRecorder()
-			Ready().ServeHTTP(rec, httptest.NewRequest(tt.method, tt.path, nil))
-			if rec.Code != tt.wantStatus {
-				t.Fatalf("status = %d, want %d", rec.Code, tt.wantStatus)
+			Ready().ServeHTTP(rec, httptest.NewRequest(method, "/", nil))
+			if rec.Code != http.StatusOK {
+				t.Fatalf("status = %d, want %d", rec.Code, http.StatusOK)
 			}
 			if ct := rec.Header().Get("Content-Type"); ct != "application/json" {
 				t.Errorf("Content-Type = %q", ct)
 			}
-			if tt.wantStatus == http.StatusOK {
-				var body struct{ Status string }
-				if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Status != "ok" {
-					t.Errorf("body %q: %v", rec.Body, err)
-				}
-			} else if code, _ := errorBody(t, rec); code != "not_found" {
-				t.Errorf("code = %q", code)
+			var body struct{ Status string }
+			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || body.Status != "ok" {
+				t.Errorf("body %q: %v", rec.Body, err)
 			}
 		})
 	}
@@ -127,12 +79,35 @@ func TestInvocationContext(t *testing.T) {
 	if got := InvocationID(context.Background()); got != "" {
 		t.Errorf("InvocationID(background) = %q", got)
 	}
-	ctx := WithInvocation(context.Background(), "abc", "CleanupTimer")
+	log, logs := newLogger()
+	ctx, l := Begin(context.Background(), log, "CleanupTimer", "abc")
 	if got := InvocationID(ctx); got != "abc" {
 		t.Errorf("InvocationID = %q", got)
 	}
-	if got := FunctionName(ctx); got != "CleanupTimer" {
-		t.Errorf("FunctionName = %q", got)
+	l.Info().Msg("from the logger")
+	zerolog.Ctx(ctx).Info().Msg("from the context")
+	lines := logs.lines(t)
+	if len(lines) != 2 {
+		t.Fatalf("log lines = %v", lines)
+	}
+	for _, line := range lines {
+		if line["invocationId"] != "abc" || line["function"] != "CleanupTimer" {
+			t.Errorf("log line = %v, want invocationId abc and function CleanupTimer", line)
+		}
+	}
+}
+
+// An invocation started outside the host gets a new id.
+func TestBeginWithoutID(t *testing.T) {
+	log, logs := newLogger()
+	ctx, _ := Begin(context.Background(), log, "TenantSweep", "")
+	id := InvocationID(ctx)
+	if !uuidV4.MatchString(id) {
+		t.Fatalf("generated InvocationID %q is not UUID v4 shaped", id)
+	}
+	zerolog.Ctx(ctx).Info().Msg("tick")
+	if lines := logs.lines(t); len(lines) != 1 || lines[0]["invocationId"] != id || lines[0]["function"] != "TenantSweep" {
+		t.Errorf("log lines = %v, want one with invocationId %q", lines, id)
 	}
 }
 

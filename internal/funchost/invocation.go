@@ -13,26 +13,24 @@ import (
 
 type invocationKey struct{}
 
-type invocation struct{ id, function string }
-
-// WithInvocation records the invocation on ctx. Handlers here do it for every
-// request; it is exported for code that starts work outside them (local mode,
-// the operator CLI, tests).
-func WithInvocation(ctx context.Context, id, function string) context.Context {
-	return context.WithValue(ctx, invocationKey{}, invocation{id, function})
+// Begin starts an invocation: it puts the invocation id on ctx and returns a
+// logger carrying invocationId and function, also attached to the context, so
+// that zerolog.Ctx(ctx) anywhere below logs with both. An empty id gets a new
+// UUID v4, for work that starts outside the host (local mode's timer, the
+// operator CLI); InvocationID(ctx) then tells what was chosen.
+func Begin(ctx context.Context, log zerolog.Logger, function, id string) (context.Context, zerolog.Logger) {
+	if id == "" {
+		id = newInvocationID()
+	}
+	l := log.With().Str("invocationId", id).Str("function", function).Logger()
+	return l.WithContext(context.WithValue(ctx, invocationKey{}, id)), l
 }
 
 // InvocationID returns the host's id for the current invocation, the one its
 // own logs show as "Executed 'Functions.X' (…, Id=…)", or "" outside one.
 func InvocationID(ctx context.Context) string {
-	inv, _ := ctx.Value(invocationKey{}).(invocation)
-	return inv.id
-}
-
-// FunctionName returns the function being invoked, or "" outside one.
-func FunctionName(ctx context.Context) string {
-	inv, _ := ctx.Value(invocationKey{}).(invocation)
-	return inv.function
+	id, _ := ctx.Value(invocationKey{}).(string)
+	return id
 }
 
 // maxIDLen keeps a forwarded caller from stamping a huge value onto every log
@@ -42,7 +40,8 @@ const maxIDLen = 128
 // invocationID prefers the host's header. In forwarding mode the host copies
 // the caller's headers and then adds its own, and .NET folds repeated values
 // into one comma-separated line, so the last token is the host's. Proxying
-// mode sends x-ms-invocation-id as well; local runs send neither.
+// mode sends x-ms-invocation-id as well; local runs send neither, and get ""
+// (a new id from Begin).
 func invocationID(h http.Header) string {
 	for _, name := range []string{"X-Azure-Functions-InvocationId", "X-Ms-Invocation-Id"} {
 		vs := h.Values(name)
@@ -55,11 +54,12 @@ func invocationID(h http.Header) string {
 			return id
 		}
 	}
-	return newInvocationID()
+	return ""
 }
 
 // newInvocationID makes a UUID v4 so that locally generated ids look like the
-// host's and sort into the same log queries.
+// host's and sort into the same log queries. It is the app's only id
+// generator.
 func newInvocationID() string {
 	var b [16]byte
 	rand.Read(b[:]) // never fails since Go 1.24
@@ -68,12 +68,10 @@ func newInvocationID() string {
 	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
-// begin builds the context every handler here passes downstream, so that
-// zerolog.Ctx(ctx) anywhere below logs with invocationId and function.
+// begin is Begin for a request from the host.
 func begin(r *http.Request, function string, base zerolog.Logger) (context.Context, *zerolog.Logger) {
-	id := invocationID(r.Header)
-	l := base.With().Str("invocationId", id).Str("function", function).Logger()
-	return l.WithContext(WithInvocation(r.Context(), id, function)), &l
+	ctx, l := Begin(r.Context(), base, function, invocationID(r.Header))
+	return ctx, &l
 }
 
 // statusWriter remembers whether a response has started, so that a recovered
@@ -132,16 +130,11 @@ func Forwarded(function string, log zerolog.Logger, next http.Handler) http.Hand
 
 var readyBody = []byte(`{"status":"ok"}` + "\n")
 
-// Ready answers the host's readiness probe and periodic health ping on "/".
-// The host polls every 25 ms at startup and times the ping, so it touches
-// nothing. Mounted on "/" it is also the mux's catch-all, hence the 404 for
-// any other path.
+// Ready answers the host's readiness probe and periodic health ping on "/"
+// (mount it at "/{$}", so it is not the mux's catch-all). The host polls
+// every 25 ms at startup and times the ping, so it touches nothing.
 func Ready() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/" {
-			WriteError(w, http.StatusNotFound, "not_found", "no route for "+r.URL.Path)
-			return
-		}
+	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "application/json")
 		w.Write(readyBody)
 	})

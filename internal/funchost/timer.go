@@ -2,100 +2,20 @@ package funchost
 
 import (
 	"context"
-	"encoding/json"
-	"fmt"
 	"net/http"
-	"time"
 
 	"github.com/rs/zerolog"
 )
 
-// Time is a timestamp from the host. The host renders .NET DateTime values
-// according to their Kind, so one field may arrive with an offset
-// ("2024-11-30T14:45:51+00:00"), with Z, with zero to seven fractional digits,
-// or with no offset at all ("0001-01-01T00:00:00" for a timer that never ran).
-// Offsetless values are taken as UTC, the host's zone unless WEBSITE_TIME_ZONE
-// says otherwise.
-type Time struct{ time.Time }
-
-// offsetless is the host's rendering of a DateTime without Kind. Go's parser
-// accepts a fractional second after the seconds field even though the layout
-// has none, which covers the zero to seven digits .NET emits.
-const offsetless = "2006-01-02T15:04:05"
-
-// UnmarshalJSON treats null and "" as the zero time: the host has no other
-// way to say "never".
-func (t *Time) UnmarshalJSON(b []byte) error {
-	if string(b) == "null" {
-		t.Time = time.Time{}
-		return nil
-	}
-	var s string
-	if err := json.Unmarshal(b, &s); err != nil {
-		return fmt.Errorf("decode time: %w", err)
-	}
-	if s == "" {
-		t.Time = time.Time{}
-		return nil
-	}
-	if v, err := time.Parse(time.RFC3339Nano, s); err == nil {
-		t.Time = v
-		return nil
-	}
-	v, err := time.ParseInLocation(offsetless, s, time.UTC)
-	if err != nil {
-		return fmt.Errorf("decode time %q: neither RFC 3339 nor %s", s, offsetless)
-	}
-	t.Time = v
-	return nil
-}
-
-// Schedule is all the host tells us about the schedule; the cron expression
-// itself is not sent.
-type Schedule struct {
-	AdjustForDST bool
-}
-
-// ScheduleStatus is the schedule monitor's record as it stood before this
-// run: Last is the previous run (zero if none), Next the occurrence now
-// executing.
-type ScheduleStatus struct {
-	Last, Next, LastUpdated Time
-}
-
-// TimerInfo is the timer trigger's binding value. Field names match the
-// host's PascalCase keys, so no tags are needed.
+// TimerInfo is the timer trigger's binding value, of which we read one
+// field. The host also sends Schedule and ScheduleStatus (the schedule
+// monitor's Last/Next/LastUpdated); they are informational, and left
+// undecoded so that the malformed timestamps the host has been seen sending
+// (azure-functions-host#7391) cannot fail a run.
 type TimerInfo struct {
-	Schedule Schedule
-	// ScheduleStatus is nil when the host's schedule monitor is off
-	// (useMonitor false, or schedules firing more than once a minute).
-	ScheduleStatus *ScheduleStatus
 	// IsPastDue marks the single catch-up run after the host was down
 	// across one or more occurrences.
 	IsPastDue bool
-}
-
-// UnmarshalJSON keeps a timer run from failing over its schedule status:
-// the host has been seen sending malformed Last/LastUpdated timestamps
-// (azure-functions-host#7391), and the status is informational, so an
-// unreadable one is dropped (nil) rather than rejecting the run.
-func (t *TimerInfo) UnmarshalJSON(b []byte) error {
-	var raw struct {
-		Schedule       Schedule
-		ScheduleStatus json.RawMessage
-		IsPastDue      bool
-	}
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return err
-	}
-	t.Schedule, t.IsPastDue, t.ScheduleStatus = raw.Schedule, raw.IsPastDue, nil
-	if len(raw.ScheduleStatus) > 0 && string(raw.ScheduleStatus) != "null" {
-		var st ScheduleStatus
-		if json.Unmarshal(raw.ScheduleStatus, &st) == nil {
-			t.ScheduleStatus = &st
-		}
-	}
-	return nil
 }
 
 // Result is what a function hands back to the host. Logs become
