@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -60,21 +61,6 @@ func (s *Store) get(ctx context.Context, key string) (tenant.Record, error) {
 	}
 	rec.ETag = string(resp.ETag)
 	return rec, nil
-}
-
-// Delete removes a tenant from the registry, or returns tenant.ErrNotFound.
-func (s *Store) Delete(ctx context.Context, tenantID string) error {
-	key, err := tenantKey(tenantID)
-	if err != nil {
-		return fmt.Errorf("delete tenant: %w (%w)", tenant.ErrNotFound, err)
-	}
-	if _, err := s.tenants.DeleteEntity(ctx, partitionKey(key), key, nil); err != nil {
-		if isNotFound(err) {
-			return fmt.Errorf("delete tenant %s: %w", key, tenant.ErrNotFound)
-		}
-		return fmt.Errorf("delete tenant %s: %w", key, err)
-	}
-	return nil
 }
 
 // Mutate reads the tenant, applies fn and writes the result on condition
@@ -178,7 +164,7 @@ func pause(ctx context.Context, attempt int) error {
 // 1..1000. A page can be short, or even empty, and still have a Next.
 func (s *Store) List(ctx context.Context, pageSize int, continuation string) (tenant.Page, error) {
 	pageSize = min(max(pageSize, 1), 1000)
-	opts := &aztables.ListEntitiesOptions{Top: ptr(int32(pageSize))}
+	opts := &aztables.ListEntitiesOptions{Top: to.Ptr(int32(pageSize))}
 	if continuation != "" {
 		pk, rk, err := decodeContinuation(continuation)
 		if err != nil {
@@ -203,8 +189,8 @@ func (s *Store) List(ctx context.Context, pageSize int, continuation string) (te
 // server and following every page.
 func (s *Store) ListActive(ctx context.Context) ([]tenant.Record, error) {
 	pager := s.tenants.NewListEntitiesPager(&aztables.ListEntitiesOptions{
-		Filter: ptr(fmt.Sprintf("Status eq '%s'", tenant.StatusActive)),
-		Top:    ptr(int32(1000)),
+		Filter: to.Ptr(fmt.Sprintf("Status eq '%s'", tenant.StatusActive)),
+		Top:    to.Ptr(int32(1000)),
 	})
 	var out []tenant.Record
 	for pager.More() {
@@ -310,7 +296,7 @@ func (s *Store) MutateMany(ctx context.Context, changes []tenant.Change) []error
 		a := aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: ent}
 		if ch.Base.ETag != "" {
 			a.ActionType = aztables.TransactionTypeUpdateReplace
-			a.IfMatch = ptr(azcore.ETag(ch.Base.ETag))
+			a.IfMatch = to.Ptr(azcore.ETag(ch.Base.ETag))
 		}
 		pk := partitionKey(key)
 		if _, ok := byPK[pk]; !ok {
@@ -382,5 +368,3 @@ func (s *Store) redo(ctx context.Context, key string, ch tenant.Change) error {
 	}
 	return err
 }
-
-func ptr[T any](v T) *T { return &v }

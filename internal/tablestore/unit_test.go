@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -294,7 +296,7 @@ func TestContinuation(t *testing.T) {
 	if err != nil || gotPK != pk || gotRK != rk {
 		t.Fatalf("round trip: %q %q %v", gotPK, gotRK, err)
 	}
-	if encodeContinuation(nil, nil) != "" || encodeContinuation(ptr(""), ptr("")) != "" {
+	if encodeContinuation(nil, nil) != "" || encodeContinuation(to.Ptr(""), to.Ptr("")) != "" {
 		t.Fatal("no next keys must give no token")
 	}
 	bad := []string{
