@@ -79,15 +79,14 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		sweepProber = d.wrapProber(prober)
 	}
 	api := onboard.New(onboard.Config{
-		Store:             store,
-		Verifier:          prober,
-		Forget:            acc,
-		Cloud:             cfg.Cloud,
-		AppID:             cfg.App.ClientID,
-		VerifyTimeout:     cfg.Onboard.VerifyTimeout,
-		RedirectURI:       cfg.Onboard.RedirectURI,
-		StateKey:          cfg.Onboard.StateKey,
-		IsBadContinuation: func(err error) bool { return errors.Is(err, tablestore.ErrBadContinuation) },
+		Store:         store,
+		Verifier:      prober,
+		Forget:        acc,
+		Cloud:         cfg.Cloud,
+		AppID:         cfg.App.ClientID,
+		VerifyTimeout: cfg.Onboard.VerifyTimeout,
+		RedirectURI:   cfg.Onboard.RedirectURI,
+		StateKey:      cfg.Onboard.StateKey,
 	})
 	return &app{
 		cfg:     cfg,

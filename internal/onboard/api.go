@@ -50,9 +50,6 @@ type Config struct {
 	StateKey    []byte
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// IsBadContinuation reports whether a List error means the caller's
-	// continuation token is invalid; nil means never.
-	IsBadContinuation func(error) bool
 }
 
 // Limits of the API.
@@ -81,9 +78,6 @@ func New(cfg Config) *API {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.IsBadContinuation == nil {
-		cfg.IsBadContinuation = func(error) bool { return false }
 	}
 	a := &API{cfg: cfg, mux: http.NewServeMux()}
 	a.mux.Handle("POST /api/tenants", a.handle(a.post))
@@ -343,7 +337,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	}
 	page, err := a.cfg.Store.List(r.Context(), size, next)
 	if err != nil {
-		if a.cfg.IsBadContinuation(err) {
+		if errors.Is(err, tenant.ErrBadContinuation) {
 			return errorf(http.StatusBadRequest, "invalid_request", "next: the continuation token is invalid")
 		}
 		return fmt.Errorf("list tenants: %w", err)

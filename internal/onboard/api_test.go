@@ -52,16 +52,15 @@ func newEnv(t *testing.T, edit func(*Config), recs ...tenant.Record) *env {
 		logs:   &bytes.Buffer{},
 	}
 	cfg := Config{
-		Store:             e.store,
-		Verifier:          e.ver,
-		Forget:            e.forget,
-		Cloud:             cloud.AzurePublic,
-		AppID:             testAppID,
-		VerifyTimeout:     3 * time.Second,
-		RedirectURI:       testRedirectURI,
-		StateKey:          testKey,
-		Now:               e.clock.Now,
-		IsBadContinuation: func(err error) bool { return errors.Is(err, errBadContinuation) },
+		Store:         e.store,
+		Verifier:      e.ver,
+		Forget:        e.forget,
+		Cloud:         cloud.AzurePublic,
+		AppID:         testAppID,
+		VerifyTimeout: 3 * time.Second,
+		RedirectURI:   testRedirectURI,
+		StateKey:      testKey,
+		Now:           e.clock.Now,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -605,8 +604,9 @@ func TestListRejected(t *testing.T) {
 		})
 	}
 
-	t.Run("continuation errors are internal without IsBadContinuation", func(t *testing.T) {
-		e := newEnv(t, func(c *Config) { c.IsBadContinuation = nil }, fiveTenants()...)
+	t.Run("continuation errors other than ErrBadContinuation are internal", func(t *testing.T) {
+		e := newEnv(t, nil, fiveTenants()...)
+		e.store.err = errors.New("continuation token rejected by the service")
 		wantError(t, e.do(t, "GET", "/api/tenants?next=bogus", ""), 500, "internal")
 	})
 }

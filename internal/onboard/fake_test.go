@@ -3,6 +3,7 @@ package onboard
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"sync"
@@ -10,8 +11,6 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
-
-var errBadContinuation = errors.New("fake: bad continuation")
 
 // fakeStore is an in-memory tenant.Store that honours the Mutate contract:
 // fn sees a private copy, an error from fn aborts the write, and a write that
@@ -127,7 +126,7 @@ func (s *fakeStore) List(_ context.Context, pageSize int, continuation string) (
 	}
 	after, ok := strings.CutPrefix(continuation, "k:")
 	if continuation != "" && !ok {
-		return tenant.Page{}, errBadContinuation
+		return tenant.Page{}, fmt.Errorf("fake: %w", tenant.ErrBadContinuation)
 	}
 	var keys []string
 	for k := range s.recs {

@@ -455,7 +455,7 @@ func TestListBadContinuation(t *testing.T) {
 	t.Parallel()
 	s := tablestoretest.Open(t)
 	for _, tok := range []string{"garbage!", "AAAA", "eyJwayI6ImEifQ"} {
-		if _, err := s.List(t.Context(), 10, tok); !errors.Is(err, tablestore.ErrBadContinuation) {
+		if _, err := s.List(t.Context(), 10, tok); !errors.Is(err, tenant.ErrBadContinuation) {
 			t.Errorf("List(%q) = %v, want ErrBadContinuation", tok, err)
 		}
 	}

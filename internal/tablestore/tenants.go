@@ -17,10 +17,6 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-// ErrBadContinuation is returned by List for a continuation token it did not
-// issue; the API answers it with 400.
-var ErrBadContinuation = errors.New("malformed continuation token")
-
 // Conditional-write retries: a writer that loses a race re-reads and tries
 // again after a jittered pause, up to maxAttempts times in all.
 const (
@@ -236,20 +232,20 @@ func encodeContinuation(pk, rk *string) string {
 
 func decodeContinuation(tok string) (pk, rk string, err error) {
 	if len(tok) > 4096 {
-		return "", "", fmt.Errorf("%w: too long", ErrBadContinuation)
+		return "", "", fmt.Errorf("%w: too long", tenant.ErrBadContinuation)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return "", "", fmt.Errorf("%w: not base64url", ErrBadContinuation)
+		return "", "", fmt.Errorf("%w: not base64url", tenant.ErrBadContinuation)
 	}
 	parts := strings.Split(string(b), "\n")
 	if len(parts) != 3 || parts[0] != continuationVersion || parts[1] == "" {
-		return "", "", fmt.Errorf("%w: unknown format", ErrBadContinuation)
+		return "", "", fmt.Errorf("%w: unknown format", tenant.ErrBadContinuation)
 	}
 	for _, p := range parts[1:] {
 		for _, c := range []byte(p) {
 			if c < 0x21 || c > 0x7e {
-				return "", "", fmt.Errorf("%w: unexpected character", ErrBadContinuation)
+				return "", "", fmt.Errorf("%w: unexpected character", tenant.ErrBadContinuation)
 			}
 		}
 	}

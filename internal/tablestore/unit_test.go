@@ -309,7 +309,7 @@ func TestContinuation(t *testing.T) {
 		strings.Repeat("A", 5000),
 	}
 	for _, b := range bad {
-		if _, _, err := decodeContinuation(b); !errors.Is(err, ErrBadContinuation) {
+		if _, _, err := decodeContinuation(b); !errors.Is(err, tenant.ErrBadContinuation) {
 			t.Errorf("decodeContinuation(%.20q) = %v, want ErrBadContinuation", b, err)
 		}
 	}

@@ -91,6 +91,9 @@ func (r Record) Active() bool { return r.Status == StatusActive }
 // Errors of a Store.
 var (
 	ErrNotFound = errors.New("tenant not found")
+	// ErrBadContinuation means List was given a continuation token that the
+	// store did not issue; it is the caller's fault, not the store's.
+	ErrBadContinuation = errors.New("malformed continuation token")
 	// ErrConflict means a conditional write lost to a concurrent writer more
 	// times than the store retries.
 	ErrConflict = errors.New("tenant record changed concurrently")
