@@ -28,6 +28,21 @@ type Verifier interface {
 	Verify(ctx context.Context, rec tenant.Record) tenant.Verification
 }
 
+// Store is what the API needs of the tenant registry.
+type Store interface {
+	// Get returns one tenant, or tenant.ErrNotFound.
+	Get(ctx context.Context, tenantID string) (tenant.Record, error)
+	// Mutate reads the tenant (exists=false and a zero record when missing),
+	// applies fn, and writes the result conditionally on the version read:
+	// on a concurrent change it re-reads and re-applies fn, so no update is
+	// lost. fn may be called more than once and must not have side effects.
+	// An error from fn aborts the write and is returned as is.
+	Mutate(ctx context.Context, tenantID string, fn func(rec *tenant.Record, exists bool) error) (rec tenant.Record, created bool, err error)
+	// List returns one page of tenants in key order; a token it did not
+	// issue is tenant.ErrBadContinuation.
+	List(ctx context.Context, pageSize int, continuation string) (tenant.Page, error)
+}
+
 // Forgetter drops what is cached for a tenant (its credential and clients).
 type Forgetter interface {
 	Forget(tenantID string)
@@ -35,7 +50,7 @@ type Forgetter interface {
 
 // Config wires the API. Store and Verifier are required.
 type Config struct {
-	Store    tenant.Store
+	Store    Store
 	Verifier Verifier
 	// Forget is told about disabled tenants; nil means nothing is cached.
 	Forget Forgetter

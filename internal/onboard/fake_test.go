@@ -2,7 +2,6 @@ package onboard
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -12,7 +11,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-// fakeStore is an in-memory tenant.Store that honours the Mutate contract:
+// fakeStore is an in-memory onboard Store that honours the Mutate contract:
 // fn sees a private copy, an error from fn aborts the write, and a write that
 // lost to a concurrent one re-reads and re-applies fn.
 type fakeStore struct {
@@ -30,7 +29,7 @@ type fakeStore struct {
 	listSizes   []int
 }
 
-var _ tenant.Store = (*fakeStore)(nil)
+var _ Store = (*fakeStore)(nil)
 
 func newFakeStore(recs ...tenant.Record) *fakeStore {
 	s := &fakeStore{recs: map[string]tenant.Record{}, version: map[string]int{}}
@@ -144,10 +143,6 @@ func (s *fakeStore) List(_ context.Context, pageSize int, continuation string) (
 		p.Records = append(p.Records, clone(s.recs[k]))
 	}
 	return p, nil
-}
-
-func (s *fakeStore) ListActive(ctx context.Context) ([]tenant.Record, error) {
-	return nil, errors.New("fake: ListActive is not used by the API")
 }
 
 func (s *fakeStore) writeCount() int {

@@ -21,8 +21,13 @@ import (
 
 // Registry is what the sweep needs of the tenant registry.
 type Registry interface {
+	// ListActive returns every active tenant, following every page.
 	ListActive(ctx context.Context) ([]tenant.Record, error)
-	MutateMany(ctx context.Context, changes []tenant.Change) []error
+	// MutateMany applies every change conditionally on Base.ETag; a change
+	// that lost to a concurrent writer is re-read and re-applied on its own.
+	// errs[i] is the error of changes[i] (nil on success, nil for a tenant
+	// that was deleted).
+	MutateMany(ctx context.Context, changes []tenant.Change) (errs []error)
 }
 
 // History keeps one row per run.

@@ -61,7 +61,7 @@ func (s *Store) get(ctx context.Context, key string) (tenant.Record, error) {
 
 // Mutate reads the tenant, applies fn and writes the result on condition
 // that the row is unchanged (or still absent), retrying on a concurrent
-// change; see tenant.Store. The id is stored in lower case. It returns the
+// change; see onboard.Store. The id is stored in lower case. It returns the
 // record as stored, with its new ETag.
 func (s *Store) Mutate(ctx context.Context, tenantID string, fn func(rec *tenant.Record, exists bool) error) (tenant.Record, bool, error) {
 	key, err := tenantKey(tenantID)
