@@ -210,11 +210,15 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	reg, err := tenant.ParseRegistration(body, a.cfg.Cloud)
+	in, err := decodePost(body)
 	if err != nil {
 		return errorf(http.StatusBadRequest, "invalid_request", "%s", err)
 	}
-	if consent, err := consentRequested(body); err != nil {
+	reg, err := in.registration().Validate(a.cfg.Cloud)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "invalid_request", "%s", err)
+	}
+	if consent, err := in.consentRequested(); err != nil {
 		return err
 	} else if consent {
 		return a.consentLink(w, reg.TenantID)
@@ -253,27 +257,6 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, errorf(http.StatusBadRequest, "invalid_request", "the body could not be read")
 	}
 	return b, nil
-}
-
-// consentRequested reports whether a body that ParseRegistration accepted
-// asks for an admin-consent link. Such a request names the tenant only: the
-// consent callback records the tenant with Graph on and no vaults, so other
-// fields would be silently dropped.
-func consentRequested(body []byte) (bool, error) {
-	var probe struct {
-		Consent     bool            `json:"consent"`
-		DisplayName json.RawMessage `json:"displayName"`
-		Graph       json.RawMessage `json:"graph"`
-		KeyVaults   json.RawMessage `json:"keyVaults"`
-	}
-	if err := json.Unmarshal(body, &probe); err != nil || !probe.Consent {
-		return false, nil
-	}
-	if probe.DisplayName != nil || probe.Graph != nil || probe.KeyVaults != nil {
-		return false, errorf(http.StatusBadRequest, "invalid_request",
-			"consent: a consent request takes only tenantId; register displayName, graph and keyVaults with a separate request")
-	}
-	return true, nil
 }
 
 // verify runs the Verifier under VerifyTimeout and stores its result. The
