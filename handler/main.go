@@ -103,13 +103,12 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		Store:    store,
 		Verifier: prober,
 		// An offboarded tenant's credential, tokens and vault clients go.
-		Forget:            []onboard.Forgetter{creds, vaults},
-		Cloud:             cfg.Cloud,
-		AppID:             cfg.App.ClientID,
-		VerifyTimeout:     cfg.Onboard.VerifyTimeout,
-		RedirectURI:       cfg.Onboard.RedirectURI,
-		StateKey:          cfg.Onboard.StateKey,
-		IsBadContinuation: func(err error) bool { return errors.Is(err, tablestore.ErrBadContinuation) },
+		Forget:        []onboard.Forgetter{creds, vaults},
+		Cloud:         cfg.Cloud,
+		AppID:         cfg.App.ClientID,
+		VerifyTimeout: cfg.Onboard.VerifyTimeout,
+		RedirectURI:   cfg.Onboard.RedirectURI,
+		StateKey:      cfg.Onboard.StateKey,
 	})
 	return &app{sweeper: sweeper, api: api}, nil
 }

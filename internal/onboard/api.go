@@ -28,6 +28,21 @@ type Verifier interface {
 	Verify(ctx context.Context, rec tenant.Record) tenant.Verification
 }
 
+// Store is what the API needs of the tenant registry.
+type Store interface {
+	// Get returns one tenant, or tenant.ErrNotFound.
+	Get(ctx context.Context, tenantID string) (tenant.Record, error)
+	// Mutate reads the tenant (exists=false and a zero record when missing),
+	// applies fn, and writes the result conditionally on the version read:
+	// on a concurrent change it re-reads and re-applies fn, so no update is
+	// lost. fn may be called more than once and must not have side effects.
+	// An error from fn aborts the write and is returned as is.
+	Mutate(ctx context.Context, tenantID string, fn func(rec *tenant.Record, exists bool) error) (rec tenant.Record, created bool, err error)
+	// List returns one page of tenants in key order; a token it did not
+	// issue is tenant.ErrBadContinuation.
+	List(ctx context.Context, pageSize int, continuation string) (tenant.Page, error)
+}
+
 // Forgetter drops what is cached for a tenant (its credential and clients).
 type Forgetter interface {
 	Forget(tenantID string)
@@ -35,7 +50,7 @@ type Forgetter interface {
 
 // Config wires the API. Store and Verifier are required.
 type Config struct {
-	Store    tenant.Store
+	Store    Store
 	Verifier Verifier
 	// Forget are told about disabled tenants, so that nothing cached for
 	// them (credentials, tokens, clients) outlives the offboarding.
@@ -51,9 +66,6 @@ type Config struct {
 	StateKey    []byte
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
-	// IsBadContinuation reports whether a List error means the caller's
-	// continuation token is invalid; nil means never.
-	IsBadContinuation func(error) bool
 }
 
 // Limits of the API.
@@ -82,9 +94,6 @@ func New(cfg Config) *API {
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
-	}
-	if cfg.IsBadContinuation == nil {
-		cfg.IsBadContinuation = func(error) bool { return false }
 	}
 	a := &API{cfg: cfg, mux: http.NewServeMux()}
 	a.mux.Handle("POST /api/tenants", a.handle(a.post))
@@ -202,11 +211,15 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return err
 	}
-	reg, err := tenant.ParseRegistration(body, a.cfg.Cloud)
+	in, err := decodePost(body)
 	if err != nil {
 		return errorf(http.StatusBadRequest, "invalid_request", "%s", err)
 	}
-	if consent, err := consentRequested(body); err != nil {
+	reg, err := in.registration().Validate(a.cfg.Cloud)
+	if err != nil {
+		return errorf(http.StatusBadRequest, "invalid_request", "%s", err)
+	}
+	if consent, err := in.consentRequested(); err != nil {
 		return err
 	} else if consent {
 		return a.consentLink(w, reg.TenantID)
@@ -245,27 +258,6 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 		return nil, errorf(http.StatusBadRequest, "invalid_request", "the body could not be read")
 	}
 	return b, nil
-}
-
-// consentRequested reports whether a body that ParseRegistration accepted
-// asks for an admin-consent link. Such a request names the tenant only: the
-// consent callback records the tenant with Graph on and no vaults, so other
-// fields would be silently dropped.
-func consentRequested(body []byte) (bool, error) {
-	var probe struct {
-		Consent     bool            `json:"consent"`
-		DisplayName json.RawMessage `json:"displayName"`
-		Graph       json.RawMessage `json:"graph"`
-		KeyVaults   json.RawMessage `json:"keyVaults"`
-	}
-	if err := json.Unmarshal(body, &probe); err != nil || !probe.Consent {
-		return false, nil
-	}
-	if probe.DisplayName != nil || probe.Graph != nil || probe.KeyVaults != nil {
-		return false, errorf(http.StatusBadRequest, "invalid_request",
-			"consent: a consent request takes only tenantId; register displayName, graph and keyVaults with a separate request")
-	}
-	return true, nil
 }
 
 // verify runs the Verifier under VerifyTimeout and stores its result. The
@@ -343,7 +335,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	}
 	page, err := a.cfg.Store.List(r.Context(), size, next)
 	if err != nil {
-		if a.cfg.IsBadContinuation(err) {
+		if errors.Is(err, tenant.ErrBadContinuation) {
 			return errorf(http.StatusBadRequest, "invalid_request", "next: the continuation token is invalid")
 		}
 		return fmt.Errorf("list tenants: %w", err)

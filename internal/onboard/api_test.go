@@ -21,6 +21,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tenant/tenanttest"
 )
 
 const (
@@ -35,7 +36,7 @@ var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 
 type env struct {
 	api    *API
-	store  *fakeStore
+	store  *tenanttest.Store
 	ver    *fakeVerifier
 	forget *fakeForgetter
 	clock  *fakeClock
@@ -45,23 +46,22 @@ type env struct {
 func newEnv(t *testing.T, edit func(*Config), recs ...tenant.Record) *env {
 	t.Helper()
 	e := &env{
-		store:  newFakeStore(recs...),
+		store:  tenanttest.New(recs...),
 		ver:    &fakeVerifier{result: tenant.Verification{Outcome: outcome.OK}},
 		forget: &fakeForgetter{},
 		clock:  &fakeClock{t: t0},
 		logs:   &bytes.Buffer{},
 	}
 	cfg := Config{
-		Store:             e.store,
-		Verifier:          e.ver,
-		Forget:            []Forgetter{e.forget},
-		Cloud:             cloud.AzurePublic,
-		AppID:             testAppID,
-		VerifyTimeout:     3 * time.Second,
-		RedirectURI:       testRedirectURI,
-		StateKey:          testKey,
-		Now:               e.clock.Now,
-		IsBadContinuation: func(err error) bool { return errors.Is(err, errBadContinuation) },
+		Store:         e.store,
+		Verifier:      e.ver,
+		Forget:        []Forgetter{e.forget},
+		Cloud:         cloud.AzurePublic,
+		AppID:         testAppID,
+		VerifyTimeout: 3 * time.Second,
+		RedirectURI:   testRedirectURI,
+		StateKey:      testKey,
+		Now:           e.clock.Now,
 	}
 	if edit != nil {
 		edit(&cfg)
@@ -164,13 +164,13 @@ func TestPostCreatesThenUpdates(t *testing.T) {
 	if !reflect.DeepEqual(rec, want) {
 		t.Errorf("record\n got %+v\nwant %+v", rec, want)
 	}
-	if got := e.store.writeCount(); got != 2 {
+	if got := e.store.Writes(); got != 2 {
 		t.Errorf("writes = %d, want 2 (registration, verification)", got)
 	}
 	if e.ver.callCount() != 1 || e.ver.calls[0].TenantID != tenantA || len(e.ver.calls[0].KeyVaults) != 1 {
 		t.Errorf("verifier calls = %+v", e.ver.calls)
 	}
-	if stored, _ := e.store.stored(tenantA); stored.Verification == nil || stored.Verification.Outcome != outcome.OK {
+	if stored, _ := e.store.Stored(tenantA); stored.Verification == nil || stored.Verification.Outcome != outcome.OK {
 		t.Errorf("stored verification = %+v", stored.Verification)
 	}
 
@@ -186,7 +186,7 @@ func TestPostCreatesThenUpdates(t *testing.T) {
 	if rec.Verification == nil || !rec.Verification.At.Equal(t0.Add(2*time.Hour)) {
 		t.Errorf("verification not refreshed: %+v", rec.Verification)
 	}
-	if got := e.store.writeCount(); got != 4 {
+	if got := e.store.Writes(); got != 4 {
 		t.Errorf("writes = %d, want 4", got)
 	}
 }
@@ -259,7 +259,7 @@ func TestPostRejected(t *testing.T) {
 			if !strings.Contains(msg, tt.msg) {
 				t.Errorf("message %q does not mention %q", msg, tt.msg)
 			}
-			if n := e.store.writeCount(); n != 0 {
+			if n := e.store.Writes(); n != 0 {
 				t.Errorf("store writes = %d, want 0", n)
 			}
 			if n := e.ver.callCount(); n != 0 {
@@ -275,7 +275,7 @@ func TestPostTooLargeWithoutContentLength(t *testing.T) {
 	req := httptest.NewRequest("POST", "/api/tenants", body)
 	req.ContentLength = -1 // chunked
 	wantError(t, e.serve(req), http.StatusRequestEntityTooLarge, "too_large")
-	if e.store.writeCount() != 0 {
+	if e.store.Writes() != 0 {
 		t.Error("a write happened")
 	}
 }
@@ -326,7 +326,7 @@ func TestStoreErrors(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, nil)
-			e.store.err = tt.storeErr
+			e.store.FailWith(tt.storeErr)
 			rr := e.do(t, tt.method, tt.target, tt.body)
 			msg := wantError(t, rr, tt.status, tt.code)
 			if strings.Contains(rr.Body.String(), "LEAKY") {
@@ -366,7 +366,7 @@ func TestVerificationWriteKeepsConcurrentChange(t *testing.T) {
 	}
 	rr := e.do(t, "POST", "/api/tenants", registrationBody(tenantA))
 	rec := decodeRecord(t, rr)
-	stored, _ := e.store.stored(tenantA)
+	stored, _ := e.store.Stored(tenantA)
 	for name, r := range map[string]tenant.Record{"response": rec, "stored": stored} {
 		if r.LastSweep == nil || r.Verification == nil || r.DisplayName != "Contoso" {
 			t.Errorf("%s record lost a change: %+v", name, r)
@@ -382,23 +382,20 @@ func TestVerificationWriteRaceRetries(t *testing.T) {
 	raced := false
 	e.ver.during = func(context.Context, tenant.Record) {
 		// Make the first attempt of the verification write lose once.
-		e.store.beforeWrite = func(id string) {
+		e.store.BeforeWrite(func(id string) {
 			if !raced {
 				raced = true
-				e.store.mu.Lock()
-				r := e.store.recs[id]
+				r, _ := e.store.Stored(id)
 				r.ConsecutiveFailures = 9
-				e.store.recs[id] = r
-				e.store.version[id]++
-				e.store.mu.Unlock()
+				e.store.Put(r)
 			}
-		}
+		})
 	}
 	rr := e.do(t, "POST", "/api/tenants", registrationBody(tenantA))
 	if rr.Code != http.StatusCreated {
 		t.Fatalf("status %d", rr.Code)
 	}
-	stored, _ := e.store.stored(tenantA)
+	stored, _ := e.store.Stored(tenantA)
 	if stored.ConsecutiveFailures != 9 || stored.Verification == nil {
 		t.Errorf("stored = %+v", stored)
 	}
@@ -406,7 +403,7 @@ func TestVerificationWriteRaceRetries(t *testing.T) {
 
 func TestVerificationWriteFailureStillAnswers(t *testing.T) {
 	e := newEnv(t, nil)
-	e.ver.during = func(context.Context, tenant.Record) { e.store.mutateErr = errors.New("table down") }
+	e.ver.during = func(context.Context, tenant.Record) { e.store.FailWritesWith(errors.New("table down")) }
 	rr := e.do(t, "POST", "/api/tenants", registrationBody(tenantA))
 	if rr.Code != http.StatusCreated {
 		t.Fatalf("status %d", rr.Code)
@@ -505,10 +502,10 @@ func TestListPages(t *testing.T) {
 		t.Errorf("saw %v", seen)
 	}
 
-	e.store.listSizes = nil
+	e.store.TakeListSizes()
 	rr := e.do(t, "GET", "/api/tenants", "")
-	if !reflect.DeepEqual(e.store.listSizes, []int{DefaultPageSize}) {
-		t.Errorf("page sizes asked = %v", e.store.listSizes)
+	if sizes := e.store.TakeListSizes(); !reflect.DeepEqual(sizes, []int{DefaultPageSize}) {
+		t.Errorf("page sizes asked = %v", sizes)
 	}
 	if strings.Contains(rr.Body.String(), `"next"`) {
 		t.Errorf("single page carries next: %s", rr.Body)
@@ -551,8 +548,9 @@ func TestListRejected(t *testing.T) {
 		})
 	}
 
-	t.Run("continuation errors are internal without IsBadContinuation", func(t *testing.T) {
-		e := newEnv(t, func(c *Config) { c.IsBadContinuation = nil }, fiveTenants()...)
+	t.Run("continuation errors other than ErrBadContinuation are internal", func(t *testing.T) {
+		e := newEnv(t, nil, fiveTenants()...)
+		e.store.FailWith(errors.New("continuation token rejected by the service"))
 		wantError(t, e.do(t, "GET", "/api/tenants?next=bogus", ""), 500, "internal")
 	})
 }
@@ -600,10 +598,10 @@ func TestDeleteRejected(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			e := newEnv(t, nil, tenant.Record{TenantID: tenantA, Status: tenant.StatusActive})
 			wantError(t, e.do(t, "DELETE", tt.target, ""), tt.status, tt.code)
-			if e.store.writeCount() != 0 || len(e.forget.ids) != 0 {
-				t.Errorf("writes %d, forgotten %v", e.store.writeCount(), e.forget.ids)
+			if e.store.Writes() != 0 || len(e.forget.ids) != 0 {
+				t.Errorf("writes %d, forgotten %v", e.store.Writes(), e.forget.ids)
 			}
-			if _, ok := e.store.stored(tenantB); ok {
+			if _, ok := e.store.Stored(tenantB); ok {
 				t.Error("DELETE created a record")
 			}
 		})
@@ -678,7 +676,7 @@ func TestConsentLink(t *testing.T) {
 			if err := verifyState(testKey, q.Get("state"), tenantA, t0.Add(time.Hour)); err == nil {
 				t.Error("state outlives an hour")
 			}
-			if e.store.writeCount() != 0 || e.ver.callCount() != 0 {
+			if e.store.Writes() != 0 || e.ver.callCount() != 0 {
 				t.Error("asking for a consent link wrote or verified")
 			}
 		})
@@ -699,7 +697,7 @@ func TestConsentLink(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			e := newEnv(t, edit)
 			wantError(t, e.do(t, "POST", "/api/tenants", `{"tenantId":"`+tenantA+`","consent":true}`), 501, "consent_not_configured")
-			if e.store.writeCount() != 0 {
+			if e.store.Writes() != 0 {
 				t.Error("write")
 			}
 		})
@@ -751,7 +749,7 @@ func TestConsentCallbackRecordsNewTenant(t *testing.T) {
 	rr := e.do(t, "GET", callbackURL("admin_consent", "True", "tenant", strings.ToUpper(tenantA), "state", state), "")
 	wantHTML(t, rr, 200, "Onboarding succeeded", tenantA)
 
-	rec, ok := e.store.stored(tenantA)
+	rec, ok := e.store.Stored(tenantA)
 	if !ok || !rec.Active() || !rec.Graph || len(rec.KeyVaults) != 0 || !rec.OnboardedAt.Equal(t0.Add(10*time.Minute)) {
 		t.Errorf("stored = %+v", rec)
 	}
@@ -775,7 +773,7 @@ func TestConsentCallbackKeepsExistingSettings(t *testing.T) {
 	state := consentState(t, e, tenantA)
 	wantHTML(t, e.do(t, "GET", callbackURL("admin_consent", "True", "tenant", tenantA, "state", state), ""), 200, "Onboarding succeeded")
 
-	rec, _ := e.store.stored(tenantA)
+	rec, _ := e.store.Stored(tenantA)
 	if !rec.Active() || rec.Graph || rec.DisplayName != "Contoso" || !reflect.DeepEqual(rec.KeyVaults, existing.KeyVaults) ||
 		!rec.OnboardedAt.Equal(existing.OnboardedAt) || rec.ConsecutiveFailures != 0 || rec.BackoffUntil != nil {
 		t.Errorf("stored = %+v", rec)
@@ -894,8 +892,8 @@ func TestConsentCallbackRejected(t *testing.T) {
 			if tt.absent != "" && strings.Contains(rr.Body.String(), tt.absent) {
 				t.Errorf("page contains %q", tt.absent)
 			}
-			if e.store.writeCount() != 0 || e.ver.callCount() != 0 {
-				t.Errorf("writes %d, verifier calls %d; want none", e.store.writeCount(), e.ver.callCount())
+			if e.store.Writes() != 0 || e.ver.callCount() != 0 {
+				t.Errorf("writes %d, verifier calls %d; want none", e.store.Writes(), e.ver.callCount())
 			}
 		})
 	}
@@ -912,7 +910,7 @@ func mustMintNoT(key []byte, tenantID string) string {
 func TestConsentCallbackStoreError(t *testing.T) {
 	e := newEnv(t, nil)
 	state := consentState(t, e, tenantA)
-	e.store.err = errors.New("LEAKY table failure")
+	e.store.FailWith(errors.New("LEAKY table failure"))
 	rr := e.do(t, "GET", callbackURL("admin_consent", "True", "tenant", tenantA, "state", state), "")
 	wantHTML(t, rr, 500, "could not be recorded")
 	if strings.Contains(rr.Body.String(), "LEAKY") || !strings.Contains(e.logs.String(), "LEAKY") {
@@ -940,10 +938,7 @@ func TestVerificationWriteDoesNotResurrect(t *testing.T) {
 	e := newEnv(t, nil)
 	e.ver.during = func(_ context.Context, rec tenant.Record) {
 		// An operator removes the row while onboarding verifies.
-		e.store.mu.Lock()
-		delete(e.store.recs, rec.TenantID)
-		e.store.version[rec.TenantID]++
-		e.store.mu.Unlock()
+		e.store.Remove(rec.TenantID)
 	}
 	rr := e.do(t, "POST", "/api/tenants", registrationBody(tenantA))
 	if rr.Code != http.StatusCreated {
@@ -952,7 +947,7 @@ func TestVerificationWriteDoesNotResurrect(t *testing.T) {
 	if rec := decodeRecord(t, rr); rec.Verification == nil {
 		t.Error("response lacks the verification")
 	}
-	if _, ok := e.store.stored(tenantA); ok {
+	if _, ok := e.store.Stored(tenantA); ok {
 		t.Error("the verification write brought a removed tenant back")
 	}
 }

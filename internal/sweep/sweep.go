@@ -21,8 +21,13 @@ import (
 
 // Registry is what the sweep needs of the tenant registry.
 type Registry interface {
+	// ListActive returns every active tenant, following every page.
 	ListActive(ctx context.Context) ([]tenant.Record, error)
-	MutateMany(ctx context.Context, changes []tenant.Change) []error
+	// MutateMany applies every change conditionally on Base.ETag; a change
+	// that lost to a concurrent writer is re-read and re-applied on its own.
+	// errs[i] is the error of changes[i] (nil on success, nil for a tenant
+	// that was deleted).
+	MutateMany(ctx context.Context, changes []tenant.Change) (errs []error)
 }
 
 // History keeps one row per run.
@@ -53,7 +58,6 @@ type Options struct {
 	Writers    int           // default 4
 	// WriteTimeout bounds each write-back call, which runs past the budget.
 	WriteTimeout time.Duration // default 20s
-	Now          func() time.Time
 }
 
 func (o *Options) setDefaults() {
@@ -66,9 +70,6 @@ func (o *Options) setDefaults() {
 	o.FlushEvery = cmp.Or(o.FlushEvery, 200*time.Millisecond)
 	o.Writers = cmp.Or(o.Writers, 4)
 	o.WriteTimeout = cmp.Or(o.WriteTimeout, 20*time.Second)
-	if o.Now == nil {
-		o.Now = time.Now
-	}
 }
 
 // abandonGrace is how long a tenant's work may overrun its deadline before
@@ -123,7 +124,7 @@ type result struct {
 // app-wide failure.
 func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 	log := zerolog.Ctx(ctx)
-	start := s.opt.Now()
+	start := time.Now()
 	budgetEnd := start.Add(s.opt.Budget)
 	run := Run{ID: req.ID, Trigger: req.Trigger, PastDue: req.PastDue, StartedAt: start, Failed: map[outcome.Code]int{}}
 
@@ -146,7 +147,6 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 	var durations []int64
 	var appWide int
 	var appWideMsg string
-	var stopOnce sync.Once
 	flush := time.NewTicker(s.opt.FlushEvery)
 	defer flush.Stop()
 	var pending []tenant.Change
@@ -157,8 +157,7 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 				open = false
 				break
 			}
-			if r.cut {
-				run.NotReached++
+			if r.cut { // counted below as not reached
 				continue
 			}
 			durations = append(durations, r.res.DurationMs)
@@ -170,11 +169,9 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 				run.Failed[code]++
 				appWide++
 				appWideMsg = r.res.Message
-				if appWide >= s.opt.AppWideStop {
-					stopOnce.Do(func() {
-						run.AppWideFailure = appWideMsg
-						close(stop)
-					})
+				if appWide == s.opt.AppWideStop {
+					run.AppWideFailure = appWideMsg
+					close(stop)
 				}
 				continue // not the tenant's fault: its record stays as it was
 			default:
@@ -207,7 +204,7 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 	}
 
 	run.P50Ms, run.P95Ms = percentile(durations, 50), percentile(durations, 95)
-	run.FinishedAt = s.opt.Now()
+	run.FinishedAt = time.Now()
 	run.WallMs = run.FinishedAt.Sub(start).Milliseconds()
 	s.saveRun(ctx, run)
 	logRun(log, run)
@@ -266,7 +263,7 @@ func (s *Sweeper) fanOut(ctx context.Context, todo []tenant.Record, budgetEnd ti
 			}
 		}()
 	}
-	budget := time.NewTimer(budgetEnd.Sub(s.opt.Now()))
+	budget := time.NewTimer(time.Until(budgetEnd))
 	defer budget.Stop()
 dispatch:
 	for _, rec := range todo {
@@ -294,7 +291,7 @@ dispatch:
 // a panic becomes an internal_error result and work that overruns its
 // deadline is abandoned.
 func (s *Sweeper) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time) result {
-	start := s.opt.Now()
+	start := time.Now()
 	deadline := start.Add(s.opt.TenantTimeout)
 	budgetCut := budgetEnd.Before(deadline)
 	if budgetCut {
@@ -334,7 +331,7 @@ func (s *Sweeper) one(ctx context.Context, rec tenant.Record, budgetEnd time.Tim
 		res.Outcome = outcome.Timeout
 		res.Message = fmt.Sprintf("the tenant did not finish within its time budget of %s", s.opt.TenantTimeout)
 	}
-	res.DurationMs = s.opt.Now().Sub(start).Milliseconds()
+	res.DurationMs = time.Since(start).Milliseconds()
 	return result{rec: rec, res: res}
 }
 

@@ -6,63 +6,20 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tenant/tenanttest"
 )
 
-// memRegistry is an in-memory Registry that keeps write counts.
-type memRegistry struct {
-	mu      sync.Mutex
-	recs    map[string]tenant.Record
-	order   []string
-	writes  int
-	batches int
-}
+var _ Registry = (*tenanttest.Store)(nil)
 
-func newMemRegistry(recs ...tenant.Record) *memRegistry {
-	m := &memRegistry{recs: map[string]tenant.Record{}}
-	for _, r := range recs {
-		m.recs[r.TenantID] = r
-		m.order = append(m.order, r.TenantID)
-	}
-	return m
-}
-
-func (m *memRegistry) ListActive(ctx context.Context) ([]tenant.Record, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	var out []tenant.Record
-	for _, id := range m.order {
-		if r := m.recs[id]; r.Active() {
-			out = append(out, r)
-		}
-	}
-	return out, nil
-}
-
-func (m *memRegistry) MutateMany(ctx context.Context, changes []tenant.Change) []error {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	m.batches++
-	errs := make([]error, len(changes))
-	for _, c := range changes {
-		r, ok := m.recs[c.Base.TenantID]
-		if !ok {
-			continue
-		}
-		c.Apply(&r)
-		m.recs[r.TenantID] = r
-		m.writes++
-	}
-	return errs
-}
-
-func (m *memRegistry) get(id string) tenant.Record {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.recs[id]
+// get returns a tenant as stored (the zero record when missing).
+func get(reg *tenanttest.Store, id string) tenant.Record {
+	r, _ := reg.Stored(id)
+	return r
 }
 
 // scriptProber answers per tenant from a script keyed by tenant id.
@@ -100,205 +57,234 @@ func fails(code outcome.Code) func(context.Context) tenant.SweepResult {
 }
 
 func TestRunRecordsEveryOutcome(t *testing.T) {
-	recs := active(40)
-	recs[39].Status = tenant.StatusDisabled
-	reg := newMemRegistry(recs...)
-	codes := []outcome.Code{outcome.AppNotInTenant, outcome.TenantNotFound, outcome.GraphConsentMissing,
-		outcome.KeyVaultAccessDenied, outcome.SecretNotFound, outcome.Throttled, outcome.UpstreamError}
-	p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
-	want := map[string]outcome.Code{}
-	for i, c := range codes {
-		p.script[id(i)] = fails(c)
-		want[id(i)] = c
-	}
-	p.script[id(10)] = func(context.Context) tenant.SweepResult { panic("boom") }
-	want[id(10)] = outcome.InternalError
-	p.script[id(11)] = func(ctx context.Context) tenant.SweepResult {
-		<-ctx.Done() // honours its deadline
-		return tenant.SweepResult{At: time.Now(), Outcome: outcome.UpstreamError}
-	}
-	want[id(11)] = outcome.Timeout
-	p.script[id(12)] = func(ctx context.Context) tenant.SweepResult {
-		time.Sleep(3 * time.Second) // ignores its deadline: abandoned after the grace
-		return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
-	}
-	want[id(12)] = outcome.Timeout
+	synctest.Test(t, func(t *testing.T) {
+		recs := active(40)
+		recs[39].Status = tenant.StatusDisabled
+		reg := tenanttest.New(recs...)
+		codes := []outcome.Code{outcome.AppNotInTenant, outcome.TenantNotFound, outcome.GraphConsentMissing,
+			outcome.KeyVaultAccessDenied, outcome.SecretNotFound, outcome.Throttled, outcome.UpstreamError}
+		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
+		want := map[string]outcome.Code{}
+		for i, c := range codes {
+			p.script[id(i)] = fails(c)
+			want[id(i)] = c
+		}
+		p.script[id(10)] = func(context.Context) tenant.SweepResult { panic("boom") }
+		want[id(10)] = outcome.InternalError
+		p.script[id(11)] = func(ctx context.Context) tenant.SweepResult {
+			<-ctx.Done() // honours its deadline
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.UpstreamError}
+		}
+		want[id(11)] = outcome.Timeout
+		p.script[id(12)] = func(ctx context.Context) tenant.SweepResult {
+			time.Sleep(3 * time.Second) // ignores its deadline: abandoned after the grace
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
+		}
+		want[id(12)] = outcome.Timeout
 
-	s := New(reg, nil, p, Options{Concurrency: 8, TenantTimeout: 200 * time.Millisecond, Budget: time.Minute})
-	run, err := s.Run(context.Background(), Request{ID: "r1", Trigger: "test", PastDue: true})
-	if err != nil {
-		t.Fatalf("Run: %v", err)
-	}
-	if run.Total != 39 || run.OK != 39-len(want) || sum(run.Failed) != len(want) || run.NotReached != 0 || !run.PastDue {
-		t.Fatalf("summary = %+v", run)
-	}
-	for i := range 39 {
-		got := reg.get(id(i))
-		if got.LastSweep == nil {
-			t.Fatalf("tenant %d has no lastSweep", i)
+		s := New(reg, nil, p, Options{Concurrency: 8, TenantTimeout: 200 * time.Millisecond, Budget: time.Minute})
+		run, err := s.Run(context.Background(), Request{ID: "r1", Trigger: "test", PastDue: true})
+		if err != nil {
+			t.Fatalf("Run: %v", err)
 		}
-		wantCode := outcome.OK
-		if c, ok := want[id(i)]; ok {
-			wantCode = c
+		if run.Total != 39 || run.OK != 39-len(want) || sum(run.Failed) != len(want) || run.NotReached != 0 || !run.PastDue {
+			t.Fatalf("summary = %+v", run)
 		}
-		if got.LastSweep.Outcome != wantCode {
-			t.Errorf("tenant %d outcome = %s, want %s", i, got.LastSweep.Outcome, wantCode)
+		for i := range 39 {
+			got := get(reg, id(i))
+			if got.LastSweep == nil {
+				t.Fatalf("tenant %d has no lastSweep", i)
+			}
+			wantCode := outcome.OK
+			if c, ok := want[id(i)]; ok {
+				wantCode = c
+			}
+			if got.LastSweep.Outcome != wantCode {
+				t.Errorf("tenant %d outcome = %s, want %s", i, got.LastSweep.Outcome, wantCode)
+			}
+			wantFailures := 0
+			if wantCode != outcome.OK {
+				wantFailures = 1
+			}
+			if got.ConsecutiveFailures != wantFailures {
+				t.Errorf("tenant %d consecutiveFailures = %d, want %d", i, got.ConsecutiveFailures, wantFailures)
+			}
 		}
-		wantFailures := 0
-		if wantCode != outcome.OK {
-			wantFailures = 1
+		if get(reg, id(39)).LastSweep != nil {
+			t.Error("disabled tenant was swept")
 		}
-		if got.ConsecutiveFailures != wantFailures {
-			t.Errorf("tenant %d consecutiveFailures = %d, want %d", i, got.ConsecutiveFailures, wantFailures)
-		}
-	}
-	if reg.get(id(39)).LastSweep != nil {
-		t.Error("disabled tenant was swept")
-	}
+		// The abandoned work of id(12) still sleeps; the bubble must not end
+		// before it does.
+		time.Sleep(3 * time.Second)
+	})
 }
 
 func TestRunStopsOnAppWideFailure(t *testing.T) {
-	reg := newMemRegistry(active(200)...)
-	p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
-	for i := range 200 {
-		p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
-			time.Sleep(time.Millisecond)
-			return tenant.SweepResult{At: time.Now(), Outcome: outcome.AppCredentialInvalid, Message: "secret expired"}
+	synctest.Test(t, func(t *testing.T) {
+		reg := tenanttest.New(active(200)...)
+		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
+		for i := range 200 {
+			p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
+				time.Sleep(time.Millisecond)
+				return tenant.SweepResult{At: time.Now(), Outcome: outcome.AppCredentialInvalid, Message: "secret expired"}
+			}
 		}
-	}
-	s := New(reg, nil, p, Options{Concurrency: 4, Budget: time.Minute})
-	run, err := s.Run(context.Background(), Request{ID: "r"})
-	if !errors.Is(err, ErrAppWide) {
-		t.Fatalf("err = %v, want ErrAppWide", err)
-	}
-	if run.AppWideFailure == "" || run.NotReached < 150 {
-		t.Fatalf("summary = %+v: want the fan-out stopped early", run)
-	}
-	for i := range 200 {
-		if r := reg.get(id(i)); r.ConsecutiveFailures != 0 || r.LastSweep != nil {
-			t.Fatalf("tenant %d was blamed for an app-wide failure: %+v", i, r)
+		s := New(reg, nil, p, Options{Concurrency: 4, Budget: time.Minute})
+		run, err := s.Run(context.Background(), Request{ID: "r"})
+		if !errors.Is(err, ErrAppWide) {
+			t.Fatalf("err = %v, want ErrAppWide", err)
 		}
-	}
+		if run.AppWideFailure == "" || run.NotReached < 150 {
+			t.Fatalf("summary = %+v: want the fan-out stopped early", run)
+		}
+		for i := range 200 {
+			if r := get(reg, id(i)); r.ConsecutiveFailures != 0 || r.LastSweep != nil {
+				t.Fatalf("tenant %d was blamed for an app-wide failure: %+v", i, r)
+			}
+		}
+	})
 }
 
 func TestAppWideFailureBelowTheStopCount(t *testing.T) {
-	reg := newMemRegistry(active(2)...)
-	p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{
-		id(0): fails(outcome.AppCredentialInvalid), id(1): fails(outcome.AppCredentialInvalid)}}
-	run, err := New(reg, nil, p, Options{}).Run(context.Background(), Request{})
-	if !errors.Is(err, ErrAppWide) || run.AppWideFailure == "" {
-		t.Fatalf("run = %+v, err = %v; want the app-wide failure reported", run, err)
-	}
-	// One tenant refusing our credential while another accepts it is that
-	// tenant's problem, not the app's.
-	reg = newMemRegistry(active(2)...)
-	p = &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): fails(outcome.AppCredentialInvalid)}}
-	if run, err := New(reg, nil, p, Options{}).Run(context.Background(), Request{}); err != nil || run.AppWideFailure != "" {
-		t.Fatalf("run = %+v, err = %v; want no app-wide failure", run, err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		reg := tenanttest.New(active(2)...)
+		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{
+			id(0): fails(outcome.AppCredentialInvalid), id(1): fails(outcome.AppCredentialInvalid)}}
+		run, err := New(reg, nil, p, Options{}).Run(context.Background(), Request{})
+		if !errors.Is(err, ErrAppWide) || run.AppWideFailure == "" {
+			t.Fatalf("run = %+v, err = %v; want the app-wide failure reported", run, err)
+		}
+		// One tenant refusing our credential while another accepts it is that
+		// tenant's problem, not the app's.
+		reg = tenanttest.New(active(2)...)
+		p = &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): fails(outcome.AppCredentialInvalid)}}
+		if run, err := New(reg, nil, p, Options{}).Run(context.Background(), Request{}); err != nil || run.AppWideFailure != "" {
+			t.Fatalf("run = %+v, err = %v; want no app-wide failure", run, err)
+		}
+	})
 }
 
 func TestBackoffSkipsAndResumes(t *testing.T) {
-	now := time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC)
-	clock := func() time.Time { return now }
-	reg := newMemRegistry(active(1)...)
-	failing := true
-	p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): func(context.Context) tenant.SweepResult {
-		if failing {
-			return tenant.SweepResult{At: now, Outcome: outcome.GraphConsentMissing}
+	synctest.Test(t, func(t *testing.T) {
+		// In the bubble the clock moves only when every goroutine waits, so
+		// three instant runs all happen at now.
+		now := time.Now()
+		reg := tenanttest.New(active(1)...)
+		failing := true
+		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): func(context.Context) tenant.SweepResult {
+			if failing {
+				return tenant.SweepResult{At: time.Now(), Outcome: outcome.GraphConsentMissing}
+			}
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
+		}}}
+		s := New(reg, nil, p, Options{Budget: time.Minute})
+		for i := range 3 {
+			run, err := s.Run(context.Background(), Request{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if run.OK != 0 || run.Failed[outcome.GraphConsentMissing] != 1 || sum(run.Failed) != 1 {
+				t.Fatalf("run %d: summary = %+v, want one graph_consent_missing", i, run)
+			}
 		}
-		return tenant.SweepResult{At: now, Outcome: outcome.OK}
-	}}}
-	s := New(reg, nil, p, Options{Budget: time.Minute, Now: clock})
-	for range 3 {
-		if _, err := s.Run(context.Background(), Request{}); err != nil {
-			t.Fatal(err)
+		r := get(reg, id(0))
+		if r.ConsecutiveFailures != 3 || r.BackoffUntil == nil || !r.BackoffUntil.Equal(now.Add(15*time.Minute)) {
+			t.Fatalf("after 3 failures: %+v", r)
 		}
-	}
-	r := reg.get(id(0))
-	if r.ConsecutiveFailures != 3 || r.BackoffUntil == nil || !r.BackoffUntil.Equal(now.Add(15*time.Minute)) {
-		t.Fatalf("after 3 failures: %+v", r)
-	}
-	run, _ := s.Run(context.Background(), Request{})
-	if run.SkippedBackoff != 1 || len(p.started) != 3 {
-		t.Fatalf("backed-off tenant was not skipped: %+v, started %d", run, len(p.started))
-	}
-	now = now.Add(16 * time.Minute)
-	failing = false
-	run, _ = s.Run(context.Background(), Request{})
-	if run.OK != 1 {
-		t.Fatalf("tenant did not resume: %+v", run)
-	}
-	if r := reg.get(id(0)); r.ConsecutiveFailures != 0 || r.BackoffUntil != nil {
-		t.Fatalf("success did not clear the backoff: %+v", r)
-	}
+		if r.LastSweep == nil || r.LastSweep.Outcome != outcome.GraphConsentMissing {
+			t.Fatalf("after 3 failures: lastSweep = %+v, want graph_consent_missing", r.LastSweep)
+		}
+		run, _ := s.Run(context.Background(), Request{})
+		if run.SkippedBackoff != 1 || len(p.started) != 3 {
+			t.Fatalf("backed-off tenant was not skipped: %+v, started %d", run, len(p.started))
+		}
+		time.Sleep(16 * time.Minute)
+		failing = false
+		run, _ = s.Run(context.Background(), Request{})
+		if run.OK != 1 || sum(run.Failed) != 0 {
+			t.Fatalf("tenant did not resume: %+v", run)
+		}
+		r = get(reg, id(0))
+		if r.ConsecutiveFailures != 0 || r.BackoffUntil != nil {
+			t.Fatalf("success did not clear the backoff: %+v", r)
+		}
+		if r.LastSweep == nil || r.LastSweep.Outcome != outcome.OK || !r.LastSweep.At.Equal(now.Add(16*time.Minute)) {
+			t.Fatalf("after resuming: lastSweep = %+v, want ok at now+16m", r.LastSweep)
+		}
+	})
 }
 
 func TestBudgetLeavesRestNotReachedAndFirstNextTime(t *testing.T) {
-	reg := newMemRegistry(active(20)...)
-	p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
-	for i := range 20 {
-		p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
-			select {
-			case <-time.After(100 * time.Millisecond):
-				return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
-			case <-ctx.Done():
-				return tenant.SweepResult{At: time.Now(), Outcome: outcome.UpstreamError}
+	synctest.Test(t, func(t *testing.T) {
+		reg := tenanttest.New(active(20)...)
+		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
+		for i := range 20 {
+			p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
+				select {
+				case <-time.After(100 * time.Millisecond):
+					return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
+				case <-ctx.Done():
+					return tenant.SweepResult{At: time.Now(), Outcome: outcome.UpstreamError}
+				}
 			}
 		}
-	}
-	s := New(reg, nil, p, Options{Concurrency: 2, Budget: 350 * time.Millisecond, TenantTimeout: time.Minute})
-	run, err := s.Run(context.Background(), Request{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if run.OK == 0 || run.NotReached == 0 || run.OK+run.NotReached != 20 || sum(run.Failed) != 0 {
-		t.Fatalf("summary = %+v: want some ok, the rest not reached, none failed", run)
-	}
-	var unswept []string
-	for i := range 20 {
-		if reg.get(id(i)).LastSweep == nil {
-			unswept = append(unswept, id(i))
+		s := New(reg, nil, p, Options{Concurrency: 2, Budget: 350 * time.Millisecond, TenantTimeout: time.Minute})
+		run, err := s.Run(context.Background(), Request{})
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if len(unswept) != run.NotReached {
-		t.Fatalf("%d tenants without lastSweep, summary says %d not reached", len(unswept), run.NotReached)
-	}
-	p.started = nil
-	s2 := New(reg, nil, p, Options{Concurrency: 1, Budget: time.Minute})
-	if _, err := s2.Run(context.Background(), Request{}); err != nil {
-		t.Fatal(err)
-	}
-	for i, id := range unswept {
-		if p.started[i] != id {
-			t.Fatalf("next run started %v first, want the %d not reached %v", p.started[:len(unswept)], len(unswept), unswept)
+		if run.OK == 0 || run.NotReached == 0 || run.OK+run.NotReached != 20 || sum(run.Failed) != 0 {
+			t.Fatalf("summary = %+v: want some ok, the rest not reached, none failed", run)
 		}
-	}
+		var unswept []string
+		for i := range 20 {
+			if get(reg, id(i)).LastSweep == nil {
+				unswept = append(unswept, id(i))
+			}
+		}
+		if len(unswept) != run.NotReached {
+			t.Fatalf("%d tenants without lastSweep, summary says %d not reached", len(unswept), run.NotReached)
+		}
+		p.started = nil
+		s2 := New(reg, nil, p, Options{Concurrency: 1, Budget: time.Minute})
+		if _, err := s2.Run(context.Background(), Request{}); err != nil {
+			t.Fatal(err)
+		}
+		for i, id := range unswept {
+			if p.started[i] != id {
+				t.Fatalf("next run started %v first, want the %d not reached %v", p.started[:len(unswept)], len(unswept), unswept)
+			}
+		}
+	})
 }
 
 func TestOneTenant(t *testing.T) {
-	reg := newMemRegistry(active(5)...)
-	p := &scriptProber{}
-	s := New(reg, nil, p, Options{})
-	run, err := s.Run(context.Background(), Request{TenantID: id(3)})
-	if err != nil || run.Total != 1 || run.OK != 1 || len(p.started) != 1 || p.started[0] != id(3) {
-		t.Fatalf("run = %+v, err = %v, started %v", run, err, p.started)
-	}
-	if _, err := s.Run(context.Background(), Request{TenantID: id(99)}); !errors.Is(err, ErrTenantNotActive) {
-		t.Fatalf("err = %v, want ErrTenantNotActive", err)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		reg := tenanttest.New(active(5)...)
+		p := &scriptProber{}
+		s := New(reg, nil, p, Options{})
+		run, err := s.Run(context.Background(), Request{TenantID: id(3)})
+		if err != nil || run.Total != 1 || run.OK != 1 || len(p.started) != 1 || p.started[0] != id(3) {
+			t.Fatalf("run = %+v, err = %v, started %v", run, err, p.started)
+		}
+		if _, err := s.Run(context.Background(), Request{TenantID: id(99)}); !errors.Is(err, ErrTenantNotActive) {
+			t.Fatalf("err = %v, want ErrTenantNotActive", err)
+		}
+	})
 }
 
 func TestBatchedWriteBack(t *testing.T) {
-	reg := newMemRegistry(active(1000)...)
-	s := New(reg, nil, &scriptProber{}, Options{Concurrency: 50, BatchSize: 100, FlushEvery: time.Hour})
-	run, err := s.Run(context.Background(), Request{})
-	if err != nil || run.OK != 1000 {
-		t.Fatalf("run = %+v, err = %v", run, err)
-	}
-	if reg.writes != 1000 || reg.batches != 10 {
-		t.Fatalf("writes = %d in %d batches, want 1000 in 10", reg.writes, reg.batches)
-	}
+	synctest.Test(t, func(t *testing.T) {
+		reg := tenanttest.New(active(1000)...)
+		s := New(reg, nil, &scriptProber{}, Options{Concurrency: 50, BatchSize: 100, FlushEvery: time.Hour})
+		run, err := s.Run(context.Background(), Request{})
+		if err != nil || run.OK != 1000 {
+			t.Fatalf("run = %+v, err = %v", run, err)
+		}
+		if reg.Writes() != 1000 || reg.Batches() != 10 {
+			t.Fatalf("writes = %d in %d batches, want 1000 in 10", reg.Writes(), reg.Batches())
+		}
+	})
 }
 
 func TestPercentile(t *testing.T) {

@@ -8,6 +8,7 @@ import (
 	"math"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
@@ -83,9 +84,9 @@ func (s *Store) RecentRuns(ctx context.Context, n int) ([]sweep.Run, error) {
 		return nil, nil
 	}
 	pager := s.runs.NewListEntitiesPager(&aztables.ListEntitiesOptions{
-		Filter: ptr("PartitionKey eq '" + runPartition + "'"),
-		Select: ptr("Run"),
-		Top:    ptr(int32(min(n, 1000))),
+		Filter: to.Ptr("PartitionKey eq '" + runPartition + "'"),
+		Select: to.Ptr("Run"),
+		Top:    to.Ptr(int32(min(n, 1000))),
 	})
 	var runs []sweep.Run
 	for len(runs) < n && pager.More() {

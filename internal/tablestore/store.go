@@ -11,14 +11,14 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/onboard"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
-	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 var (
-	_ tenant.BatchStore = (*Store)(nil)
-	_ sweep.Registry    = (*Store)(nil)
-	_ sweep.History     = (*Store)(nil)
+	_ onboard.Store  = (*Store)(nil)
+	_ sweep.Registry = (*Store)(nil)
+	_ sweep.History  = (*Store)(nil)
 )
 
 // Options are what Open needs besides the settings.
@@ -38,18 +38,19 @@ type Store struct {
 	runs    *aztables.Client
 }
 
-// Open connects to the registry and creates its tables when missing.
+// Open connects to the registry and creates its tables when missing. Its
+// errors are not prefixed: the caller says what was being opened.
 func Open(ctx context.Context, reg config.Registry, opts Options) (*Store, error) {
 	if reg.Table == "" || reg.RunsTable == "" {
-		return nil, errors.New("open registry: table names are required")
+		return nil, errors.New("table names are required")
 	}
 	svc, err := serviceClient(reg, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open registry: %w", err)
+		return nil, err
 	}
 	for _, name := range []string{reg.Table, reg.RunsTable} {
 		if _, err := svc.CreateTable(ctx, name, nil); err != nil && !hasCode(err, aztables.TableAlreadyExists) {
-			return nil, fmt.Errorf("open registry: create table %s: %w", name, err)
+			return nil, fmt.Errorf("create table %s: %w", name, err)
 		}
 	}
 	return &Store{tenants: svc.NewClient(reg.Table), runs: svc.NewClient(reg.RunsTable)}, nil

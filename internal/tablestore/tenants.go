@@ -11,14 +11,11 @@ import (
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
-
-// ErrBadContinuation is returned by List for a continuation token it did not
-// issue; the API answers it with 400.
-var ErrBadContinuation = errors.New("malformed continuation token")
 
 // Conditional-write retries: a writer that loses a race re-reads and tries
 // again after a jittered pause, up to maxAttempts times in all.
@@ -62,24 +59,9 @@ func (s *Store) get(ctx context.Context, key string) (tenant.Record, error) {
 	return rec, nil
 }
 
-// Delete removes a tenant from the registry, or returns tenant.ErrNotFound.
-func (s *Store) Delete(ctx context.Context, tenantID string) error {
-	key, err := tenantKey(tenantID)
-	if err != nil {
-		return fmt.Errorf("delete tenant: %w (%w)", tenant.ErrNotFound, err)
-	}
-	if _, err := s.tenants.DeleteEntity(ctx, partitionKey(key), key, nil); err != nil {
-		if isNotFound(err) {
-			return fmt.Errorf("delete tenant %s: %w", key, tenant.ErrNotFound)
-		}
-		return fmt.Errorf("delete tenant %s: %w", key, err)
-	}
-	return nil
-}
-
 // Mutate reads the tenant, applies fn and writes the result on condition
 // that the row is unchanged (or still absent), retrying on a concurrent
-// change; see tenant.Store. The id is stored in lower case. It returns the
+// change; see onboard.Store. The id is stored in lower case. It returns the
 // record as stored, with its new ETag.
 func (s *Store) Mutate(ctx context.Context, tenantID string, fn func(rec *tenant.Record, exists bool) error) (tenant.Record, bool, error) {
 	key, err := tenantKey(tenantID)
@@ -178,7 +160,7 @@ func pause(ctx context.Context, attempt int) error {
 // 1..1000. A page can be short, or even empty, and still have a Next.
 func (s *Store) List(ctx context.Context, pageSize int, continuation string) (tenant.Page, error) {
 	pageSize = min(max(pageSize, 1), 1000)
-	opts := &aztables.ListEntitiesOptions{Top: ptr(int32(pageSize))}
+	opts := &aztables.ListEntitiesOptions{Top: to.Ptr(int32(pageSize))}
 	if continuation != "" {
 		pk, rk, err := decodeContinuation(continuation)
 		if err != nil {
@@ -203,8 +185,8 @@ func (s *Store) List(ctx context.Context, pageSize int, continuation string) (te
 // server and following every page.
 func (s *Store) ListActive(ctx context.Context) ([]tenant.Record, error) {
 	pager := s.tenants.NewListEntitiesPager(&aztables.ListEntitiesOptions{
-		Filter: ptr(fmt.Sprintf("Status eq '%s'", tenant.StatusActive)),
-		Top:    ptr(int32(1000)),
+		Filter: to.Ptr(fmt.Sprintf("Status eq '%s'", tenant.StatusActive)),
+		Top:    to.Ptr(int32(1000)),
 	})
 	var out []tenant.Record
 	for pager.More() {
@@ -250,20 +232,20 @@ func encodeContinuation(pk, rk *string) string {
 
 func decodeContinuation(tok string) (pk, rk string, err error) {
 	if len(tok) > 4096 {
-		return "", "", fmt.Errorf("%w: too long", ErrBadContinuation)
+		return "", "", fmt.Errorf("%w: too long", tenant.ErrBadContinuation)
 	}
 	b, err := base64.RawURLEncoding.DecodeString(tok)
 	if err != nil {
-		return "", "", fmt.Errorf("%w: not base64url", ErrBadContinuation)
+		return "", "", fmt.Errorf("%w: not base64url", tenant.ErrBadContinuation)
 	}
 	parts := strings.Split(string(b), "\n")
 	if len(parts) != 3 || parts[0] != continuationVersion || parts[1] == "" {
-		return "", "", fmt.Errorf("%w: unknown format", ErrBadContinuation)
+		return "", "", fmt.Errorf("%w: unknown format", tenant.ErrBadContinuation)
 	}
 	for _, p := range parts[1:] {
 		for _, c := range []byte(p) {
 			if c < 0x21 || c > 0x7e {
-				return "", "", fmt.Errorf("%w: unexpected character", ErrBadContinuation)
+				return "", "", fmt.Errorf("%w: unexpected character", tenant.ErrBadContinuation)
 			}
 		}
 	}
@@ -310,7 +292,7 @@ func (s *Store) MutateMany(ctx context.Context, changes []tenant.Change) []error
 		a := aztables.TransactionAction{ActionType: aztables.TransactionTypeAdd, Entity: ent}
 		if ch.Base.ETag != "" {
 			a.ActionType = aztables.TransactionTypeUpdateReplace
-			a.IfMatch = ptr(azcore.ETag(ch.Base.ETag))
+			a.IfMatch = to.Ptr(azcore.ETag(ch.Base.ETag))
 		}
 		pk := partitionKey(key)
 		if _, ok := byPK[pk]; !ok {
@@ -382,5 +364,3 @@ func (s *Store) redo(ctx context.Context, key string, ch tenant.Change) error {
 	}
 	return err
 }
-
-func ptr[T any](v T) *T { return &v }

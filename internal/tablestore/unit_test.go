@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
+
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -298,7 +300,7 @@ func TestContinuation(t *testing.T) {
 	if err != nil || gotPK != pk || gotRK != rk {
 		t.Fatalf("round trip: %q %q %v", gotPK, gotRK, err)
 	}
-	if encodeContinuation(nil, nil) != "" || encodeContinuation(ptr(""), ptr("")) != "" {
+	if encodeContinuation(nil, nil) != "" || encodeContinuation(to.Ptr(""), to.Ptr("")) != "" {
 		t.Fatal("no next keys must give no token")
 	}
 	bad := []string{
@@ -311,7 +313,7 @@ func TestContinuation(t *testing.T) {
 		strings.Repeat("A", 5000),
 	}
 	for _, b := range bad {
-		if _, _, err := decodeContinuation(b); !errors.Is(err, ErrBadContinuation) {
+		if _, _, err := decodeContinuation(b); !errors.Is(err, tenant.ErrBadContinuation) {
 			t.Errorf("decodeContinuation(%.20q) = %v, want ErrBadContinuation", b, err)
 		}
 	}

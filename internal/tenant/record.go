@@ -5,7 +5,6 @@
 package tenant
 
 import (
-	"context"
 	"errors"
 	"time"
 
@@ -88,9 +87,12 @@ type Record struct {
 // Active reports whether the tenant is swept.
 func (r Record) Active() bool { return r.Status == StatusActive }
 
-// Errors of a Store.
+// Errors of the registry.
 var (
 	ErrNotFound = errors.New("tenant not found")
+	// ErrBadContinuation means List was given a continuation token that the
+	// store did not issue; it is the caller's fault, not the store's.
+	ErrBadContinuation = errors.New("malformed continuation token")
 	// ErrConflict means a conditional write lost to a concurrent writer more
 	// times than the store retries.
 	ErrConflict = errors.New("tenant record changed concurrently")
@@ -105,22 +107,6 @@ type Page struct {
 	Next string
 }
 
-// Store is the tenant registry.
-type Store interface {
-	// Get returns one tenant, or ErrNotFound.
-	Get(ctx context.Context, tenantID string) (Record, error)
-	// Mutate reads the tenant (exists=false and a zero record when missing),
-	// applies fn, and writes the result conditionally on the version read:
-	// on a concurrent change it re-reads and re-applies fn, so no update is
-	// lost. fn may be called more than once and must not have side effects.
-	// An error from fn aborts the write and is returned as is.
-	Mutate(ctx context.Context, tenantID string, fn func(rec *Record, exists bool) error) (rec Record, created bool, err error)
-	// List returns one page of tenants in key order.
-	List(ctx context.Context, pageSize int, continuation string) (Page, error)
-	// ListActive returns every active tenant, following every page.
-	ListActive(ctx context.Context) ([]Record, error)
-}
-
 // Change is a mutation of a tenant that was read with ListActive or Get.
 type Change struct {
 	// Base is the record as read, with its ETag.
@@ -130,15 +116,4 @@ type Change struct {
 	// the record it is given. Its result is not written for a tenant that no
 	// longer exists.
 	Apply func(rec *Record)
-}
-
-// BatchStore is a Store that can write many changes at once, as the sweep
-// does with its results.
-type BatchStore interface {
-	Store
-	// MutateMany applies every change conditionally on Base.ETag, grouping
-	// changes of one partition in batch transactions; a change that lost to a
-	// concurrent writer is re-read and re-applied on its own. errs[i] is the
-	// error of changes[i] (nil on success, nil for a tenant that was deleted).
-	MutateMany(ctx context.Context, changes []Change) (errs []error)
 }

@@ -1,12 +1,7 @@
 package tenant
 
 import (
-	"bytes"
-	"encoding/json"
-	"errors"
 	"fmt"
-	"io"
-	"regexp"
 	"slices"
 	"strings"
 	"time"
@@ -25,7 +20,7 @@ const (
 )
 
 // Registration is what an onboarding request asks for: the tenant and what the
-// app checks in it. It is validated and normalised by ParseRegistration.
+// app checks in it, validated and normalised by RegistrationRequest.Validate.
 type Registration struct {
 	TenantID    string
 	DisplayName string
@@ -53,40 +48,27 @@ func invalid(field, format string, args ...any) *ValidationError {
 	return &ValidationError{Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
-// registrationJSON is the wire form. Consent belongs to the onboarding API
-// (it asks for an admin-consent link instead of a registration); it is known
-// here only so that the strict decoder accepts it.
-type registrationJSON struct {
-	TenantID    *string        `json:"tenantId"`
-	DisplayName *string        `json:"displayName"`
-	Graph       *bool          `json:"graph"`
-	KeyVaults   []keyVaultJSON `json:"keyVaults"`
-	Consent     *bool          `json:"consent"`
+// RegistrationRequest is the wire form of a registration as the onboarding
+// API decodes it; a nil pointer is a field the caller left out. Decoding is
+// the API's business, validation this package's.
+type RegistrationRequest struct {
+	TenantID    *string           `json:"tenantId"`
+	DisplayName *string           `json:"displayName"`
+	Graph       *bool             `json:"graph"`
+	KeyVaults   []KeyVaultRequest `json:"keyVaults"`
 }
 
-type keyVaultJSON struct {
+// KeyVaultRequest is one vault of a RegistrationRequest.
+type KeyVaultRequest struct {
 	VaultURL *string  `json:"vaultUrl"`
 	Secrets  []string `json:"secrets"`
 }
 
-var unknownField = regexp.MustCompile(`^json: unknown field "(.*)"$`)
-
-// ParseRegistration decodes and validates an onboarding request body: exactly
-// one JSON object with no unknown fields. Vault URLs are normalised to
-// https://<vault>.<suffix>/ in lower case, and only vaults of cl are accepted,
-// because the app sends that cloud's Key Vault tokens to them. Every error is
-// a *ValidationError.
-func ParseRegistration(body []byte, cl cloud.Cloud) (Registration, error) {
-	var in registrationJSON
-	dec := json.NewDecoder(bytes.NewReader(body))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(&in); err != nil {
-		return Registration{}, decodeError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Registration{}, invalid("", "the body must hold exactly one JSON object, found data after it")
-	}
-
+// Validate checks and normalises a decoded registration. Vault URLs are
+// normalised to https://<vault>.<suffix>/ in lower case, and only vaults of cl
+// are accepted, because the app sends that cloud's Key Vault tokens to them.
+// Every error is a *ValidationError.
+func (in RegistrationRequest) Validate(cl cloud.Cloud) (Registration, error) {
 	var r Registration
 	var err error
 	if in.TenantID == nil {
@@ -131,58 +113,6 @@ func ParseRegistration(body []byte, cl cloud.Cloud) (Registration, error) {
 		return r, invalid("keyVaults", "nothing to check: graph is false and no keyVaults are given")
 	}
 	return r, nil
-}
-
-// decodeError turns encoding/json's errors, which name Go types, into
-// messages that name the JSON fields.
-func decodeError(err error) *ValidationError {
-	var syn *json.SyntaxError
-	var typ *json.UnmarshalTypeError
-	switch {
-	case errors.Is(err, io.EOF):
-		return invalid("", "the body is empty; want a JSON object")
-	case errors.Is(err, io.ErrUnexpectedEOF):
-		return invalid("", "the body is truncated JSON")
-	case errors.As(err, &syn):
-		return invalid("", "malformed JSON at byte %d", syn.Offset)
-	case errors.As(err, &typ):
-		if typ.Field == "" {
-			return invalid("", "the body must be a JSON object, not %s", withArticle(typ.Value))
-		}
-		return invalid(typ.Field, "must be %s, not %s", jsonKind(typ.Type.Kind().String()), withArticle(typ.Value))
-	}
-	if m := unknownField.FindStringSubmatch(err.Error()); m != nil {
-		return invalid(m[1], "unknown field")
-	}
-	return invalid("", "malformed JSON")
-}
-
-// withArticle names a JSON value kind as encoding/json reports it ("array",
-// "number", "bool"...).
-func withArticle(kind string) string {
-	switch {
-	case kind == "bool":
-		return "a boolean"
-	case strings.HasPrefix(kind, "number"):
-		return "a number"
-	case kind == "array" || kind == "object":
-		return "an " + kind
-	}
-	return "a " + kind
-}
-
-func jsonKind(goKind string) string {
-	switch goKind {
-	case "string":
-		return "a string"
-	case "bool":
-		return "a boolean"
-	case "slice":
-		return "an array"
-	case "struct":
-		return "an object"
-	}
-	return "another type"
 }
 
 func checkDisplayName(s string) error {

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -41,7 +42,18 @@ func regSecretsBody(secrets string) string {
 	return fmt.Sprintf(`{"tenantId":%q,"keyVaults":[{"vaultUrl":"https://contoso.vault.azure.net/","secrets":%s}]}`, regTenant, secrets)
 }
 
-func TestParseRegistrationValid(t *testing.T) {
+// validate decodes body leniently (strict decoding is the onboarding API's and
+// is tested there) and validates it.
+func validate(t *testing.T, body string, cl cloud.Cloud) (Registration, error) {
+	t.Helper()
+	var in RegistrationRequest
+	if err := json.Unmarshal([]byte(body), &in); err != nil {
+		t.Fatalf("decode %q: %v", body, err)
+	}
+	return in.Validate(cl)
+}
+
+func TestValidateRegistrationValid(t *testing.T) {
 	tests := []struct {
 		name string
 		body string
@@ -84,8 +96,8 @@ func TestParseRegistrationValid(t *testing.T) {
 				KeyVaults: []KeyVault{{VaultURL: "https://contoso.vault.usgovcloudapi.net/", Secrets: []string{"db-password"}}}},
 		},
 		{
-			name: "empty display name and consent are accepted",
-			body: `{"tenantId":"` + regTenant + `","displayName":"","consent":true}`,
+			name: "empty display name is accepted",
+			body: `{"tenantId":"` + regTenant + `","displayName":""}`,
 			want: Registration{TenantID: regTenant, Graph: regBoolPtr(true)},
 		},
 		{
@@ -114,9 +126,9 @@ func TestParseRegistrationValid(t *testing.T) {
 			if cl.Name == "" {
 				cl = cloud.AzurePublic
 			}
-			got, err := ParseRegistration([]byte(tt.body), cl)
+			got, err := validate(t, tt.body, cl)
 			if err != nil {
-				t.Fatalf("ParseRegistration: %v", err)
+				t.Fatalf("Validate: %v", err)
 			}
 			if tt.want.TenantID == "" { // only checking acceptance
 				return
@@ -128,27 +140,16 @@ func TestParseRegistrationValid(t *testing.T) {
 	}
 }
 
-func TestParseRegistrationInvalid(t *testing.T) {
+func TestValidateRegistrationInvalid(t *testing.T) {
 	tests := []struct {
 		name      string
 		body      string
 		wantField string
 		wantMsg   string // substring of the message
 	}{
-		{"empty body", ``, "", "empty"},
-		{"whitespace body", "  \n", "", "empty"},
-		{"not JSON", `tenantId=x`, "", "malformed JSON"},
-		{"truncated", `{"tenantId":"` + regTenant + `"`, "", "truncated"},
-		{"array", `[]`, "", "JSON object"},
-		{"string", `"x"`, "", "JSON object"},
 		{"null", `null`, "tenantId", "required"},
-		{"trailing object", `{"tenantId":"` + regTenant + `"}{}`, "", "exactly one"},
-		{"trailing garbage", `{"tenantId":"` + regTenant + `"}x`, "", "exactly one"},
-		{"unknown field", `{"tenantId":"` + regTenant + `","plan":"gold"}`, "plan", "unknown field"},
-		{"unknown nested field", `{"tenantId":"` + regTenant + `","keyVaults":[{"vaultUrl":"https://a.vault.azure.net/","secrets":["s"],"x":1}]}`, "x", "unknown field"},
 		{"missing tenant id", `{"displayName":"Contoso"}`, "tenantId", "required"},
 		{"empty tenant id", `{"tenantId":""}`, "tenantId", "required"},
-		{"tenant id not a string", `{"tenantId":42}`, "tenantId", "must be a string"},
 		{"tenant id not a GUID", `{"tenantId":"contoso.onmicrosoft.com"}`, "tenantId", "GUID"},
 		{"tenant id in braces", `{"tenantId":"{` + regTenant + `}"}`, "tenantId", "GUID"},
 		{"tenant id without hyphens", `{"tenantId":"3c1e8b2a5f4d4e6b9a7c2d8f0e1b4a6c"}`, "tenantId", "GUID"},
@@ -159,11 +160,8 @@ func TestParseRegistrationInvalid(t *testing.T) {
 		{"display name with newline", `{"tenantId":"` + regTenant + `","displayName":"Con\ntoso"}`, "displayName", "control"},
 		{"display name with NUL", `{"tenantId":"` + regTenant + `","displayName":"Con\u0000toso"}`, "displayName", "control"},
 		{"display name with C1 control", `{"tenantId":"` + regTenant + `","displayName":"Con\u0085toso"}`, "displayName", "control"},
-		{"graph not a boolean", `{"tenantId":"` + regTenant + `","graph":"yes"}`, "graph", "boolean"},
-		{"consent not a boolean", `{"tenantId":"` + regTenant + `","consent":1}`, "consent", "boolean"},
 		{"nothing to do", `{"tenantId":"` + regTenant + `","graph":false}`, "keyVaults", "nothing to check"},
 		{"nothing to do, empty vault list", `{"tenantId":"` + regTenant + `","graph":false,"keyVaults":[]}`, "keyVaults", "nothing to check"},
-		{"keyVaults not an array", `{"tenantId":"` + regTenant + `","keyVaults":{}}`, "keyVaults", "array"},
 		{"21 vaults", `{"tenantId":"` + regTenant + `","keyVaults":` + regVaultsJSON(21) + `}`, "keyVaults", "at most 20"},
 		{"vault URL missing", `{"tenantId":"` + regTenant + `","keyVaults":[{"secrets":["s"]}]}`, "keyVaults[0].vaultUrl", "required"},
 		{"vault null", `{"tenantId":"` + regTenant + `","keyVaults":[null]}`, "keyVaults[0].vaultUrl", "required"},
@@ -200,12 +198,11 @@ func TestParseRegistrationInvalid(t *testing.T) {
 		{"secret name with slash", regSecretsBody(`["a","db/password"]`), "keyVaults[0].secrets[1]", "1-127"},
 		{"secret name with dot", regSecretsBody(`["db.password"]`), "keyVaults[0].secrets[0]", "1-127"},
 		{"secret name non-ASCII", regSecretsBody(`["pässword"]`), "keyVaults[0].secrets[0]", "1-127"},
-		{"secret not a string", regSecretsBody(`[1]`), "", ""},
 		{"duplicate secret, other case", regSecretsBody(`["db-password","DB-Password"]`), "keyVaults[0].secrets[1]", "listed twice"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := ParseRegistration([]byte(tt.body), cloud.AzurePublic)
+			_, err := validate(t, tt.body, cloud.AzurePublic)
 			var ve *ValidationError
 			if !errors.As(err, &ve) {
 				t.Fatalf("err = %v (%T), want a *ValidationError", err, err)
