@@ -223,6 +223,8 @@ func TestPostRejected(t *testing.T) {
 		{"unknown field", "", `{"tenantId":"` + tenantA + `","plan":"gold"}`, 400, "invalid_request", "plan"},
 		{"non-GUID tenant", "", `{"tenantId":"contoso.onmicrosoft.com"}`, 400, "invalid_request", "tenantId"},
 		{"nil GUID tenant", "", `{"tenantId":"00000000-0000-0000-0000-000000000000"}`, 400, "invalid_request", "tenantId"},
+		{"consumers tenant", "", `{"tenantId":"9188040d-6c67-4c5b-b112-36a304b66dad"}`, 400, "invalid_request", "consumers"},
+		{"consumers tenant asking for a consent link", "", `{"tenantId":"9188040D-6C67-4C5B-B112-36A304B66DAD","consent":true}`, 400, "invalid_request", "consumers"},
 		{"missing tenant", "", `{"displayName":"x"}`, 400, "invalid_request", "tenantId"},
 		{"body over 64 KiB", "", big, 413, "too_large", "64 KiB"},
 		{"http vault", "", vaults("http://contoso.vault.azure.net/"), 400, "invalid_request", "keyVaults[0].vaultUrl"},
@@ -431,6 +433,7 @@ func TestGet(t *testing.T) {
 		{"not a GUID", "/api/tenants/contoso", 400, "invalid_request"},
 		{"braces", "/api/tenants/%7B" + tenantA + "%7D", 400, "invalid_request"},
 		{"nil GUID", "/api/tenants/00000000-0000-0000-0000-000000000000", 400, "invalid_request"},
+		{"consumers tenant", "/api/tenants/9188040d-6c67-4c5b-b112-36a304b66dad", 400, "invalid_request"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
