@@ -19,6 +19,7 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/logtest"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore/tablestoretest"
 )
@@ -111,27 +112,10 @@ func (fx *fixture) env(extra ...string) []string {
 type proc struct {
 	cmd     *exec.Cmd
 	base    string
-	stdout  *syncBuffer
-	stderr  *syncBuffer
+	stdout  *logtest.Buffer
+	stderr  *logtest.Buffer
 	started time.Duration // from exec to the first answer to GET /
 	done    chan struct{}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func freePort(t testing.TB) int {
@@ -149,7 +133,7 @@ func freePort(t testing.TB) int {
 func startHost(t testing.TB, env []string, args ...string) *proc {
 	t.Helper()
 	port := freePort(t)
-	p := &proc{base: "http://127.0.0.1:" + strconv.Itoa(port), stdout: &syncBuffer{}, stderr: &syncBuffer{}, done: make(chan struct{})}
+	p := &proc{base: "http://127.0.0.1:" + strconv.Itoa(port), stdout: &logtest.Buffer{}, stderr: &logtest.Buffer{}, done: make(chan struct{})}
 	p.cmd = exec.Command(binary(t), args...)
 	p.cmd.Env = append(env, "FUNCTIONS_CUSTOMHANDLER_PORT="+strconv.Itoa(port))
 	p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
+	"github.com/tenantsweep/tenantsweep/internal/logtest"
 )
 
 // Local mode serves /api/... on LOCAL_PORT and fires TenantSweep on the
@@ -31,7 +32,7 @@ func TestLocalModeServesAndSchedules(t *testing.T) {
 	}
 	cmd := exec.Command(binary(t), "local", "--settings", settings)
 	cmd.Env = fx.env()
-	stdout, stderr := &syncBuffer{}, &syncBuffer{}
+	stdout, stderr := &logtest.Buffer{}, &logtest.Buffer{}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

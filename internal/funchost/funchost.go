@@ -123,6 +123,20 @@ func readEnvelope(w http.ResponseWriter, r *http.Request, log *zerolog.Logger) (
 	return env, true
 }
 
+// readBinding reads the envelope and decodes its trigger binding into v,
+// answering the host itself (and reporting false) when either is malformed.
+func readBinding(w http.ResponseWriter, r *http.Request, log *zerolog.Logger, binding string, v any) bool {
+	env, ok := readEnvelope(w, r, log)
+	if !ok {
+		return false
+	}
+	if err := decodeBinding(env.Data, binding, v); err != nil {
+		reject(w, log, http.StatusBadRequest, "bad_request", err.Error())
+		return false
+	}
+	return true
+}
+
 // decodeBinding insists on a JSON object because json.Unmarshal would happily
 // turn null into a zero value, and a zero TimerInfo looks like a valid tick.
 func decodeBinding(data map[string]json.RawMessage, name string, v any) error {

@@ -86,7 +86,7 @@ func TestInvocationContext(t *testing.T) {
 	}
 	l.Info().Msg("from the logger")
 	zerolog.Ctx(ctx).Info().Msg("from the context")
-	lines := logs.lines(t)
+	lines := logs.Lines(t)
 	if len(lines) != 2 {
 		t.Fatalf("log lines = %v", lines)
 	}
@@ -106,7 +106,7 @@ func TestBeginWithoutID(t *testing.T) {
 		t.Fatalf("generated InvocationID %q is not UUID v4 shaped", id)
 	}
 	zerolog.Ctx(ctx).Info().Msg("tick")
-	if lines := logs.lines(t); len(lines) != 1 || lines[0]["invocationId"] != id || lines[0]["function"] != "TenantSweep" {
+	if lines := logs.Lines(t); len(lines) != 1 || lines[0]["invocationId"] != id || lines[0]["function"] != "TenantSweep" {
 		t.Errorf("log lines = %v, want one with invocationId %q", lines, id)
 	}
 }

@@ -44,13 +44,8 @@ func HTTPEnvelope(function, reqBinding, resBinding string, log zerolog.Logger, n
 		sw := &statusWriter{ResponseWriter: w}
 		defer recoverInvocation(sw, l)
 
-		env, ok := readEnvelope(sw, r, l)
-		if !ok {
-			return
-		}
 		var in httpRequestData
-		if err := decodeBinding(env.Data, reqBinding, &in); err != nil {
-			reject(sw, l, http.StatusBadRequest, "bad_request", err.Error())
+		if !readBinding(sw, r, l, reqBinding, &in) {
 			return
 		}
 		req, err := in.request(ctx)

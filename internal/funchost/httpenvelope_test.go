@@ -12,6 +12,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/logtest"
 )
 
 // resOutput is Outputs.res as the host reads it.
@@ -21,7 +23,7 @@ type resOutput struct {
 	Headers    map[string]string `json:"headers"`
 }
 
-func serveEnvelope(t *testing.T, resBinding string, next http.Handler, body string) (*httptest.ResponseRecorder, *logBuffer) {
+func serveEnvelope(t *testing.T, resBinding string, next http.Handler, body string) (*httptest.ResponseRecorder, *logtest.Buffer) {
 	t.Helper()
 	log, logs := newLogger()
 	rec := httptest.NewRecorder()
@@ -84,7 +86,7 @@ func TestHTTPEnvelopeRoundTrip(t *testing.T) {
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("handler saw\n %v\nwant\n %v", got, want)
 	}
-	if lines := logs.lines(t); len(lines) != 1 || lines[0]["invocationId"] != "inv-http" || lines[0]["function"] != "OnboardTenant" {
+	if lines := logs.Lines(t); len(lines) != 1 || lines[0]["invocationId"] != "inv-http" || lines[0]["function"] != "OnboardTenant" {
 		t.Errorf("log lines = %v", lines)
 	}
 }
@@ -195,7 +197,7 @@ func TestHTTPEnvelopeBadRequests(t *testing.T) {
 			if code, msg := errorBody(t, rec); code == "" || msg == "" {
 				t.Errorf("error = %q/%q", code, msg)
 			}
-			if lines := logs.lines(t); len(lines) != 1 || lines[0]["level"] != "error" {
+			if lines := logs.Lines(t); len(lines) != 1 || lines[0]["level"] != "error" {
 				t.Errorf("log lines = %v", lines)
 			}
 		})
@@ -211,7 +213,7 @@ func TestHTTPEnvelopePanic(t *testing.T) {
 	if code, _ := errorBody(t, rec); code != "internal" {
 		t.Errorf("code = %q", code)
 	}
-	if lines := logs.lines(t); len(lines) != 1 || lines[0]["panic"] != "boom" {
+	if lines := logs.Lines(t); len(lines) != 1 || lines[0]["panic"] != "boom" {
 		t.Errorf("log lines = %v", lines)
 	}
 }

@@ -55,7 +55,7 @@ func TestForwardedInvocationID(t *testing.T) {
 			if tt.want == "" && !uuidV4.MatchString(seenID) {
 				t.Errorf("generated InvocationID %q is not UUID v4 shaped", seenID)
 			}
-			lines := logs.lines(t)
+			lines := logs.Lines(t)
 			if len(lines) != 1 || lines[0]["invocationId"] != seenID || lines[0]["function"] != "OnboardTenant" || lines[0]["message"] != "onboarding" {
 				t.Errorf("log lines = %v, want one with invocationId %q", lines, seenID)
 			}
@@ -97,7 +97,7 @@ func TestForwardedPanic(t *testing.T) {
 			if rec.Code != tt.wantStatus || rec.Body.String() != tt.wantBody {
 				t.Errorf("got %d %s, want %d %s", rec.Code, rec.Body, tt.wantStatus, tt.wantBody)
 			}
-			lines := logs.lines(t)
+			lines := logs.Lines(t)
 			if len(lines) != 1 || lines[0]["level"] != "error" || lines[0]["invocationId"] != "inv-p" || lines[0]["panic"] == nil || lines[0]["stack"] == nil {
 				t.Errorf("log lines = %v", lines)
 			}
@@ -114,7 +114,7 @@ func TestForwardedAbortHandler(t *testing.T) {
 		if v := recover(); v != http.ErrAbortHandler {
 			t.Errorf("recovered %v, want http.ErrAbortHandler re-raised", v)
 		}
-		if lines := logs.lines(t); len(lines) != 0 {
+		if lines := logs.Lines(t); len(lines) != 0 {
 			t.Errorf("abort was logged: %v", lines)
 		}
 	}()

@@ -40,13 +40,8 @@ func Timer(function, binding string, log zerolog.Logger, fn TimerFunc) http.Hand
 		sw := &statusWriter{ResponseWriter: w}
 		defer recoverInvocation(sw, l)
 
-		env, ok := readEnvelope(sw, r, l)
-		if !ok {
-			return
-		}
 		var timer TimerInfo
-		if err := decodeBinding(env.Data, binding, &timer); err != nil {
-			reject(sw, l, http.StatusBadRequest, "bad_request", err.Error())
+		if !readBinding(sw, r, l, binding, &timer) {
 			return
 		}
 		res, err := fn(ctx, timer)

@@ -68,7 +68,7 @@ func TestTimerPayloads(t *testing.T) {
 			if id := InvocationID(c.ctx); id != "3f1c9e2a-6b7d-4c1e-9a55-0d2f6c7b8e91" {
 				t.Errorf("InvocationID(ctx) = %q", id)
 			}
-			if lines := logs.lines(t); len(lines) != 0 {
+			if lines := logs.Lines(t); len(lines) != 0 {
 				t.Errorf("unexpected log lines on success: %v", lines)
 			}
 		})
@@ -194,7 +194,7 @@ func TestTimerBadRequests(t *testing.T) {
 			if tt.wantStatus == http.StatusMethodNotAllowed && rec.Header().Get("Allow") != http.MethodPost {
 				t.Errorf("Allow = %q", rec.Header().Get("Allow"))
 			}
-			lines := logs.lines(t)
+			lines := logs.Lines(t)
 			if len(lines) != 1 || lines[0]["level"] != "error" || lines[0]["invocationId"] != "inv-bad" || lines[0]["function"] != "CleanupTimer" {
 				t.Errorf("want one error line for inv-bad, got %v", lines)
 			}
@@ -215,7 +215,7 @@ func TestTimerFnError(t *testing.T) {
 	if code != "internal" || strings.Contains(msg, "table") {
 		t.Errorf("error = %q/%q: want code internal and no internal detail", code, msg)
 	}
-	lines := logs.lines(t)
+	lines := logs.Lines(t)
 	if len(lines) != 1 {
 		t.Fatalf("want 1 log line, got %v", lines)
 	}
@@ -237,7 +237,7 @@ func TestTimerUnencodableReturnValue(t *testing.T) {
 	if code, _ := errorBody(t, rec); code != "internal" {
 		t.Errorf("code = %q", code)
 	}
-	if lines := logs.lines(t); len(lines) != 1 || lines[0]["level"] != "error" {
+	if lines := logs.Lines(t); len(lines) != 1 || lines[0]["level"] != "error" {
 		t.Errorf("log lines = %v", lines)
 	}
 }
@@ -280,7 +280,7 @@ func TestTimerPanic(t *testing.T) {
 	if !strings.Contains(string(body), `"code":"internal"`) {
 		t.Errorf("panic body = %s", body)
 	}
-	lines := logs.lines(t)
+	lines := logs.Lines(t)
 	if len(lines) != 1 {
 		t.Fatalf("want 1 log line, got %v", lines)
 	}
@@ -336,7 +336,7 @@ func TestTimerConcurrentInvocations(t *testing.T) {
 		assertEnvelopeOK(t, recs[i], nil, ids[i])
 	}
 	perID := map[string]int{}
-	for _, l := range logs.lines(t) {
+	for _, l := range logs.Lines(t) {
 		id, _ := l["invocationId"].(string)
 		if l["ctxId"] != id || l["function"] != "CleanupTimer" || !want[id] {
 			t.Errorf("log line mixes invocations: %v", l)

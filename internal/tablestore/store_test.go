@@ -23,6 +23,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore/tablestoretest"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tenant/tenanttest"
 )
 
 // newID returns a random lower-case GUID starting with prefix (hex).
@@ -171,36 +172,11 @@ func TestRoundTripFullRecord(t *testing.T) {
 	t.Parallel()
 	s := tablestoretest.Open(t)
 	id := newID(t, "")
-	at := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
-	backoff := at.Add(90 * time.Minute)
-	expires := at.Add(24 * time.Hour)
+	want := tenanttest.FullRecord(id)
+	// A quote in the name and a disabled secret, on top of the fixture.
+	want.DisplayName += " 'quoted'"
 	enabled := false
-	want := tenant.Record{
-		TenantID:    id,
-		DisplayName: "Contoso Ltd — Zürich 😀 'quoted'",
-		Status:      tenant.StatusActive,
-		Graph:       true,
-		KeyVaults: []tenant.KeyVault{
-			{VaultURL: "https://contoso-kv.vault.azure.net/", Secrets: []string{"db-password", "api-key"}},
-			{VaultURL: "https://contoso-kv2.vault.azure.net/", Secrets: []string{"x"}},
-		},
-		OnboardedAt: at,
-		UpdatedAt:   at.Add(time.Nanosecond),
-		Verification: &tenant.Verification{
-			Outcome: outcome.KeyVaultAccessDenied, Step: "keyvault", Message: "403 from the vault",
-			Remediation: "grant Key Vault Secrets User", At: at.Add(time.Second),
-		},
-		LastSweep: &tenant.SweepResult{
-			At: at.Add(time.Minute), Outcome: outcome.OK, DurationMs: 812, Message: "fine",
-			Graph: &tenant.GraphInfo{Organization: "Contoso", UserCount: 4211},
-			KeyVault: []tenant.SecretStatus{{
-				VaultURL: "https://contoso-kv.vault.azure.net/", Secret: "db-password", Version: "0123456789abcdef",
-				Enabled: &enabled, ExpiresOn: &expires, ExpiresSoon: true, Outcome: outcome.OK, OutcomeDetail: "expires in 24h",
-			}},
-		},
-		ConsecutiveFailures: 3,
-		BackoffUntil:        &backoff,
-	}
+	want.LastSweep.KeyVault[0].Enabled = &enabled
 
 	stored, created, err := s.Mutate(t.Context(), strings.ToUpper(id), func(rec *tenant.Record, exists bool) error {
 		if exists {

@@ -14,6 +14,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tenant/tenanttest"
 )
 
 const someKey = "c2VjcmV0LWtleS1ub3QtdG8tbGVhaw==" // base64 of secret-key-not-to-leak
@@ -124,46 +125,13 @@ func TestServiceClientErrorsDoNotLeak(t *testing.T) {
 	}
 }
 
-func fullRecord(id string) tenant.Record {
-	at := time.Date(2026, 3, 4, 5, 6, 7, 123456789, time.UTC)
-	backoff := at.Add(90 * time.Minute)
-	expires := at.Add(24 * time.Hour)
-	enabled := true
-	return tenant.Record{
-		TenantID:    id,
-		DisplayName: "Contoso Ltd — Zürich 😀",
-		Status:      tenant.StatusActive,
-		Graph:       true,
-		KeyVaults: []tenant.KeyVault{
-			{VaultURL: "https://contoso-kv.vault.azure.net/", Secrets: []string{"db-password", "api-key"}},
-			{VaultURL: "https://contoso-kv2.vault.azure.net/", Secrets: []string{"x"}},
-		},
-		OnboardedAt: at,
-		UpdatedAt:   at.Add(time.Nanosecond),
-		Verification: &tenant.Verification{
-			Outcome: "keyvault_access_denied", Step: "keyvault", Message: "403 from the vault",
-			Remediation: "grant Key Vault Secrets User", At: at.Add(time.Second),
-		},
-		LastSweep: &tenant.SweepResult{
-			At: at.Add(time.Minute), Outcome: "ok", DurationMs: 812, Message: "fine",
-			Graph: &tenant.GraphInfo{Organization: "Contoso", UserCount: 4211},
-			KeyVault: []tenant.SecretStatus{{
-				VaultURL: "https://contoso-kv.vault.azure.net/", Secret: "db-password", Version: "0123456789abcdef",
-				Enabled: &enabled, ExpiresOn: &expires, ExpiresSoon: true, Outcome: "ok", OutcomeDetail: "expires in 24h",
-			}},
-		},
-		ConsecutiveFailures: 3,
-		BackoffUntil:        &backoff,
-	}
-}
-
 func TestEncodeDecodeRoundTrip(t *testing.T) {
 	id := "0a1b2c3d-0000-4000-8000-00000000abcd"
 	tests := []struct {
 		name string
 		rec  tenant.Record
 	}{
-		{"full", fullRecord(id)},
+		{"full", tenanttest.FullRecord(id)},
 		{"minimal", tenant.Record{TenantID: id, Status: tenant.StatusDisabled}},
 	}
 	for _, tt := range tests {
