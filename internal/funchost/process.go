@@ -82,7 +82,7 @@ func functionTimeout(hostJSON []byte) (time.Duration, error) {
 		FunctionTimeout *string `json:"functionTimeout"`
 	}
 	if err := json.Unmarshal(hostJSON, &h); err != nil {
-		return 0, fmt.Errorf("host.json is not valid JSON: %w", err)
+		return 0, fmt.Errorf("not valid JSON: %w", err)
 	}
 	if h.FunctionTimeout == nil {
 		return consumptionTimeout, nil
