@@ -11,6 +11,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/onboard"
 )
 
 type binding struct {
@@ -38,9 +40,10 @@ func readJSON(t *testing.T, path string, v any) {
 // The function folders, host.json and the routes the binary serves must
 // agree, or the host calls paths nobody answers.
 func TestFunctionFilesMatchTheBinary(t *testing.T) {
-	var sweepFn, onboardFn struct{ Bindings []binding }
+	var sweepFn, onboardFn, consentFn struct{ Bindings []binding }
 	readJSON(t, filepath.Join("..", sweepFunction, "function.json"), &sweepFn)
 	readJSON(t, filepath.Join("..", onboardFunction, "function.json"), &onboardFn)
+	readJSON(t, filepath.Join("..", consentFunction, "function.json"), &consentFn)
 
 	if len(sweepFn.Bindings) != 1 {
 		t.Fatalf("TenantSweep bindings = %+v", sweepFn.Bindings)
@@ -50,21 +53,15 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 		t.Errorf("TenantSweep timer binding = %+v", tb)
 	}
 
-	// Forwarding applies only to exactly one httpTrigger in and one http out.
-	var in, out []binding
-	for _, b := range onboardFn.Bindings {
-		if b.Direction == "in" {
-			in = append(in, b)
-		} else {
-			out = append(out, b)
-		}
-	}
-	if len(in) != 1 || in[0].Type != "httpTrigger" || len(out) != 1 || out[0].Type != "http" {
-		t.Fatalf("OnboardTenant must have one httpTrigger in and one http out: %+v", onboardFn.Bindings)
-	}
-	h := in[0]
+	h := httpTrigger(t, onboardFunction, onboardFn.Bindings)
 	if h.AuthLevel != "function" || h.Route != "tenants/{tenantId?}" || !slices.Equal(h.Methods, []string{"get", "post", "delete"}) {
 		t.Errorf("OnboardTenant trigger = %+v", h)
+	}
+	// Entra ID's redirect carries no function key: the callback is anonymous,
+	// guarded by its signed state, on the path the binary serves it at.
+	c := httpTrigger(t, consentFunction, consentFn.Bindings)
+	if c.AuthLevel != "anonymous" || "/api/"+c.Route != onboard.ConsentCallbackPath || !slices.Equal(c.Methods, []string{"get"}) {
+		t.Errorf("ConsentCallback trigger = %+v, want anonymous GET on %s", c, onboard.ConsentCallbackPath)
 	}
 
 	var host struct {
@@ -92,13 +89,32 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 	ignore, _ := os.ReadFile(filepath.Join("..", ".funcignore"))
 	for _, line := range strings.Split(string(ignore), "\n") {
 		line = strings.TrimSpace(line)
-		if line == "/bin/" || line == "bin" || line == "handler" || line == "/host.json" || line == "/"+sweepFunction+"/" {
+		if line == "/bin/" || line == "bin" || line == "handler" || line == "/host.json" ||
+			line == "/"+sweepFunction+"/" || line == "/"+onboardFunction+"/" || line == "/"+consentFunction+"/" {
 			t.Errorf(".funcignore drops %q, which the deployment needs", line)
 		}
 	}
 	if !strings.Contains(string(ignore), "/local.settings.json\n") {
 		t.Error(".funcignore must keep local.settings.json out of the package")
 	}
+}
+
+// httpTrigger returns the trigger of an HTTP function, which must have exactly
+// one httpTrigger in and one http out, or the host stops forwarding it.
+func httpTrigger(t *testing.T, function string, bindings []binding) binding {
+	t.Helper()
+	var in, out []binding
+	for _, b := range bindings {
+		if b.Direction == "in" {
+			in = append(in, b)
+		} else {
+			out = append(out, b)
+		}
+	}
+	if len(in) != 1 || in[0].Type != "httpTrigger" || len(out) != 1 || out[0].Type != "http" {
+		t.Fatalf("%s must have one httpTrigger in and one http out: %+v", function, bindings)
+	}
+	return in[0]
 }
 
 // Only "/" is the readiness probe; any other path the host does not call

@@ -5,8 +5,8 @@
 // This file wires the application: the registry (internal/tablestore), the
 // app's credential and one per customer tenant (internal/azauth), the Graph
 // and Key Vault readers (internal/graph, internal/keyvault), the per-tenant
-// probe (internal/tenant), and the two functions: TenantSweep
-// (internal/sweep) and OnboardTenant (internal/onboard).
+// probe (internal/tenant), and the functions: TenantSweep (internal/sweep),
+// and OnboardTenant and its ConsentCallback (internal/onboard).
 package main
 
 import (

@@ -14,18 +14,21 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
+	"github.com/tenantsweep/tenantsweep/internal/onboard"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 )
 
 const (
 	sweepFunction   = "TenantSweep"
 	onboardFunction = "OnboardTenant"
+	consentFunction = "ConsentCallback"
 	timerBinding    = "timer"
 )
 
 // routes serves what the Functions host sends: the readiness probe, the
-// timer invocation envelope, and the onboarding API, which the host forwards
-// as the original HTTP request (or, if forwarding is off, as an envelope).
+// timer invocation envelope, and the onboarding API and its consent callback,
+// which the host forwards as the original HTTP request (or, if forwarding is
+// off, as an envelope). Both HTTP functions are served by the one onboard.API.
 func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, err := l.get(r.Context())
@@ -47,9 +50,11 @@ func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 	mux.Handle("/{$}", funchost.Ready())
 	mux.Handle("/"+sweepFunction, funchost.Timer(sweepFunction, timerBinding, log, timer))
 	mux.Handle("/"+onboardFunction, funchost.HTTPEnvelope(onboardFunction, "req", "res", log, api))
+	mux.Handle("/"+consentFunction, funchost.HTTPEnvelope(consentFunction, "req", "res", log, api))
 	forwarded := funchost.Forwarded(onboardFunction, log, api)
 	mux.Handle("/api/tenants", forwarded)
 	mux.Handle("/api/tenants/", forwarded)
+	mux.Handle(onboard.ConsentCallbackPath, funchost.Forwarded(consentFunction, log, api))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		funchost.WriteError(w, http.StatusNotFound, "not_found", "no function serves "+r.URL.Path)
 	})

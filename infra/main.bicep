@@ -111,7 +111,7 @@ var webHostSuffixes = {
   AzureUSGovernment: 'azurewebsites.us'
   AzureChina: 'chinacloudsites.cn'
 }
-var onboardRedirectUri = 'https://${functionAppName}.${webHostSuffixes[cloudName]}/api/tenants'
+var onboardRedirectUri = 'https://${functionAppName}.${webHostSuffixes[cloudName]}/api/consent/callback'
 
 // Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
 var roles = {

@@ -33,7 +33,7 @@ const (
 	userReadAll    = "df021288-bdef-4463-88db-98f22de89214"
 	orgReadAll     = "498476ce-e0fe-48b0-b801-37ba7e2685c6"
 	functionKey    = "test-function-key-value"
-	redirectURI    = "https://func-abc.azurewebsites.net/api/tenants"
+	redirectURI    = "https://func-abc.azurewebsites.net/api/consent/callback"
 	webhookURL     = "https://func-abc.azurewebsites.net/api/tenants"
 )
 

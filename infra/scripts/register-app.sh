@@ -3,7 +3,7 @@
 #   - the multi-tenant app registration (sign-in audience AzureADMultipleOrgs),
 #   - its Microsoft Graph application permissions (User.Read.All,
 #     Organization.Read.All), which each customer's admin consents to,
-#   - the admin-consent redirect URI (the OnboardTenant function),
+#   - the admin-consent redirect URI (the ConsentCallback function),
 #   - its credential: a federated credential that trusts the Function App's
 #     managed identity (no secret), or a client secret stored in the Key Vault.
 #

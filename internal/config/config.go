@@ -54,7 +54,7 @@ var Settings = []Setting{
 	{Name: "SWEEP_BUDGET", Default: "(host.json functionTimeout minus a margin)", Description: "Wall-time budget of one sweep; no tenant is started after it."},
 	{Name: "SWEEP_BACKOFF_MAX", Default: "24h", Description: "Longest a repeatedly failing tenant is skipped between attempts."},
 	{Name: "ONBOARD_VERIFY_TIMEOUT", Default: "10s", Description: "Time budget of the verification that follows onboarding."},
-	{Name: "ONBOARD_REDIRECT_URI", Description: "Public URL of the OnboardTenant function, registered as the app's admin-consent redirect URI. Empty disables the consent flow."},
+	{Name: "ONBOARD_REDIRECT_URI", Description: "Public URL of the ConsentCallback function (`https://<app>/api/consent/callback`), registered as the app's admin-consent redirect URI. Empty disables the consent flow."},
 	{Name: "ONBOARD_STATE_KEY", Description: "Base64 key (at least 32 bytes) that signs the admin-consent `state`. Required with ONBOARD_REDIRECT_URI."},
 	{Name: "LOG_LEVEL", Default: "info", Description: "zerolog level: debug, info, warn, error."},
 	{Name: "LOCAL_PORT", Default: "7071", Description: "Port of local mode (`handler local`), which serves /api/... without the Functions host."},

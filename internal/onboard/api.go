@@ -77,7 +77,11 @@ const (
 	maxContinuation = 4096
 )
 
-// API serves /api/tenants.
+// ConsentCallbackPath is the admin-consent redirect URI's path, served by
+// the ConsentCallback function (ONBOARD_REDIRECT_URI ends with it).
+const ConsentCallbackPath = "/api/consent/callback"
+
+// API serves /api/tenants and the consent callback.
 type API struct {
 	cfg Config
 	mux *http.ServeMux
@@ -97,12 +101,17 @@ func New(cfg Config) *API {
 	}
 	a := &API{cfg: cfg, mux: http.NewServeMux()}
 	a.mux.Handle("POST /api/tenants", a.handle(a.post))
-	a.mux.Handle("GET /api/tenants", http.HandlerFunc(a.listOrConsentCallback))
+	a.mux.Handle("GET /api/tenants", a.handle(a.list))
 	a.mux.Handle("GET /api/tenants/{tenantId}", a.handle(a.get))
 	a.mux.Handle("DELETE /api/tenants/{tenantId}", a.handle(a.delete))
 	// ServeMux's own 404 and 405 answers are plain text; these give JSON.
 	a.mux.Handle("/api/tenants", a.handle(methodNotAllowed("GET, HEAD, POST")))
 	a.mux.Handle("/api/tenants/{tenantId}", a.handle(methodNotAllowed("DELETE, GET, HEAD")))
+	// The admin-consent redirect: its own function (ConsentCallback), with
+	// no function key, since Entra ID's redirect cannot carry one. The
+	// signed state is its only guard, checked before any work.
+	a.mux.HandleFunc("GET "+ConsentCallbackPath, a.consentCallback)
+	a.mux.Handle(ConsentCallbackPath, a.handle(methodNotAllowed("GET, HEAD")))
 	a.mux.Handle("/", a.handle(func(http.ResponseWriter, *http.Request) error {
 		return errorf(http.StatusNotFound, "not_found", "no such endpoint; the API is /api/tenants")
 	}))
@@ -300,18 +309,6 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) error {
 	}
 	writeJSON(w, http.StatusOK, rec)
 	return nil
-}
-
-// listOrConsentCallback serves GET /api/tenants, which is both the listing
-// and the admin-consent redirect URI (one function, one route): Entra ID's
-// redirect always carries state or error.
-func (a *API) listOrConsentCallback(w http.ResponseWriter, r *http.Request) {
-	q := r.URL.Query()
-	if q.Has("state") || q.Has("error") || q.Has("admin_consent") {
-		a.consentCallback(w, r)
-		return
-	}
-	a.handle(a.list).ServeHTTP(w, r)
 }
 
 type listResponse struct {

@@ -725,7 +725,7 @@ func callbackURL(params ...string) string {
 	for i := 0; i < len(params); i += 2 {
 		q.Set(params[i], params[i+1])
 	}
-	return "/api/tenants?" + q.Encode()
+	return ConsentCallbackPath + "?" + q.Encode()
 }
 
 func wantHTML(t *testing.T, rr *httptest.ResponseRecorder, status int, contains ...string) {
@@ -789,7 +789,8 @@ func TestConsentCallbackShowsMissingStep(t *testing.T) {
 		Remediation: "Grant <b>admin</b> consent & retry"}
 	state := consentState(t, e, tenantA)
 	rr := e.do(t, "GET", callbackURL("admin_consent", "True", "tenant", tenantA, "state", state), "")
-	wantHTML(t, rr, 200, "step 4", "Graph answered 403", "Grant &lt;b&gt;admin&lt;/b&gt; consent &amp; retry")
+	wantHTML(t, rr, 200, "step 4", "Graph answered 403", "Grant &lt;b&gt;admin&lt;/b&gt; consent &amp; retry",
+		"Recorded: tenant "+tenantA+", to be checked for Microsoft Graph.", "admin consent to the app&#39;s Microsoft Graph permissions", "To finish it:")
 	if strings.Contains(rr.Body.String(), "<b>admin") {
 		t.Error("remediation was not escaped")
 	}

@@ -3,6 +3,7 @@ package onboard
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"html/template"
 	"net/http"
 	"net/url"
@@ -107,21 +108,58 @@ func (a *API) consentCallback(w http.ResponseWriter, r *http.Request) {
 	v := rec.Verification
 	log.Info().Str("tenantId", tenantID).Str("outcome", string(v.Outcome)).Msg("tenant registered by admin consent")
 
+	recorded := "Recorded: tenant " + tenantID + recordedChecks(rec) + "."
 	if v.Outcome == outcome.OK {
 		renderPage(w, http.StatusOK, page{Title: "Onboarding succeeded",
-			Paragraphs: []string{"Tenant " + tenantID + " is onboarded: the app signed in to it and every check passed."}})
+			Paragraphs: []string{"Tenant " + tenantID + " is onboarded: the app signed in to it and every check passed.", recorded}})
 		return
 	}
-	p := page{Title: "One step is still missing", Detail: v.Remediation}
+	p := page{Title: "One step is still missing", Paragraphs: []string{recorded}}
 	if v.Step != "" {
-		p.Paragraphs = append(p.Paragraphs, "Tenant "+tenantID+" is recorded, but step "+v.Step+" of the setup is still missing.")
+		p.Paragraphs = append(p.Paragraphs, "Tenant "+tenantID+" is recorded, but step "+v.Step+" of the setup is still missing"+stepName(v.Step)+".")
 	} else {
 		p.Paragraphs = append(p.Paragraphs, "Tenant "+tenantID+" is recorded, but its verification did not pass ("+string(v.Outcome)+").")
 	}
 	if v.Message != "" {
 		p.Paragraphs = append(p.Paragraphs, v.Message)
 	}
+	if v.Remediation != "" {
+		p.Paragraphs = append(p.Paragraphs, "To finish it:")
+		p.Detail = v.Remediation
+	}
 	renderPage(w, http.StatusOK, p)
+}
+
+// recordedChecks says in words what the app will check in the tenant.
+func recordedChecks(rec tenant.Record) string {
+	secrets := 0
+	for _, kv := range rec.KeyVaults {
+		secrets += len(kv.Secrets)
+	}
+	var checks []string
+	if rec.Graph {
+		checks = append(checks, "Microsoft Graph")
+	}
+	if secrets > 0 {
+		checks = append(checks, fmt.Sprintf("%d Key Vault secret(s) in %d vault(s)", secrets, len(rec.KeyVaults)))
+	}
+	if len(checks) == 0 {
+		return ""
+	}
+	return ", to be checked for " + strings.Join(checks, " and ")
+}
+
+// stepName names the seed's onboarding steps for the admin reading the page.
+func stepName(step string) string {
+	switch step {
+	case "3":
+		return " (adding the app to the tenant)"
+	case "4":
+		return " (admin consent to the app's Microsoft Graph permissions)"
+	case "5":
+		return " (a role for the app on the Key Vault)"
+	}
+	return ""
 }
 
 var errAdminConsentMissing = errors.New("redirect carries no admin_consent=True")
