@@ -15,8 +15,15 @@ help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-10s %s\n", $$1, $$2}'
 
 .PHONY: build
-build: ## build bin/handler (linux/amd64, static) as host.json names it
+build: ## build bin/handler (linux/amd64, static) as host.json names it, the file that deploys
 	$(BUILDENV) $(GO) build -trimpath -ldflags='-s -w' -o $(BIN) ./handler
+
+# `make run` execs bin/handler on this machine (directly, or through func
+# start and host.json), so it builds for this machine's OS and CPU: macOS and
+# arm64 too. `make build` makes it the linux/amd64 deployment file again.
+.PHONY: build-local
+build-local: ## build bin/handler for this machine (what `make run` runs)
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./handler
 
 node_modules/.package-lock.json: package.json package-lock.json
 	npm ci --no-audit --no-fund
@@ -34,7 +41,7 @@ local.settings.json:
 	@echo "make: created local.settings.json from the example; put your app's id and credential in it" >&2
 
 .PHONY: run
-run: deps build local.settings.json ## run the app locally against Azurite (func start if installed, else local mode)
+run: deps build-local local.settings.json ## run the app locally against Azurite (func start if installed, else local mode)
 	@if command -v func >/dev/null; then \
 	  scripts/azurite.sh start --port $(AZURITE_PORT) --all >/dev/null; \
 	  echo "make: starting with Azure Functions Core Tools"; exec func start; \
