@@ -2,13 +2,18 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"text/tabwriter"
 	"time"
 
+	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 type sweepFailed struct{ err error }
@@ -45,8 +50,8 @@ func sweepOnce(ctx context.Context, e env, tenantID string, stdout, stderr io.Wr
 
 // printRuns is `handler runs`: the newest runs first, one summary line each.
 // It reads only the run history, so it needs no app credential to work.
-func printRuns(ctx context.Context, e env, last int, stdout io.Writer) error {
-	store, err := openRegistry(ctx, e.cfg, deps{})
+func printRuns(ctx context.Context, reg config.Registry, last int, stdout io.Writer) error {
+	store, err := openRegistry(ctx, reg, deps{})
 	if err != nil {
 		return err
 	}
@@ -58,4 +63,105 @@ func printRuns(ctx context.Context, e env, last int, stdout io.Writer) error {
 		fmt.Fprintf(stdout, "%s  %-5s  %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Trigger, r)
 	}
 	return nil
+}
+
+// tenantFilter is what `handler tenants` prints.
+type tenantFilter struct {
+	failing, needsConsent, json bool
+}
+
+// tenantLine is one tenant as `handler tenants` shows it: the last outcome
+// (the sweep's, or onboarding's verification before any sweep), since when,
+// and what fixes it.
+type tenantLine struct {
+	TenantID    string       `json:"tenantId"`
+	DisplayName string       `json:"displayName"`
+	Status      string       `json:"status"`
+	Outcome     outcome.Code `json:"outcome,omitempty"`
+	Since       *time.Time   `json:"since,omitempty"`
+	Step        string       `json:"step,omitempty"`
+	Fix         string       `json:"fix,omitempty"`
+}
+
+func lineOf(rec tenant.Record) tenantLine {
+	l := tenantLine{TenantID: rec.TenantID, DisplayName: rec.DisplayName, Status: string(rec.Status)}
+	switch {
+	case rec.LastSweep != nil:
+		s := rec.LastSweep
+		since := s.OutcomeSince
+		if since.IsZero() {
+			since = s.At
+		}
+		l.Outcome, l.Since, l.Step, l.Fix = s.Outcome, &since, s.Step, s.Remediation
+	case rec.Verification != nil:
+		v := rec.Verification
+		l.Outcome, l.Since, l.Step, l.Fix = v.Outcome, &v.At, v.Step, v.Remediation
+	}
+	return l
+}
+
+// printTenants is `handler tenants`: every onboarded tenant, page by page,
+// as a table or JSON lines. --needs-consent lists the tenants that lack
+// Microsoft Graph consent with the link their admin opens, which it builds
+// from APP_CLIENT_ID and AZURE_CLOUD.
+func printTenants(ctx context.Context, reg config.Registry, f tenantFilter, advisor tenant.Advisor, stdout io.Writer) error {
+	if f.needsConsent && advisor.AppID == "" {
+		return usageError{"tenants: --needs-consent builds consent links from APP_CLIENT_ID, which is not set"}
+	}
+	store, err := openRegistry(ctx, reg, deps{})
+	if err != nil {
+		return err
+	}
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	enc := json.NewEncoder(stdout)
+	switch {
+	case f.json:
+	case f.needsConsent:
+		fmt.Fprintln(tw, "TENANT\tNAME\tCONSENT LINK")
+	default:
+		fmt.Fprintln(tw, "TENANT\tNAME\tSTATUS\tLAST OUTCOME\tSINCE\tSTEP\tFIX")
+	}
+	for next := ""; ; {
+		page, err := store.List(ctx, 1000, next)
+		if err != nil {
+			return fmt.Errorf("list tenants: %w", err)
+		}
+		for _, rec := range page.Records {
+			l := lineOf(rec)
+			failing := l.Outcome != "" && l.Outcome != outcome.OK
+			if f.failing && !failing || f.needsConsent && l.Outcome != outcome.GraphConsentMissing {
+				continue
+			}
+			switch {
+			case f.json && f.needsConsent:
+				_ = enc.Encode(struct {
+					tenantLine
+					ConsentURL string `json:"consentUrl"`
+				}{l, advisor.AdminConsentURL(l.TenantID)})
+			case f.json:
+				_ = enc.Encode(l)
+			case f.needsConsent:
+				fmt.Fprintf(tw, "%s\t%s\t%s\n", l.TenantID, orDash(l.DisplayName), advisor.AdminConsentURL(l.TenantID))
+			default:
+				since := "-"
+				if l.Since != nil {
+					since = l.Since.UTC().Format(time.RFC3339)
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.TenantID, orDash(l.DisplayName), l.Status,
+					orDash(string(l.Outcome)), since, orDash(l.Step), orDash(l.Fix))
+			}
+		}
+		if page.Next == "" {
+			break
+		}
+		next = page.Next
+	}
+	return tw.Flush()
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
 }

@@ -16,6 +16,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -71,7 +72,7 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		transport, roundTripper = d.transport, d.transport.Transport
 	}
 
-	store, err := openRegistry(ctx, cfg, d)
+	store, err := openRegistry(ctx, cfg.Registry, d)
 	if err != nil {
 		return nil, err
 	}
@@ -113,13 +114,24 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	return &app{sweeper: sweeper, api: api}, nil
 }
 
+// azuriteHint tells a developer whose registry is the local emulator how to
+// start it, since an unreachable Azurite is the usual reason it cannot open.
+func azuriteHint(reg config.Registry) string {
+	local := reg.Connection != "" && (strings.Contains(strings.ToLower(reg.Connection), "usedevelopmentstorage=true") ||
+		strings.Contains(reg.Connection, "127.0.0.1") || strings.Contains(reg.Connection, "localhost"))
+	if !local {
+		return ""
+	}
+	return " (the registry is a local Azurite: start it with `make run`, or `scripts/azurite.sh start`)"
+}
+
 // openRegistry opens the tenant registry and run history.
-func openRegistry(ctx context.Context, cfg config.Config, d deps) (*tablestore.Store, error) {
+func openRegistry(ctx context.Context, reg config.Registry, d deps) (*tablestore.Store, error) {
 	opts := tablestore.Options{}
 	if d.transport != nil {
 		opts.ClientOptions = &aztables.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: d.transport}}
 	}
-	if cfg.Registry.Endpoint != "" {
+	if reg.Endpoint != "" {
 		// DefaultAzureCredential is the Function App's managed identity in
 		// Azure (AZURE_CLIENT_ID picks a user-assigned one) and the
 		// developer's az login on a workstation.
@@ -129,9 +141,9 @@ func openRegistry(ctx context.Context, cfg config.Config, d deps) (*tablestore.S
 		}
 		opts.Credential = cred
 	}
-	store, err := tablestore.Open(ctx, cfg.Registry, opts)
+	store, err := tablestore.Open(ctx, reg, opts)
 	if err != nil {
-		return nil, fmt.Errorf("open tenant registry: %w", err)
+		return nil, fmt.Errorf("open tenant registry: %w%s", err, azuriteHint(reg))
 	}
 	return store, nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -16,6 +17,9 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/logtest"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/tablestore"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // Local mode serves /api/... on LOCAL_PORT and fires TenantSweep on the
@@ -126,4 +130,121 @@ func TestSweepCommand(t *testing.T) {
 		t.Fatalf("bad flag: exit %d, stderr %q", code, errOut)
 	}
 	assertNoLeaks(t, fx, out+errOut)
+}
+
+// runCommand runs the built binary with args and returns its exit code and
+// outputs.
+func runCommand(t *testing.T, env []string, args ...string) (int, string, string) {
+	t.Helper()
+	cmd := exec.Command(binary(t), args...)
+	cmd.Env = env
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	var ee *exec.ExitError
+	if err != nil && !errors.As(err, &ee) {
+		t.Fatal(err)
+	}
+	if ee != nil {
+		return ee.ExitCode(), out.String(), errb.String()
+	}
+	return 0, out.String(), errb.String()
+}
+
+// withoutApp drops the app's credential settings: the read-only commands
+// must not need them.
+func withoutApp(env []string) []string {
+	var out []string
+	for _, kv := range env {
+		if !strings.HasPrefix(kv, "APP_CLIENT_SECRET=") && !strings.HasPrefix(kv, "APP_CLIENT_ID=") {
+			out = append(out, kv)
+		}
+	}
+	return out
+}
+
+func TestTenantsCommand(t *testing.T) {
+	fx := newFixture(t)
+	ok, noConsent, fresh := tenantID(51), tenantID(52), tenantID(53)
+	at := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	fx.onboard(t, reg(ok, true, "tc0", "db-password"), reg(noConsent, true, "tc1", "db-password"), reg(fresh, true, "tc2", "db-password"))
+	record := func(id string, res ...tenant.SweepResult) {
+		t.Helper()
+		if _, _, err := fx.store.Mutate(context.Background(), id, func(rec *tenant.Record, _ bool) error {
+			for _, r := range res {
+				tenant.RecordSweep(rec, r, time.Hour)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	record(ok, tenant.SweepResult{At: at, Outcome: outcome.OK})
+	record(noConsent,
+		tenant.SweepResult{At: at, Outcome: outcome.GraphConsentMissing, Step: "4", Remediation: "grant admin consent"},
+		tenant.SweepResult{At: at.Add(time.Hour), Outcome: outcome.GraphConsentMissing, Step: "4", Remediation: "grant admin consent"})
+
+	code, out, errOut := runCommand(t, withoutApp(fx.env()), "tenants")
+	if code != 0 {
+		t.Fatalf("tenants: exit %d, stderr %s", code, errOut)
+	}
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if len(lines) != 4 || !strings.HasPrefix(lines[0], "TENANT") {
+		t.Fatalf("tenants table:\n%s", out)
+	}
+	for _, want := range []string{
+		noConsent + "  T " + noConsent[:8],
+		"graph_consent_missing  " + at.Format(time.RFC3339) + "  4     grant admin consent", // since the first of the two sweeps
+		ok + "  T " + ok[:8],
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+
+	code, out, _ = runCommand(t, withoutApp(fx.env()), "tenants", "--failing", "--json")
+	var got []map[string]any
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var m map[string]any
+		if err := json.Unmarshal([]byte(l), &m); err != nil {
+			t.Fatalf("not JSON lines: %q", out)
+		}
+		got = append(got, m)
+	}
+	if code != 0 || len(got) != 1 || got[0]["tenantId"] != noConsent || got[0]["outcome"] != "graph_consent_missing" || got[0]["step"] != "4" {
+		t.Errorf("--failing --json: exit %d, %v", code, got)
+	}
+
+	if code, _, errOut := runCommand(t, withoutApp(fx.env()), "tenants", "--needs-consent"); code != 2 || !strings.Contains(errOut, "APP_CLIENT_ID") {
+		t.Errorf("--needs-consent without the app id: exit %d, %s", code, errOut)
+	}
+	code, out, errOut = runCommand(t, fx.env(), "tenants", "--needs-consent")
+	if code != 0 || !strings.Contains(out, noConsent) || strings.Contains(out, ok) ||
+		!strings.Contains(out, "https://login.microsoftonline.com/"+noConsent+"/adminconsent?client_id="+testAppID) {
+		t.Errorf("--needs-consent: exit %d, %s %s", code, out, errOut)
+	}
+
+	if code, _, errOut := runCommand(t, withoutApp(fx.env()), "runs"); code != 0 {
+		t.Errorf("runs without the app's credential: exit %d, %s", code, errOut)
+	}
+}
+
+func TestCommandLine(t *testing.T) {
+	for _, cmd := range []string{"local", "sweep", "runs", "tenants"} {
+		code, out, errOut := runCommand(t, nil, cmd, "--help")
+		if code != 0 || !strings.Contains(out, "usage:") || !strings.Contains(out, "handler "+cmd) {
+			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", cmd, code, out, errOut)
+		}
+		code, _, errOut = runCommand(t, nil, cmd, "--nope")
+		if code != 2 || !strings.Contains(errOut, "-nope") {
+			t.Errorf("%s --nope: exit %d, stderr %q; want 2 naming the flag", cmd, code, errOut)
+		}
+	}
+	// A registry that is a local Azurite nobody started: the error says how
+	// to start it.
+	env := []string{"PATH=" + os.Getenv("PATH"), "TENANT_REGISTRY_CONNECTION=" + tablestore.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1")}
+	code, _, errOut := runCommand(t, env, "runs")
+	if code == 0 || !strings.Contains(errOut, "start it with `make run`") {
+		t.Errorf("runs against a stopped Azurite: exit %d, stderr %q", code, errOut)
+	}
 }

@@ -20,7 +20,11 @@ const usage = `usage:
   handler sweep [--settings FILE] [--tenant ID]
                                    run one sweep now and print its summary
   handler runs [--settings FILE] [--last N]
-                                   print the last N sweeps from the run history (default 10)`
+                                   print the last N sweeps from the run history (default 10)
+  handler tenants [--settings FILE] [--failing] [--needs-consent] [--json]
+                                   print the onboarded tenants, their last outcome and its fix
+
+Every command takes --help. runs and tenants read only the registry settings.`
 
 // exitCoder is an error that chooses the process exit code.
 type exitCoder interface{ ExitCode() int }
@@ -36,12 +40,46 @@ func (e configError) Error() string { return e.err.Error() }
 func (e configError) Unwrap() error { return e.err }
 func (configError) ExitCode() int   { return 2 }
 
+// errHelp is a --help that was answered: exit 0, nothing more to do.
+var errHelp = errors.New("help printed")
+
+// flags parses a command's arguments. --help prints the usage to stdout and
+// returns errHelp; a bad flag or argument is a usageError naming it.
+func flags(name string, args []string, stdout io.Writer, define func(*flag.FlagSet)) error {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	define(fs)
+	err := fs.Parse(args)
+	switch {
+	case errors.Is(err, flag.ErrHelp):
+		fmt.Fprintln(stdout, usage)
+		return errHelp
+	case err != nil:
+		return usageError{name + ": " + err.Error()}
+	case fs.NArg() > 0:
+		return usageError{fmt.Sprintf("%s: unexpected argument %q", name, fs.Arg(0))}
+	}
+	return nil
+}
+
 // run is main without the process: everything it reads comes from its
 // arguments, so tests can drive every mode.
 func run(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	err := dispatch(ctx, args, getenv, stdout, stderr)
+	if errors.Is(err, errHelp) {
+		return nil
+	}
+	return err
+}
+
+func dispatch(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
 	cmd := ""
 	if len(args) > 0 {
 		cmd, args = args[0], args[1:]
+	}
+	var settings string
+	settingsFlag := func(fs *flag.FlagSet, def string) {
+		fs.StringVar(&settings, "settings", def, "local.settings.json-style file whose Values fill in unset settings")
 	}
 	switch cmd {
 	case "":
@@ -51,43 +89,66 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		}
 		return serveHost(ctx, env, stdout, stderr)
 	case "local":
-		fs := flag.NewFlagSet("local", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		settings := fs.String("settings", "local.settings.json", "")
-		if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-			return usageError{"local: bad arguments"}
+		if err := flags("local", args, stdout, func(fs *flag.FlagSet) { settingsFlag(fs, "local.settings.json") }); err != nil {
+			return err
 		}
-		env, err := loadEnv(getenv, *settings)
+		env, err := loadEnv(getenv, settings)
 		if err != nil {
 			return err
 		}
 		return serveLocal(ctx, env, stdout, stderr)
 	case "sweep":
-		fs := flag.NewFlagSet("sweep", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		settings := fs.String("settings", "", "")
-		tenantID := fs.String("tenant", "", "")
-		if err := fs.Parse(args); err != nil || fs.NArg() > 0 {
-			return usageError{"sweep: bad arguments"}
+		var tenantID string
+		if err := flags("sweep", args, stdout, func(fs *flag.FlagSet) {
+			settingsFlag(fs, "")
+			fs.StringVar(&tenantID, "tenant", "", "sweep only this tenant")
+		}); err != nil {
+			return err
 		}
-		env, err := loadEnv(getenv, *settings)
+		env, err := loadEnv(getenv, settings)
 		if err != nil {
 			return err
 		}
-		return sweepOnce(ctx, env, *tenantID, stdout, stderr)
+		return sweepOnce(ctx, env, tenantID, stdout, stderr)
 	case "runs":
-		fs := flag.NewFlagSet("runs", flag.ContinueOnError)
-		fs.SetOutput(io.Discard)
-		settings := fs.String("settings", "", "")
-		last := fs.Int("last", 10, "")
-		if err := fs.Parse(args); err != nil || fs.NArg() > 0 || *last < 1 || *last > 1000 {
-			return usageError{"runs: bad arguments (--last takes 1 to 1000)"}
+		var last int
+		if err := flags("runs", args, stdout, func(fs *flag.FlagSet) {
+			settingsFlag(fs, "")
+			fs.IntVar(&last, "last", 10, "how many runs")
+		}); err != nil {
+			return err
 		}
-		env, err := loadEnv(getenv, *settings)
+		if last < 1 || last > 1000 {
+			return usageError{"runs: --last takes 1 to 1000"}
+		}
+		reg, err := loadRegistry(getenv, settings)
 		if err != nil {
 			return err
 		}
-		return printRuns(ctx, env, *last, stdout)
+		return printRuns(ctx, reg, last, stdout)
+	case "tenants":
+		var f tenantFilter
+		if err := flags("tenants", args, stdout, func(fs *flag.FlagSet) {
+			settingsFlag(fs, "")
+			fs.BoolVar(&f.failing, "failing", false, "only tenants whose last outcome is a failure")
+			fs.BoolVar(&f.needsConsent, "needs-consent", false, "only tenants missing Graph consent, with their consent link")
+			fs.BoolVar(&f.json, "json", false, "JSON lines instead of a table")
+		}); err != nil {
+			return err
+		}
+		getenv, err := withSettingsFile(getenv, settings)
+		if err != nil {
+			return err
+		}
+		reg, err := config.LoadRegistry(getenv)
+		if err != nil {
+			return configError{err}
+		}
+		advisor, err := config.LoadAdvisor(getenv)
+		if err != nil {
+			return configError{err}
+		}
+		return printTenants(ctx, reg, f, advisor, stdout)
 	case "help", "-h", "--help":
 		fmt.Fprintln(stdout, usage)
 		return nil
@@ -103,20 +164,43 @@ type env struct {
 	appRoot string
 }
 
-// loadEnv validates the settings. A settings file (local.settings.json) is a
-// development convenience: its Values fill in what the environment lacks, as
-// `func start` does. An explicitly named file must exist; the default one may
-// be absent.
+// withSettingsFile returns getenv with a settings file (local.settings.json)
+// filling in what the environment lacks, as `func start` does: a development
+// convenience. An explicitly named file must exist; the default one may be
+// absent.
+func withSettingsFile(getenv func(string) string, settingsFile string) (func(string) string, error) {
+	if settingsFile == "" {
+		return getenv, nil
+	}
+	withFile, err := local.ReadSettings(settingsFile, getenv)
+	switch {
+	case errors.Is(err, os.ErrNotExist) && settingsFile == "local.settings.json":
+		return getenv, nil
+	case err != nil:
+		return nil, configError{err}
+	}
+	return withFile, nil
+}
+
+// loadRegistry validates only the registry's settings, for the commands that
+// only read it: they work without the app's credential.
+func loadRegistry(getenv func(string) string, settingsFile string) (config.Registry, error) {
+	getenv, err := withSettingsFile(getenv, settingsFile)
+	if err != nil {
+		return config.Registry{}, err
+	}
+	reg, err := config.LoadRegistry(getenv)
+	if err != nil {
+		return config.Registry{}, configError{err}
+	}
+	return reg, nil
+}
+
+// loadEnv validates every setting.
 func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
-	if settingsFile != "" {
-		withFile, err := local.ReadSettings(settingsFile, getenv)
-		switch {
-		case errors.Is(err, os.ErrNotExist) && settingsFile == "local.settings.json":
-		case err != nil:
-			return env{}, configError{err}
-		default:
-			getenv = withFile
-		}
+	getenv, err := withSettingsFile(getenv, settingsFile)
+	if err != nil {
+		return env{}, err
 	}
 	root := funchost.AppRoot(getenv)
 	timeout, err := funchost.FunctionTimeout(root)

@@ -237,6 +237,31 @@ func loadApp(l loader, cl cloud.Cloud) (App, error) {
 	return a, nil
 }
 
+// LoadAdvisor reads what the advice texts and consent links name: the app's
+// client id (optional here: empty when unset) and the cloud.
+func LoadAdvisor(getenv func(string) string) (tenant.Advisor, error) {
+	l := loader{getenv: getenv}
+	cl, err := cloud.ByName(l.str("AZURE_CLOUD"))
+	if err != nil {
+		return tenant.Advisor{}, settingErr("AZURE_CLOUD", err.Error())
+	}
+	a := tenant.Advisor{Cloud: cl}
+	if raw := l.str("APP_CLIENT_ID"); raw != "" {
+		id, ok := tenant.ParseGUID(raw)
+		if !ok {
+			return a, settingErr("APP_CLIENT_ID", "must be a GUID")
+		}
+		a.AppID = id
+	}
+	return a, nil
+}
+
+// LoadRegistry reads and validates only where the tenant registry lives, for
+// tools that read the registry and need no app credential.
+func LoadRegistry(getenv func(string) string) (Registry, error) {
+	return loadRegistry(loader{getenv: getenv})
+}
+
 func loadRegistry(l loader) (Registry, error) {
 	r := Registry{
 		Connection: l.str("TENANT_REGISTRY_CONNECTION"),

@@ -27,10 +27,20 @@ func Backoff(failures int, limit time.Duration) time.Duration {
 	return min(d, limit)
 }
 
+// StatusChanged reports whether res changes the tenant's outcome from the
+// one last recorded (none counts as a change), which operators alert on.
+func (r Record) StatusChanged(res SweepResult) bool {
+	return r.LastSweep == nil || r.LastSweep.Outcome != res.Outcome
+}
+
 // RecordSweep stores a sweep result on the record. Success clears the failure
 // count and any backoff; an app-wide failure is recorded but not held against
 // the tenant; any other failure counts and may start a backoff.
 func RecordSweep(rec *Record, res SweepResult, backoffMax time.Duration) {
+	res.OutcomeSince = res.At
+	if prev := rec.LastSweep; prev != nil && prev.Outcome == res.Outcome && !prev.OutcomeSince.IsZero() {
+		res.OutcomeSince = prev.OutcomeSince
+	}
 	rec.LastSweep = &res
 	switch {
 	case res.Outcome == outcome.OK:

@@ -90,6 +90,8 @@ func (p *Prober[C]) Probe(ctx context.Context, rec Record) SweepResult {
 	if first != nil {
 		res.Outcome = outcome.Of(first)
 		res.Message = p.message(first, firstSubject)
+		adv := p.Advisor.Advise(res.Outcome, firstSubject)
+		res.Step, res.Remediation = adv.Step, adv.Remediation
 	}
 	res.DurationMs = p.Now().Sub(start).Milliseconds()
 	return res

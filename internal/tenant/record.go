@@ -56,12 +56,19 @@ type SecretStatus struct {
 
 // SweepResult is one tenant's outcome in one sweep.
 type SweepResult struct {
-	At         time.Time      `json:"at"`
-	Outcome    outcome.Code   `json:"outcome"`
-	DurationMs int64          `json:"durationMs"`
-	Message    string         `json:"message,omitempty"`
-	Graph      *GraphInfo     `json:"graph,omitempty"`
-	KeyVault   []SecretStatus `json:"keyVault,omitempty"`
+	At         time.Time    `json:"at"`
+	Outcome    outcome.Code `json:"outcome"`
+	DurationMs int64        `json:"durationMs"`
+	Message    string       `json:"message,omitempty"`
+	// Step and Remediation are the seed step still owed and its fix, as in
+	// a Verification.
+	Step        string `json:"step,omitempty"`
+	Remediation string `json:"remediation,omitempty"`
+	// OutcomeSince is when the tenant's outcome became this one: the first
+	// sweep of a run of equal outcomes (RecordSweep keeps it).
+	OutcomeSince time.Time      `json:"outcomeSince,omitzero"`
+	Graph        *GraphInfo     `json:"graph,omitempty"`
+	KeyVault     []SecretStatus `json:"keyVault,omitempty"`
 }
 
 // Record is one onboarded tenant in the registry.
