@@ -28,10 +28,15 @@ const (
 // as the original HTTP request (or, if forwarding is off, as an envelope).
 func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, err := l.get(r.Context())
+		a, err := l.getWithin(r.Context(), l.apiWait)
 		if err != nil {
 			zerolog.Ctx(r.Context()).Error().Err(err).Msg("onboarding request while not ready")
-			funchost.WriteError(w, http.StatusServiceUnavailable, "unavailable", errNotReady.Error())
+			code := "unavailable"
+			if errors.Is(err, errRegistryNotReady) {
+				code = "registry_unavailable"
+			}
+			w.Header().Set("Retry-After", "10")
+			funchost.WriteError(w, http.StatusServiceUnavailable, code, errNotReady.Error())
 			return
 		}
 		a.api.ServeHTTP(w, r)

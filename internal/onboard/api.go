@@ -117,6 +117,8 @@ type httpError struct {
 	code    string
 	message string
 	allow   string // the Allow header of a 405
+	// cause is logged, never sent.
+	cause error
 }
 
 func (e *httpError) Error() string { return e.code + ": " + e.message }
@@ -145,6 +147,12 @@ func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request) error) http
 		if !errors.As(err, &he) {
 			zerolog.Ctx(r.Context()).Error().Err(err).Str("method", r.Method).Msg("onboard request failed")
 			he = errorf(http.StatusInternalServerError, "internal", "internal error; it has been logged")
+		}
+		if he.cause != nil {
+			zerolog.Ctx(r.Context()).Error().Err(he.cause).Str("method", r.Method).Str("code", he.code).Msg("onboard request failed")
+		}
+		if he.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "10")
 		}
 		var body errorBody
 		body.Error.Code, body.Error.Message = he.code, he.message
@@ -187,8 +195,18 @@ func storeError(op, tenantID string, err error) error {
 		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the registration is too large for the registry; register fewer vaults or secrets")
 	case errors.Is(err, tenant.ErrConflict):
 		return errorf(http.StatusConflict, "conflict", "tenant %s was changed concurrently; retry the request", tenantID)
+	case errors.Is(err, tenant.ErrUnavailable):
+		return unavailable(fmt.Errorf("%s tenant %s: %w", op, tenantID, err))
 	}
 	return fmt.Errorf("%s tenant %s: %w", op, tenantID, err)
+}
+
+// unavailable is the answer when the registry did not answer within its
+// deadline or failed on its side; nothing was written.
+func unavailable(cause error) *httpError {
+	e := errorf(http.StatusServiceUnavailable, "registry_unavailable", "the tenant registry did not answer in time; retry the request")
+	e.cause = cause
+	return e
 }
 
 func pathTenantID(r *http.Request) (string, error) {
@@ -337,6 +355,9 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		if errors.Is(err, tenant.ErrBadContinuation) {
 			return errorf(http.StatusBadRequest, "invalid_request", "next: the continuation token is invalid")
+		}
+		if errors.Is(err, tenant.ErrUnavailable) {
+			return unavailable(fmt.Errorf("list tenants: %w", err))
 		}
 		return fmt.Errorf("list tenants: %w", err)
 	}
