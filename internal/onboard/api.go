@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -109,7 +110,28 @@ func New(cfg Config) *API {
 	return a
 }
 
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mux.ServeHTTP(w, CanonicalPath(r))
+}
+
+// apiPrefix is the API's route; the Functions host matches routes in any
+// case, so /API/Tenants/{id} is this route too.
+const apiPrefix = "/api/tenants"
+
+// CanonicalPath returns r with its path's /api/tenants prefix in lower case
+// when it is that route in another case; other requests are returned as
+// they are. The tenant id keeps its case (ids are parsed in any case).
+func CanonicalPath(r *http.Request) *http.Request {
+	p := r.URL.Path
+	if len(p) < len(apiPrefix) || p[:len(apiPrefix)] == apiPrefix || !strings.EqualFold(p[:len(apiPrefix)], apiPrefix) ||
+		(len(p) > len(apiPrefix) && p[len(apiPrefix)] != '/') {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = apiPrefix + p[len(apiPrefix):]
+	r2.URL.RawPath = ""
+	return r2
+}
 
 // httpError is an error the client is told about as is.
 type httpError struct {
@@ -271,6 +293,9 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, tooLarge
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, errorf(http.StatusRequestTimeout, "request_timeout", "the body did not arrive in time")
 	}
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "invalid_request", "the body could not be read")
