@@ -1,9 +1,11 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -11,6 +13,8 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
+	"github.com/tenantsweep/tenantsweep/internal/tablestore"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // sweepTimer is the TenantSweep function. An app-wide failure fails the
@@ -36,12 +40,18 @@ type lazyApp struct {
 	app   *app
 	err   error
 	wait  time.Duration
+	// apiWait is how long an API request waits for the start: the
+	// registry's deadline, so that it answers 503 within it.
+	apiWait time.Duration
+
+	mu      sync.Mutex
+	lastErr error // of the last failed attempt
 }
 
 const initWait = 30 * time.Second
 
 func startApp(ctx context.Context, cfg config.Config, d deps, log zerolog.Logger) *lazyApp {
-	l := &lazyApp{ready: make(chan struct{}), wait: initWait}
+	l := &lazyApp{ready: make(chan struct{}), wait: initWait, apiWait: cmp.Or(cfg.Registry.Timeout, tablestore.DefaultTimeout)}
 	go func() {
 		defer close(l.ready)
 		delay := time.Second
@@ -52,6 +62,9 @@ func startApp(ctx context.Context, cfg config.Config, d deps, log zerolog.Logger
 				log.Info().Msg("app ready")
 				return
 			}
+			l.mu.Lock()
+			l.lastErr = err
+			l.mu.Unlock()
 			log.Error().Err(err).Dur("retryIn", delay).Msg("app start failed")
 			select {
 			case <-ctx.Done():
@@ -67,8 +80,26 @@ func startApp(ctx context.Context, cfg config.Config, d deps, log zerolog.Logger
 
 var errNotReady = errors.New("the app is still starting: its registry or credential is not reachable yet")
 
+// startErr is why the app is not ready: errRegistryNotReady while the
+// registry has not answered (or nothing has failed yet), errNotReady for
+// anything else.
+func (l *lazyApp) startErr() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.lastErr == nil || errors.Is(l.lastErr, tenant.ErrUnavailable) {
+		return errRegistryNotReady
+	}
+	return errNotReady
+}
+
+var errRegistryNotReady = fmt.Errorf("%w (the tenant registry has not answered yet)", errNotReady)
+
 func (l *lazyApp) get(ctx context.Context) (*app, error) {
-	t := time.NewTimer(l.wait)
+	return l.getWithin(ctx, l.wait)
+}
+
+func (l *lazyApp) getWithin(ctx context.Context, wait time.Duration) (*app, error) {
+	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {
 	case <-l.ready:
@@ -77,7 +108,7 @@ func (l *lazyApp) get(ctx context.Context) (*app, error) {
 		}
 		return l.app, nil
 	case <-t.C:
-		return nil, errNotReady
+		return nil, l.startErr()
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
+	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 )
 
 const usage = `usage:
@@ -210,6 +211,13 @@ func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
 	cfg, err := config.Load(getenv, timeout)
 	if err != nil {
 		return env{}, configError{err}
+	}
+	// The connection string's format is the store's to know; a malformed one
+	// is a setting error like any other, not a registry that is down.
+	if cfg.Registry.Connection != "" {
+		if err := tablestore.CheckConnectionString(cfg.Registry.Connection); err != nil {
+			return env{}, configError{&config.SettingError{Name: cfg.Registry.ConnectionSetting, Reason: err.Error()}}
+		}
 	}
 	return env{cfg: cfg, getenv: getenv, appRoot: root}, nil
 }

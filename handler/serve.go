@@ -31,10 +31,15 @@ const (
 // off, as an envelope). Both HTTP functions are served by the one onboard.API.
 func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		a, err := l.get(r.Context())
+		a, err := l.getWithin(r.Context(), l.apiWait)
 		if err != nil {
 			zerolog.Ctx(r.Context()).Error().Err(err).Msg("onboarding request while not ready")
-			funchost.WriteError(w, http.StatusServiceUnavailable, "unavailable", errNotReady.Error())
+			code := "unavailable"
+			if errors.Is(err, errRegistryNotReady) {
+				code = "registry_unavailable"
+			}
+			w.Header().Set("Retry-After", "10")
+			funchost.WriteError(w, http.StatusServiceUnavailable, code, errNotReady.Error())
 			return
 		}
 		a.api.ServeHTTP(w, r)
@@ -47,7 +52,12 @@ func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 		return a.sweepTimer(ctx, t)
 	}
 	mux := http.NewServeMux()
-	mux.Handle("/{$}", funchost.Ready())
+	// The host's readiness probe and health pings are GETs.
+	mux.Handle("GET /{$}", funchost.Ready())
+	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", "GET, HEAD")
+		funchost.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method "+r.Method+" is not allowed here; allowed: GET, HEAD")
+	})
 	mux.Handle("/"+sweepFunction, funchost.Timer(sweepFunction, timerBinding, log, timer))
 	mux.Handle("/"+onboardFunction, funchost.HTTPEnvelope(onboardFunction, "req", "res", log, api))
 	mux.Handle("/"+consentFunction, funchost.HTTPEnvelope(consentFunction, "req", "res", log, api))
@@ -58,7 +68,9 @@ func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		funchost.WriteError(w, http.StatusNotFound, "not_found", "no function serves "+r.URL.Path)
 	})
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.ServeHTTP(w, onboard.CanonicalPath(r))
+	})
 }
 
 // serveHost is the custom handler proper: it listens on the port the host
@@ -124,8 +136,17 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 	return serve(ctx, ln, routes(l, log), log)
 }
 
+const (
+	readHeaderTimeout = 5 * time.Second
+	readTimeout       = 10 * time.Second
+)
+
 func serve(ctx context.Context, ln net.Listener, h http.Handler, log zerolog.Logger) error {
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	// A request must arrive whole within readTimeout (headers within
+	// readHeaderTimeout): a client that trickles its body would otherwise
+	// hold a connection and a goroutine for as long as it likes. The host
+	// sends from the same machine; 64 KiB takes milliseconds.
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: readHeaderTimeout, ReadTimeout: readTimeout, IdleTimeout: 2 * time.Minute}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -59,6 +59,9 @@ param sweepBudget string = ''
 @description('Longest a repeatedly failing tenant is skipped.')
 param sweepBackoffMax string = '24h'
 
+@description('Deadline of each tenant registry call.')
+param registryTimeout string = '10s'
+
 @description('A customer secret expiring within this duration is flagged.')
 param secretExpiryWarning string = '720h'
 
@@ -213,6 +216,7 @@ var appSettings = {
   TENANT_REGISTRY_ENDPOINT: storage.outputs.tableEndpoint
   TENANT_REGISTRY_TABLE: registryTable
   SWEEP_RUNS_TABLE: runsTable
+  TENANT_REGISTRY_TIMEOUT: registryTimeout
   TenantSweepSchedule: tenantSweepSchedule
   AZURE_CLOUD: cloudName
   APP_CLIENT_ID: appClientId

@@ -5,14 +5,18 @@ package config
 
 import (
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
+	"os"
 	"regexp"
 	"slices"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
@@ -39,6 +43,7 @@ var Settings = []Setting{
 	{Name: "TENANT_REGISTRY_ENDPOINT", Description: "Table service URL, reached with the app's managed identity instead of a key, e.g. `https://<account>.table.core.windows.net`."},
 	{Name: "TENANT_REGISTRY_TABLE", Default: "tenants", Description: "Table holding one row per onboarded tenant; created when missing."},
 	{Name: "SWEEP_RUNS_TABLE", Default: "sweepruns", Description: "Table holding one row per sweep run; created when missing."},
+	{Name: "TENANT_REGISTRY_TIMEOUT", Default: "10s", Description: "Deadline of each registry call (SDK retries included); past it the API answers `503 registry_unavailable` and start-up tries again."},
 	{Name: "TenantSweepSchedule", Default: "0 */15 * * * *", Description: "Six-field NCRONTAB schedule of TenantSweep (read by the host, and by local mode)."},
 	{Name: "AZURE_CLOUD", Default: "AzurePublic", Description: "`AzurePublic`, `AzureUSGovernment` or `AzureChina`: sign-in, Graph and Key Vault hosts."},
 	{Name: "APP_CLIENT_ID", Description: "Application (client) id of the multi-tenant app registration."},
@@ -91,8 +96,13 @@ type Registry struct {
 	// with the managed identity. Exactly one is set.
 	Connection string
 	Endpoint   string
-	Table      string
-	RunsTable  string
+	// ConnectionSetting names the setting Connection came from
+	// (TENANT_REGISTRY_CONNECTION or AzureWebJobsStorage), for errors.
+	ConnectionSetting string
+	Table             string
+	RunsTable         string
+	// Timeout bounds each registry call; 0 means the store's default.
+	Timeout time.Duration
 }
 
 // Sweep tunes TenantSweep.
@@ -125,6 +135,7 @@ type Config struct {
 
 var (
 	tableNameRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]{2,62}$`)
+	logLevels   = map[string]zerolog.Level{"debug": zerolog.DebugLevel, "info": zerolog.InfoLevel, "warn": zerolog.WarnLevel, "error": zerolog.ErrorLevel}
 )
 
 // Load reads and validates every setting. functionTimeout is how long the host
@@ -166,9 +177,11 @@ func Load(getenv func(string) string, functionTimeout time.Duration) (Config, er
 	if c.Onboard, err = loadOnboard(l); err != nil {
 		return c, err
 	}
-	lvl, err := zerolog.ParseLevel(strings.ToLower(l.str("LOG_LEVEL")))
-	if err != nil || lvl == zerolog.NoLevel {
-		return c, settingErr("LOG_LEVEL", fmt.Sprintf("want debug, info, warn or error, got %q", l.str("LOG_LEVEL")))
+	// Only the documented four: zerolog also knows trace, fatal, panic and
+	// disabled, and the last two silence errors.
+	lvl, ok := logLevels[strings.ToLower(l.str("LOG_LEVEL"))]
+	if !ok {
+		return c, settingErr("LOG_LEVEL", fmt.Sprintf("want debug, info, warn or error, got %q", truncate(l.str("LOG_LEVEL"), 32)))
 	}
 	c.LogLevel = lvl
 	if c.LocalPort, err = l.intIn("LOCAL_PORT", 1, 65535); err != nil {
@@ -219,6 +232,9 @@ func loadApp(l loader, cl cloud.Cloud) (App, error) {
 		a.Method = MethodSecret
 	case a.CertificatePath != "":
 		a.Method = MethodCertificate
+		if err := checkCertificate(a.CertificatePath, a.CertificatePassword); err != nil {
+			return a, settingErr("APP_CLIENT_CERTIFICATE_PATH", err.Error())
+		}
 	case secretURI != "":
 		a.Method = MethodKeyVault
 		var err error
@@ -262,6 +278,23 @@ func LoadRegistry(getenv func(string) string) (Registry, error) {
 	return loadRegistry(loader{getenv: getenv})
 }
 
+// checkCertificate reads the app's certificate the way the credential will,
+// so that a missing or unreadable file stops the start instead of failing
+// every sign-in. The messages never include the file's contents.
+func checkCertificate(path, password string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return errors.New("the file does not exist")
+		}
+		return errors.New("the file cannot be read")
+	}
+	if _, _, err := azidentity.ParseCertificates(data, []byte(password)); err != nil {
+		return errors.New("the file holds no certificate and private key this app can use (PEM, or PKCS#12 with APP_CLIENT_CERTIFICATE_PASSWORD)")
+	}
+	return nil
+}
+
 func loadRegistry(l loader) (Registry, error) {
 	r := Registry{
 		Connection: l.str("TENANT_REGISTRY_CONNECTION"),
@@ -272,8 +305,12 @@ func loadRegistry(l loader) (Registry, error) {
 	if r.Connection != "" && r.Endpoint != "" {
 		return r, settingErr("TENANT_REGISTRY_ENDPOINT", "set either TENANT_REGISTRY_CONNECTION or TENANT_REGISTRY_ENDPOINT, not both")
 	}
+	if r.Connection != "" {
+		r.ConnectionSetting = "TENANT_REGISTRY_CONNECTION"
+	}
 	if r.Connection == "" && r.Endpoint == "" {
 		r.Connection = l.str("AzureWebJobsStorage")
+		r.ConnectionSetting = "AzureWebJobsStorage"
 		if r.Connection == "" {
 			return r, settingErr("TENANT_REGISTRY_CONNECTION", "no tenant registry: set TENANT_REGISTRY_CONNECTION, TENANT_REGISTRY_ENDPOINT or AzureWebJobsStorage")
 		}
@@ -288,9 +325,16 @@ func loadRegistry(l loader) (Registry, error) {
 		if !tableNameRE.MatchString(v) {
 			return r, settingErr(name, fmt.Sprintf("%q is not a valid table name (3-63 letters and digits, starting with a letter)", v))
 		}
+		if strings.EqualFold(v, "tables") {
+			return r, settingErr(name, `"tables" is a name Table Storage reserves; choose another`)
+		}
 	}
 	if strings.EqualFold(r.Table, r.RunsTable) {
 		return r, settingErr("SWEEP_RUNS_TABLE", "must differ from TENANT_REGISTRY_TABLE")
+	}
+	var err error
+	if r.Timeout, err = l.duration("TENANT_REGISTRY_TIMEOUT", 500*time.Millisecond, 2*time.Minute); err != nil {
+		return r, err
 	}
 	return r, nil
 }
@@ -312,6 +356,10 @@ func loadOnboard(l loader) (Onboard, error) {
 	u, err := url.Parse(o.RedirectURI)
 	if err != nil || u.Host == "" || (u.Scheme != "https" && !(u.Scheme == "http" && isLoopback(u.Hostname()))) {
 		return o, settingErr("ONBOARD_REDIRECT_URI", "must be an https URL (http only for localhost)")
+	}
+	if strings.Contains(o.RedirectURI, "#") {
+		// Entra ID refuses a redirect URI with a fragment.
+		return o, settingErr("ONBOARD_REDIRECT_URI", "must not have a #fragment")
 	}
 	if key == "" {
 		return o, settingErr("ONBOARD_STATE_KEY", "is required when ONBOARD_REDIRECT_URI is set (base64, at least 32 bytes)")
@@ -335,7 +383,16 @@ func budgetMargin(timeout time.Duration) time.Duration {
 
 func sweepBudget(l loader, timeout time.Duration) (time.Duration, error) {
 	if l.getenv("SWEEP_BUDGET") != "" {
-		return l.duration("SWEEP_BUDGET", time.Second, 24*time.Hour)
+		d, err := l.duration("SWEEP_BUDGET", time.Second, 24*time.Hour)
+		if err != nil {
+			return 0, err
+		}
+		// The host kills the invocation at functionTimeout; the margin is for
+		// writing back the results.
+		if timeout > 0 && d > timeout-budgetMargin(timeout) {
+			return 0, settingErr("SWEEP_BUDGET", fmt.Sprintf("%s does not leave the %s margin before host.json's functionTimeout of %s", d, budgetMargin(timeout), timeout))
+		}
+		return d, nil
 	}
 	if timeout <= 0 { // unbounded: keep a sweep from running forever
 		return 30 * time.Minute, nil
@@ -389,12 +446,25 @@ func (l loader) duration(name string, lo, hi time.Duration) (time.Duration, erro
 	if days, ok := strings.CutSuffix(v, "d"); ok {
 		var n int
 		n, err = strconv.Atoi(days)
+		// Multiplying first would wrap around (213504d is past the int64
+		// nanoseconds of a time.Duration) and could land inside the range.
+		if err == nil && (n < 0 || int64(n) > int64(hi/(24*time.Hour))) {
+			err = errors.New("out of range")
+		}
 		d = time.Duration(n) * 24 * time.Hour
 	} else {
 		d, err = time.ParseDuration(v)
 	}
 	if err != nil || d < lo || d > hi {
-		return 0, settingErr(name, fmt.Sprintf("must be a duration from %s to %s (like 90s, 10m, 30d), got %q", lo, hi, v))
+		return 0, settingErr(name, fmt.Sprintf("must be a duration from %s to %s (like 90s, 10m, 30d), got %q", lo, hi, truncate(v, 32)))
 	}
 	return d, nil
+}
+
+// truncate keeps a value quoted in an error short (%q keeps it one line).
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
 }

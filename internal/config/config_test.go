@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 )
 
 func env(kv ...string) func(string) string {
@@ -73,6 +75,15 @@ func TestLoadRejects(t *testing.T) {
 		{"http redirect", with("ONBOARD_REDIRECT_URI", "http://app.example/api/tenants", "ONBOARD_STATE_KEY", key), "ONBOARD_REDIRECT_URI"},
 		{"log level", with("LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{"budget", with("SWEEP_BUDGET", "0s"), "SWEEP_BUDGET"},
+		{"budget past functionTimeout", with("SWEEP_BUDGET", "20m"), "SWEEP_BUDGET"},
+		{"reserved table name", with("TENANT_REGISTRY_TABLE", "Tables"), "TENANT_REGISTRY_TABLE"},
+		{"days that overflow", with("SECRET_EXPIRY_WARNING", "213504d"), "SECRET_EXPIRY_WARNING"},
+		{"redirect with a fragment", with("ONBOARD_REDIRECT_URI", "https://app.example/api/tenants#x", "ONBOARD_STATE_KEY", key), "ONBOARD_REDIRECT_URI"},
+		{"log level disabled", with("LOG_LEVEL", "disabled"), "LOG_LEVEL"},
+		{"log level panic", with("LOG_LEVEL", "panic"), "LOG_LEVEL"},
+		{"registry timeout", with("TENANT_REGISTRY_TIMEOUT", "0s"), "TENANT_REGISTRY_TIMEOUT"},
+		{"missing certificate", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "APP_CLIENT_CERTIFICATE_PATH", "/nonexistent/c.pfx", "AzureWebJobsStorage", "x"), "APP_CLIENT_CERTIFICATE_PATH"},
+		{"not a certificate", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "APP_CLIENT_CERTIFICATE_PATH", "config_test.go", "AzureWebJobsStorage", "x"), "APP_CLIENT_CERTIFICATE_PATH"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,7 +106,7 @@ func TestLoadCredentialMethods(t *testing.T) {
 		want CredentialMethod
 	}{
 		{[]string{"APP_CLIENT_SECRET", "s"}, MethodSecret},
-		{[]string{"APP_CLIENT_CERTIFICATE_PATH", "/c.pfx", "APP_CLIENT_CERTIFICATE_PASSWORD", "p"}, MethodCertificate},
+		{[]string{"APP_CLIENT_CERTIFICATE_PATH", pfxFile(t), "APP_CLIENT_CERTIFICATE_PASSWORD", "p"}, MethodCertificate},
 		{[]string{"APP_CLIENT_SECRET_URI", "https://devvault.vault.azure.net/secrets/app-secret"}, MethodKeyVault},
 		{[]string{"APP_FEDERATED_IDENTITY_CLIENT_ID", "99999999-2222-4333-8444-555555555555"}, MethodFederated},
 	} {
@@ -164,4 +175,12 @@ func TestSettingsAreDocumented(t *testing.T) {
 	if _, err := Load(func(k string) string { return example.Values[k] }, 5*time.Minute); err != nil {
 		t.Errorf("local.settings.json.example does not load: %v", err)
 	}
+}
+
+// pfxFile writes a PKCS#12 file with password p: start-up now reads the
+// file that APP_CLIENT_CERTIFICATE_PATH names.
+func pfxFile(t *testing.T) string {
+	t.Helper()
+	pemData, _ := cloudtest.NewCertificate(t)
+	return cloudtest.WritePKCS12(t, pemData, "p")
 }

@@ -12,6 +12,7 @@ import (
 	"io"
 	"mime"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -118,7 +119,28 @@ func New(cfg Config) *API {
 	return a
 }
 
-func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.mux.ServeHTTP(w, r) }
+func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.mux.ServeHTTP(w, CanonicalPath(r))
+}
+
+// apiPrefix is the API's route; the Functions host matches routes in any
+// case, so /API/Tenants/{id} is this route too.
+const apiPrefix = "/api/tenants"
+
+// CanonicalPath returns r with its path's /api/tenants prefix in lower case
+// when it is that route in another case; other requests are returned as
+// they are. The tenant id keeps its case (ids are parsed in any case).
+func CanonicalPath(r *http.Request) *http.Request {
+	p := r.URL.Path
+	if len(p) < len(apiPrefix) || p[:len(apiPrefix)] == apiPrefix || !strings.EqualFold(p[:len(apiPrefix)], apiPrefix) ||
+		(len(p) > len(apiPrefix) && p[len(apiPrefix)] != '/') {
+		return r
+	}
+	r2 := r.Clone(r.Context())
+	r2.URL.Path = apiPrefix + p[len(apiPrefix):]
+	r2.URL.RawPath = ""
+	return r2
+}
 
 // httpError is an error the client is told about as is.
 type httpError struct {
@@ -126,6 +148,8 @@ type httpError struct {
 	code    string
 	message string
 	allow   string // the Allow header of a 405
+	// cause is logged, never sent.
+	cause error
 }
 
 func (e *httpError) Error() string { return e.code + ": " + e.message }
@@ -154,6 +178,12 @@ func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request) error) http
 		if !errors.As(err, &he) {
 			zerolog.Ctx(r.Context()).Error().Err(err).Str("method", r.Method).Msg("onboard request failed")
 			he = errorf(http.StatusInternalServerError, "internal", "internal error; it has been logged")
+		}
+		if he.cause != nil {
+			zerolog.Ctx(r.Context()).Error().Err(he.cause).Str("method", r.Method).Str("code", he.code).Msg("onboard request failed")
+		}
+		if he.status == http.StatusServiceUnavailable {
+			w.Header().Set("Retry-After", "10")
 		}
 		var body errorBody
 		body.Error.Code, body.Error.Message = he.code, he.message
@@ -196,8 +226,18 @@ func storeError(op, tenantID string, err error) error {
 		return errorf(http.StatusRequestEntityTooLarge, "too_large", "the registration is too large for the registry; register fewer vaults or secrets")
 	case errors.Is(err, tenant.ErrConflict):
 		return errorf(http.StatusConflict, "conflict", "tenant %s was changed concurrently; retry the request", tenantID)
+	case errors.Is(err, tenant.ErrUnavailable):
+		return unavailable(fmt.Errorf("%s tenant %s: %w", op, tenantID, err))
 	}
 	return fmt.Errorf("%s tenant %s: %w", op, tenantID, err)
+}
+
+// unavailable is the answer when the registry did not answer within its
+// deadline or failed on its side; nothing was written.
+func unavailable(cause error) *httpError {
+	e := errorf(http.StatusServiceUnavailable, "registry_unavailable", "the tenant registry did not answer in time; retry the request")
+	e.cause = cause
+	return e
 }
 
 func pathTenantID(r *http.Request) (string, error) {
@@ -262,6 +302,9 @@ func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	var mbe *http.MaxBytesError
 	if errors.As(err, &mbe) {
 		return nil, tooLarge
+	}
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil, errorf(http.StatusRequestTimeout, "request_timeout", "the body did not arrive in time")
 	}
 	if err != nil {
 		return nil, errorf(http.StatusBadRequest, "invalid_request", "the body could not be read")
@@ -334,6 +377,9 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		if errors.Is(err, tenant.ErrBadContinuation) {
 			return errorf(http.StatusBadRequest, "invalid_request", "next: the continuation token is invalid")
+		}
+		if errors.Is(err, tenant.ErrUnavailable) {
+			return unavailable(fmt.Errorf("list tenants: %w", err))
 		}
 		return fmt.Errorf("list tenants: %w", err)
 	}

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"regexp"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -34,6 +35,14 @@ func (in postRequest) registration() tenant.RegistrationRequest {
 // unknown fields. Every error is a *tenant.ValidationError.
 func decodePost(body []byte) (postRequest, error) {
 	var in postRequest
+	// encoding/json would turn invalid UTF-8 into U+FFFD, let the last of
+	// two equal keys win and match field names in any case.
+	if !utf8.Valid(body) {
+		return postRequest{}, invalid("", "the body is not valid UTF-8")
+	}
+	if err := checkKeys(body); err != nil {
+		return postRequest{}, err
+	}
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&in); err != nil {
@@ -43,6 +52,71 @@ func decodePost(body []byte) (postRequest, error) {
 		return postRequest{}, invalid("", "the body must hold exactly one JSON object, found data after it")
 	}
 	return in, nil
+}
+
+// fieldNames are the exact names at each level of the body, by path.
+var fieldNames = map[string][]string{
+	"":            {"tenantId", "displayName", "graph", "keyVaults", "consent"},
+	"keyVaults[]": {"vaultUrl", "secrets"},
+}
+
+// checkKeys refuses, at any depth, a key given twice (also when the two
+// differ only in case) and a known field spelt in another case. A syntax
+// error stops the walk: the decode that follows reports it.
+func checkKeys(body []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.UseNumber()
+	err := walkKeys(dec, "")
+	var ve *tenant.ValidationError
+	if errors.As(err, &ve) {
+		return ve
+	}
+	return nil
+}
+
+func walkKeys(dec *json.Decoder, path string) error {
+	tok, err := dec.Token()
+	if err != nil {
+		return err
+	}
+	switch tok {
+	case json.Delim('{'):
+		seen := map[string]string{}
+		for dec.More() {
+			kt, err := dec.Token()
+			if err != nil {
+				return err
+			}
+			key, _ := kt.(string)
+			field := strings.TrimPrefix(path+"."+key, ".")
+			if prev, ok := seen[strings.ToLower(key)]; ok {
+				if prev == key {
+					return invalid(field, "is given twice")
+				}
+				return invalid(field, "is given twice (as %q and %q: field names are case-sensitive)", prev, key)
+			}
+			seen[strings.ToLower(key)] = key
+			for _, name := range fieldNames[path] {
+				if name != key && strings.EqualFold(name, key) {
+					return invalid(field, "unknown field (field names are case-sensitive: %q)", name)
+				}
+			}
+			if err := walkKeys(dec, field); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+		return err
+	case json.Delim('['):
+		for dec.More() {
+			if err := walkKeys(dec, path+"[]"); err != nil {
+				return err
+			}
+		}
+		_, err = dec.Token()
+		return err
+	}
+	return nil
 }
 
 // consentRequested reports whether a valid request asks for an admin-consent

@@ -26,8 +26,19 @@ type Run struct {
 	// AppWideFailure is set when the sweep stopped because the app itself
 	// cannot sign in (for example an expired secret).
 	AppWideFailure string `json:"appWideFailure,omitempty"`
-	WriteErrors    int    `json:"writeErrors"`
-	P50Ms          int64  `json:"p50Ms"`
-	P95Ms          int64  `json:"p95Ms"`
-	WallMs         int64  `json:"wallMs"`
+	// WriteErrors counts the results still not written after the retries.
+	WriteErrors int `json:"writeErrors"`
+	// Unreadable are the active tenants whose row did not decode; they were
+	// not swept (Total counts them).
+	Unreadable []Unreadable `json:"unreadable,omitempty"`
+	P50Ms      int64        `json:"p50Ms"`
+	P95Ms      int64        `json:"p95Ms"`
+	WallMs     int64        `json:"wallMs"`
+}
+
+// Unreadable is a tenant row that did not decode, and the first property
+// that did not.
+type Unreadable struct {
+	TenantID string `json:"tenantId"`
+	Property string `json:"property"`
 }

@@ -10,7 +10,6 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -56,8 +55,16 @@ type Options struct {
 	BatchSize  int           // default 100
 	FlushEvery time.Duration // default 200ms
 	Writers    int           // default 4
-	// WriteTimeout bounds each write-back call, which runs past the budget.
+	// WriteTimeout bounds saving the run history. Write-back calls are not
+	// bounded as a whole (one bound over a batch of up to 100 partitions
+	// lost results on slow storage): the registry bounds each request.
 	WriteTimeout time.Duration // default 20s
+	// WriteRetries is how many more times, after the fan-out, the results
+	// that could not be written are tried again; default 3.
+	WriteRetries int
+	// RetryPause is the pause before the first retry, doubled for each
+	// next one; default 1s.
+	RetryPause time.Duration
 }
 
 func (o *Options) setDefaults() {
@@ -70,6 +77,8 @@ func (o *Options) setDefaults() {
 	o.FlushEvery = cmp.Or(o.FlushEvery, 200*time.Millisecond)
 	o.Writers = cmp.Or(o.Writers, 4)
 	o.WriteTimeout = cmp.Or(o.WriteTimeout, 20*time.Second)
+	o.WriteRetries = cmp.Or(o.WriteRetries, 3)
+	o.RetryPause = cmp.Or(o.RetryPause, time.Second)
 }
 
 // abandonGrace is how long a tenant's work may overrun its deadline before
@@ -134,9 +143,13 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 	if err != nil {
 		return run, fmt.Errorf("list active tenants: %w", err)
 	}
+	recs = s.skipUnreadable(log, recs, &run)
 	todo, err := s.plan(recs, req, start, &run)
 	if err != nil {
 		return run, err
+	}
+	if req.TenantID == "" {
+		run.Total += len(run.Unreadable)
 	}
 
 	results := make(chan result, s.opt.Concurrency)
@@ -197,7 +210,7 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 	}
 	// Not reached: cut by the budget, plus never dispatched.
 	run.NotReached = len(todo) - run.OK - sum(run.Failed)
-	run.WriteErrors = w.wait()
+	run.WriteErrors = s.retryWrites(ctx, w.wait())
 	if run.AppWideFailure == "" && appWide > 0 && run.OK == 0 {
 		// Fewer tenants than AppWideStop, all refused the app itself.
 		run.AppWideFailure = appWideMsg
@@ -338,7 +351,8 @@ func (s *Sweeper) one(ctx context.Context, rec tenant.Record, budgetEnd time.Tim
 type writers struct {
 	queue  chan []tenant.Change
 	wg     sync.WaitGroup
-	failed atomic.Int64
+	mu     sync.Mutex
+	failed []tenant.Change
 }
 
 // startWriters starts the goroutines that write results back while the
@@ -352,13 +366,13 @@ func (s *Sweeper) startWriters(ctx context.Context) *writers {
 		go func() {
 			defer w.wg.Done()
 			for batch := range w.queue {
-				cctx, cancel := context.WithTimeout(wctx, s.opt.WriteTimeout)
-				errs := s.reg.MutateMany(cctx, batch)
-				cancel()
+				errs := s.reg.MutateMany(wctx, batch)
 				for i, err := range errs {
 					if err != nil {
-						w.failed.Add(1)
-						zerolog.Ctx(ctx).Error().Err(err).Str("tenantId", batch[i].Base.TenantID).Msg("write sweep result")
+						zerolog.Ctx(ctx).Debug().Err(err).Str("tenantId", batch[i].Base.TenantID).Msg("write sweep result failed; retried later in the run")
+						w.mu.Lock()
+						w.failed = append(w.failed, batch[i])
+						w.mu.Unlock()
 					}
 				}
 			}
@@ -367,10 +381,60 @@ func (s *Sweeper) startWriters(ctx context.Context) *writers {
 	return w
 }
 
-func (w *writers) wait() int {
+// wait returns the changes that could not be written.
+func (w *writers) wait() []tenant.Change {
 	close(w.queue)
 	w.wg.Wait()
-	return int(w.failed.Load())
+	return w.failed
+}
+
+// retryWrites tries the changes that failed again, after a pause that
+// doubles each round, and logs with its tenant id each one that still could
+// not be written. It returns how many those are.
+func (s *Sweeper) retryWrites(ctx context.Context, failed []tenant.Change) int {
+	log := zerolog.Ctx(ctx)
+	wctx := context.WithoutCancel(ctx)
+	pause := s.opt.RetryPause
+	var errs []error
+	for round := 0; round < s.opt.WriteRetries && len(failed) > 0; round++ {
+		time.Sleep(pause)
+		pause *= 2
+		errs = s.reg.MutateMany(wctx, failed)
+		var still []tenant.Change
+		var stillErrs []error
+		for i, err := range errs {
+			if err != nil {
+				still, stillErrs = append(still, failed[i]), append(stillErrs, err)
+			}
+		}
+		log.Info().Int("round", round+1).Int("tried", len(failed)).Int("failed", len(still)).Msg("retried sweep results that were not written")
+		failed, errs = still, stillErrs
+	}
+	for i, ch := range failed {
+		ev := log.Error().Str("tenantId", ch.Base.TenantID)
+		if i < len(errs) {
+			ev = ev.Err(errs[i])
+		}
+		ev.Msg("sweep result not written")
+	}
+	return len(failed)
+}
+
+// skipUnreadable takes out the records whose row did not decode: each is
+// logged with its tenant id and the property, and listed in the run; the
+// other tenants are swept as usual.
+func (s *Sweeper) skipUnreadable(log *zerolog.Logger, recs []tenant.Record, run *Run) []tenant.Record {
+	ok := recs[:0:0]
+	for _, r := range recs {
+		if r.Damage == nil {
+			ok = append(ok, r)
+			continue
+		}
+		log.Error().Str("tenantId", r.TenantID).Str("property", r.Damage.Property).Str("detail", r.Damage.Message).
+			Msg("tenant row does not decode; not swept")
+		run.Unreadable = append(run.Unreadable, Unreadable{TenantID: r.TenantID, Property: r.Damage.Property})
+	}
+	return ok
 }
 
 func (s *Sweeper) saveRun(ctx context.Context, run Run) {
@@ -405,7 +469,7 @@ func logRun(log *zerolog.Logger, run Run) {
 	ev.Str("runId", run.ID).Str("trigger", run.Trigger).Bool("pastDue", run.PastDue).
 		Int("total", run.Total).Int("ok", run.OK).Dict("failed", failed).
 		Int("skippedBackoff", run.SkippedBackoff).Int("notReached", run.NotReached).
-		Int("writeErrors", run.WriteErrors).Int64("p50Ms", run.P50Ms).Int64("p95Ms", run.P95Ms).
+		Int("writeErrors", run.WriteErrors).Int("unreadable", len(run.Unreadable)).Int64("p50Ms", run.P50Ms).Int64("p95Ms", run.P95Ms).
 		Int64("wallMs", run.WallMs).Msg("sweep finished")
 }
 
@@ -428,6 +492,17 @@ func (r Run) String() string {
 	}
 	if r.WriteErrors > 0 {
 		fmt.Fprintf(&b, ", %d results not written", r.WriteErrors)
+	}
+	if len(r.Unreadable) > 0 {
+		rows := make([]string, 0, min(len(r.Unreadable), 5))
+		for _, u := range r.Unreadable[:min(len(r.Unreadable), 5)] {
+			rows = append(rows, u.TenantID+" "+u.Property)
+		}
+		more := ""
+		if len(r.Unreadable) > 5 {
+			more = ", ..."
+		}
+		fmt.Fprintf(&b, ", %d unreadable rows not swept (%s%s)", len(r.Unreadable), strings.Join(rows, ", "), more)
 	}
 	if r.AppWideFailure != "" {
 		fmt.Fprintf(&b, "; STOPPED: %s", r.AppWideFailure)

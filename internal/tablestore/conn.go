@@ -2,6 +2,7 @@ package tablestore
 
 import (
 	"cmp"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
@@ -33,6 +34,15 @@ type connection struct {
 	account string
 	key     string
 	sas     string
+}
+
+// CheckConnectionString reports whether cs is a connection string the store
+// can use, without connecting: start-up calls it so that a malformed one
+// stops the process instead of failing every request. Like Open's, its
+// errors never echo a value.
+func CheckConnectionString(cs string) error {
+	_, err := parseConnectionString(cs)
+	return err
 }
 
 // parseConnectionString understands the forms the Functions host and the
@@ -97,6 +107,9 @@ func parseConnectionString(cs string) (connection, error) {
 	case key != "":
 		if c.account == "" {
 			return c, errors.New("connection string has AccountKey but no AccountName")
+		}
+		if _, err := base64.StdEncoding.DecodeString(key); err != nil {
+			return c, errors.New("connection string: AccountKey is not base64")
 		}
 		c.key = key
 	case sas != "":

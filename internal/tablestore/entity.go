@@ -2,6 +2,7 @@ package tablestore
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"strings"
@@ -100,52 +101,97 @@ func encodeTenant(key string, rec tenant.Record) ([]byte, error) {
 	return json.Marshal(e)
 }
 
-// decodeTenant maps an entity read from the table back to a record.
+// decodeTenant maps an entity read from the table back to a record. A row
+// that cannot be read in full (a property cut short or of the wrong type,
+// written by hand or by another tool) is not an error: the record carries
+// what could be read and a Damage naming the first property that could not,
+// so that one bad row neither hides nor stops the others. Only a body that
+// is not an entity at all, or has no tenant id, is an error.
 func decodeTenant(body []byte) (tenant.Record, error) {
-	var e tenantEntity
-	if err := json.Unmarshal(body, &e); err != nil {
+	var props map[string]json.RawMessage
+	if err := json.Unmarshal(body, &props); err != nil {
 		return tenant.Record{}, fmt.Errorf("decode entity: %w", err)
 	}
-	rec := tenant.Record{
-		TenantID:            e.RowKey,
-		DisplayName:         e.DisplayName,
-		Status:              tenant.Status(e.Status),
-		Graph:               e.Graph,
-		ConsecutiveFailures: int(e.ConsecutiveFailures),
-		ETag:                e.ETag,
+	var rec tenant.Record
+	if err := json.Unmarshal(props["RowKey"], &rec.TenantID); err != nil || rec.TenantID == "" {
+		return tenant.Record{}, errors.New("decode entity: no RowKey")
 	}
-	var err error
-	if rec.OnboardedAt, err = parseTime(e.OnboardedAt); err != nil {
-		return rec, fmt.Errorf("tenant %s: OnboardedAt: %w", e.RowKey, err)
-	}
-	if rec.UpdatedAt, err = parseTime(e.UpdatedAt); err != nil {
-		return rec, fmt.Errorf("tenant %s: UpdatedAt: %w", e.RowKey, err)
-	}
-	if e.BackoffUntil != "" {
-		t, err := parseTime(e.BackoffUntil)
-		if err != nil {
-			return rec, fmt.Errorf("tenant %s: BackoffUntil: %w", e.RowKey, err)
-		}
+	d := decoder{props: props, rec: &rec}
+	d.prop("DisplayName", &rec.DisplayName)
+	var status string
+	d.prop("Status", &status)
+	rec.Status = tenant.Status(status)
+	d.prop("Graph", &rec.Graph)
+	var failures int32
+	d.prop("ConsecutiveFailures", &failures)
+	rec.ConsecutiveFailures = int(failures)
+	d.prop("odata.etag", &rec.ETag)
+	rec.OnboardedAt = d.time("OnboardedAt")
+	rec.UpdatedAt = d.time("UpdatedAt")
+	if t := d.time("BackoffUntil"); !t.IsZero() {
 		rec.BackoffUntil = &t
 	}
-	if e.KeyVaults != "" {
-		if err := json.Unmarshal([]byte(e.KeyVaults), &rec.KeyVaults); err != nil {
-			return rec, fmt.Errorf("tenant %s: KeyVaults: %w", e.RowKey, err)
-		}
+	d.jsonProp("KeyVaults", &rec.KeyVaults)
+	var v tenant.Verification
+	if d.jsonProp("Verification", &v) {
+		rec.Verification = &v
 	}
-	if e.Verification != "" {
-		rec.Verification = new(tenant.Verification)
-		if err := json.Unmarshal([]byte(e.Verification), rec.Verification); err != nil {
-			return rec, fmt.Errorf("tenant %s: Verification: %w", e.RowKey, err)
-		}
-	}
-	if e.LastSweep != "" {
-		rec.LastSweep = new(tenant.SweepResult)
-		if err := json.Unmarshal([]byte(e.LastSweep), rec.LastSweep); err != nil {
-			return rec, fmt.Errorf("tenant %s: LastSweep: %w", e.RowKey, err)
-		}
+	var last tenant.SweepResult
+	if d.jsonProp("LastSweep", &last) {
+		rec.LastSweep = &last
 	}
 	return rec, nil
+}
+
+// decoder reads one entity property by property, recording the first one
+// that does not decode.
+type decoder struct {
+	props map[string]json.RawMessage
+	rec   *tenant.Record
+}
+
+func (d decoder) damage(name string, err error) {
+	if d.rec.Damage == nil {
+		d.rec.Damage = &tenant.Damage{Code: tenant.DamageCode, Property: name,
+			Message: fmt.Sprintf("the stored property %s does not decode (%s); it is left out, and registering the tenant again (POST) rewrites the row", name, err)}
+	}
+}
+
+// prop decodes a typed property; absent and null leave v as it is.
+func (d decoder) prop(name string, v any) {
+	raw, ok := d.props[name]
+	if !ok || string(raw) == "null" {
+		return
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		d.damage(name, errors.New("not of the expected type"))
+	}
+}
+
+func (d decoder) time(name string) time.Time {
+	var s string
+	d.prop(name, &s)
+	t, err := parseTime(s)
+	if err != nil {
+		d.damage(name, errors.New("not an RFC 3339 time"))
+		return time.Time{}
+	}
+	return t
+}
+
+// jsonProp decodes a property holding JSON text, reporting whether it was
+// present and read.
+func (d decoder) jsonProp(name string, v any) bool {
+	var s string
+	d.prop(name, &s)
+	if s == "" {
+		return false
+	}
+	if err := json.Unmarshal([]byte(s), v); err != nil {
+		d.damage(name, err)
+		return false
+	}
+	return true
 }
 
 // checkTenantSize applies the service's limits with its own size formula:

@@ -72,7 +72,10 @@ func (s *Store) AddRun(ctx context.Context, run sweep.Run) error {
 	if err != nil {
 		return fmt.Errorf("add run %s: %w", run.ID, err)
 	}
-	if _, err := s.runs.UpsertEntity(ctx, ent, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace}); err != nil {
+	if err := s.write(ctx, s.runs, func(ctx context.Context) error {
+		_, err := s.runs.UpsertEntity(ctx, ent, &aztables.UpsertEntityOptions{UpdateMode: aztables.UpdateModeReplace})
+		return err
+	}); err != nil {
 		return fmt.Errorf("add run %s: %w", run.ID, err)
 	}
 	return nil
@@ -90,7 +93,14 @@ func (s *Store) RecentRuns(ctx context.Context, n int) ([]sweep.Run, error) {
 	})
 	var runs []sweep.Run
 	for len(runs) < n && pager.More() {
-		resp, err := pager.NextPage(ctx)
+		var resp aztables.ListEntitiesResponse
+		err := s.call(ctx, func(ctx context.Context) (err error) {
+			resp, err = pager.NextPage(ctx)
+			return err
+		})
+		if hasCode(err, aztables.TableNotFound) {
+			return runs, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("recent runs: %w", err)
 		}

@@ -1,11 +1,13 @@
 package tablestore
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
@@ -13,6 +15,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/onboard"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 var (
@@ -36,7 +39,14 @@ type Options struct {
 type Store struct {
 	tenants *aztables.Client
 	runs    *aztables.Client
+	// names of the two tables, for errors (aztables.Client does not say).
+	names   map[*aztables.Client]string
+	timeout time.Duration
 }
+
+// DefaultTimeout bounds each registry call when config.Registry.Timeout is
+// zero.
+const DefaultTimeout = 10 * time.Second
 
 // Open connects to the registry and creates its tables when missing. Its
 // errors are not prefixed: the caller says what was being opened.
@@ -48,12 +58,65 @@ func Open(ctx context.Context, reg config.Registry, opts Options) (*Store, error
 	if err != nil {
 		return nil, err
 	}
-	for _, name := range []string{reg.Table, reg.RunsTable} {
-		if _, err := svc.CreateTable(ctx, name, nil); err != nil && !hasCode(err, aztables.TableAlreadyExists) {
-			return nil, fmt.Errorf("create table %s: %w", name, err)
+	s := &Store{tenants: svc.NewClient(reg.Table), runs: svc.NewClient(reg.RunsTable), timeout: cmp.Or(reg.Timeout, DefaultTimeout)}
+	s.names = map[*aztables.Client]string{s.tenants: reg.Table, s.runs: reg.RunsTable}
+	for _, c := range []*aztables.Client{s.tenants, s.runs} {
+		if err := s.createTable(ctx, c); err != nil {
+			return nil, err
 		}
 	}
-	return &Store{tenants: svc.NewClient(reg.Table), runs: svc.NewClient(reg.RunsTable)}, nil
+	return s, nil
+}
+
+// createTable creates c's table unless it exists.
+func (s *Store) createTable(ctx context.Context, c *aztables.Client) error {
+	err := s.call(ctx, func(ctx context.Context) error {
+		_, err := c.CreateTable(ctx, nil)
+		if hasCode(err, aztables.TableAlreadyExists) {
+			return nil
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("create table %s: %w", s.names[c], err)
+	}
+	return nil
+}
+
+// call runs one registry request under its own deadline, so that storage
+// that accepts connections and never answers cannot hold a caller forever.
+// What is worth retrying (the deadline, a network error, a 5xx, 408 or 429
+// after the SDK's own retries) is marked tenant.ErrUnavailable; an error
+// caused by the caller's own context is returned as is.
+func (s *Store) call(ctx context.Context, fn func(ctx context.Context) error) error {
+	cctx, cancel := context.WithTimeout(ctx, s.timeout)
+	defer cancel()
+	err := fn(cctx)
+	if err == nil || ctx.Err() != nil {
+		return err
+	}
+	var re *azcore.ResponseError
+	if errors.As(err, &re) && re.StatusCode < 500 && re.StatusCode != http.StatusRequestTimeout && re.StatusCode != http.StatusTooManyRequests {
+		return err
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("no answer within %s: %w", s.timeout, err)
+	}
+	return fmt.Errorf("%w: %w", tenant.ErrUnavailable, err)
+}
+
+// write is call for a write to c's table: when the table is missing (it was
+// dropped while the app ran), it is created again and the write retried
+// once, rather than failing every write until a restart.
+func (s *Store) write(ctx context.Context, c *aztables.Client, fn func(ctx context.Context) error) error {
+	err := s.call(ctx, fn)
+	if !hasCode(err, aztables.TableNotFound) {
+		return err
+	}
+	if err := s.createTable(ctx, c); err != nil {
+		return fmt.Errorf("recreate dropped table: %w", err)
+	}
+	return s.call(ctx, fn)
 }
 
 func serviceClient(reg config.Registry, opts Options) (*aztables.ServiceClient, error) {

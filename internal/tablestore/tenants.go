@@ -44,7 +44,11 @@ func (s *Store) Get(ctx context.Context, tenantID string) (tenant.Record, error)
 }
 
 func (s *Store) get(ctx context.Context, key string) (tenant.Record, error) {
-	resp, err := s.tenants.GetEntity(ctx, partitionKey(key), key, nil)
+	var resp aztables.GetEntityResponse
+	err := s.call(ctx, func(ctx context.Context) (err error) {
+		resp, err = s.tenants.GetEntity(ctx, partitionKey(key), key, nil)
+		return err
+	})
 	if err != nil {
 		if isNotFound(err) {
 			return tenant.Record{}, fmt.Errorf("get tenant %s: %w", key, tenant.ErrNotFound)
@@ -112,7 +116,11 @@ func (s *Store) mutate(ctx context.Context, key string, first *tenant.Record, fn
 		}
 		var newTag azcore.ETag
 		if exists {
-			resp, err := s.tenants.UpdateEntity(ctx, ent, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
+			var resp aztables.UpdateEntityResponse
+			err := s.call(ctx, func(ctx context.Context) (err error) {
+				resp, err = s.tenants.UpdateEntity(ctx, ent, &aztables.UpdateEntityOptions{IfMatch: &etag, UpdateMode: aztables.UpdateModeReplace})
+				return err
+			})
 			// 412: changed since read; 404: deleted since read. Both mean
 			// read again.
 			if hasStatus(err, http.StatusPreconditionFailed) || isNotFound(err) {
@@ -123,7 +131,11 @@ func (s *Store) mutate(ctx context.Context, key string, first *tenant.Record, fn
 			}
 			newTag = resp.ETag
 		} else {
-			resp, err := s.tenants.AddEntity(ctx, ent, nil)
+			var resp aztables.AddEntityResponse
+			err := s.write(ctx, s.tenants, func(ctx context.Context) (err error) {
+				resp, err = s.tenants.AddEntity(ctx, ent, nil)
+				return err
+			})
 			if hasCode(err, aztables.EntityAlreadyExists) || hasStatus(err, http.StatusConflict) {
 				continue // created since read
 			}
@@ -169,7 +181,14 @@ func (s *Store) List(ctx context.Context, pageSize int, continuation string) (te
 		opts.NextPartitionKey, opts.NextRowKey = &pk, &rk
 	}
 	pager := s.tenants.NewListEntitiesPager(opts)
-	resp, err := pager.NextPage(ctx)
+	var resp aztables.ListEntitiesResponse
+	err := s.call(ctx, func(ctx context.Context) (err error) {
+		resp, err = pager.NextPage(ctx)
+		return err
+	})
+	if hasCode(err, aztables.TableNotFound) { // dropped: the next write recreates it
+		return tenant.Page{}, nil
+	}
 	if err != nil {
 		return tenant.Page{}, fmt.Errorf("list tenants: %w", err)
 	}
@@ -190,7 +209,14 @@ func (s *Store) ListActive(ctx context.Context) ([]tenant.Record, error) {
 	})
 	var out []tenant.Record
 	for pager.More() {
-		resp, err := pager.NextPage(ctx)
+		var resp aztables.ListEntitiesResponse
+		err := s.call(ctx, func(ctx context.Context) (err error) {
+			resp, err = pager.NextPage(ctx)
+			return err
+		})
+		if hasCode(err, aztables.TableNotFound) {
+			return nil, nil
+		}
 		if err != nil {
 			return nil, fmt.Errorf("list active tenants: %w", err)
 		}
@@ -323,9 +349,16 @@ func (s *Store) MutateMany(ctx context.Context, changes []tenant.Change) []error
 			for j, o := range batch {
 				actions[j] = o.action
 			}
-			if _, err := s.tenants.SubmitTransaction(ctx, actions, nil); err == nil {
+			// Each batch has its own deadline: one bound over a whole call
+			// of up to 100 partitions cut results off on slow storage.
+			if err := s.call(ctx, func(ctx context.Context) error {
+				_, err := s.tenants.SubmitTransaction(ctx, actions, nil)
+				return err
+			}); err == nil {
 				continue
-			} else if ctx.Err() != nil {
+			} else if ctx.Err() != nil || errors.Is(err, tenant.ErrUnavailable) {
+				// Storage is not answering: redoing each change would wait
+				// out one deadline per change. The caller retries later.
 				for _, o := range batch {
 					errs[o.i] = fmt.Errorf("update tenant %s: %w", o.key, err)
 				}

@@ -85,10 +85,24 @@ type Record struct {
 	ConsecutiveFailures int           `json:"consecutiveFailures"`
 	// BackoffUntil is when a repeatedly failing tenant is next swept.
 	BackoffUntil *time.Time `json:"backoffUntil,omitempty"`
+	// Damage is set, when the record is read, if its stored row did not
+	// decode in full; it is never stored. The sweep skips such a record and
+	// the API lists it with this error marker.
+	Damage *Damage `json:"error,omitempty"`
 
 	// ETag is the registry's concurrency token of the version read; empty for
 	// a record not read from the registry.
 	ETag string `json:"-"`
+}
+
+// DamageCode is the error code of a record whose row does not decode.
+const DamageCode = "unreadable_record"
+
+// Damage names the property of a stored row that could not be read.
+type Damage struct {
+	Code     string `json:"code"`
+	Property string `json:"property"`
+	Message  string `json:"message"`
 }
 
 // Active reports whether the tenant is swept.
@@ -105,6 +119,9 @@ var (
 	ErrConflict = errors.New("tenant record changed concurrently")
 	// ErrTooLarge means the record would exceed Table Storage's limits.
 	ErrTooLarge = errors.New("tenant record too large for the registry")
+	// ErrUnavailable means the registry did not answer within its deadline,
+	// could not be reached, or failed on its side (5xx): worth retrying.
+	ErrUnavailable = errors.New("tenant registry unavailable")
 )
 
 // Page is one page of a listing.

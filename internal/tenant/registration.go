@@ -122,6 +122,12 @@ func checkDisplayName(s string) error {
 	if strings.IndexFunc(s, unicode.IsControl) >= 0 {
 		return invalid("displayName", "must not contain control characters")
 	}
+	if !utf8.ValidString(s) {
+		return invalid("displayName", "must be valid UTF-8")
+	}
+	if strings.IndexFunc(s, isDeceptive) >= 0 {
+		return invalid("displayName", "must not contain bidirectional overrides or isolates (U+202A-U+202E, U+2066-U+2069) or line and paragraph separators (U+2028, U+2029)")
+	}
 	return nil
 }
 
@@ -175,4 +181,11 @@ func (r Registration) Apply(rec *Record, exists bool, now time.Time) {
 	rec.UpdatedAt = now
 	rec.ConsecutiveFailures = 0
 	rec.BackoffUntil = nil
+}
+
+// isDeceptive reports the characters that make a name display differently
+// from what it holds (bidi overrides and isolates) or break a log line or a
+// table cell (line and paragraph separators).
+func isDeceptive(r rune) bool {
+	return (r >= 0x202a && r <= 0x202e) || (r >= 0x2066 && r <= 0x2069) || r == 0x2028 || r == 0x2029
 }
