@@ -65,6 +65,7 @@ var apiVersions = map[string]string{
 	"Microsoft.ManagedIdentity/userAssignedIdentities":          "2023-01-31",
 	"Microsoft.OperationalInsights/workspaces":                  "2023-09-01",
 	"Microsoft.Insights/components":                             "2020-02-02",
+	"Microsoft.Insights/scheduledQueryRules":                    "2023-12-01",
 	"Microsoft.Storage/storageAccounts":                         "2025-01-01",
 	"Microsoft.Storage/storageAccounts/blobServices":            "2025-01-01",
 	"Microsoft.Storage/storageAccounts/blobServices/containers": "2025-01-01",

@@ -90,6 +90,12 @@ param maximumInstanceCount int = 40
 @description('Memory of each instance, in MB.')
 param instanceMemoryMB int = 2048
 
+@description('Turns on the Application Insights alert on tenants whose outcome changed to a failure (off by default).')
+param tenantStatusAlertEnabled bool = false
+
+@description('Action groups (resource ids) the tenant status alert notifies.')
+param alertActionGroupIds array = []
+
 @description('Object id of the person or pipeline running azd (azd sets AZURE_PRINCIPAL_ID): it may write the app secret and the state key to the vault and read the run history. Empty grants nothing. Its principal type is left to Azure, so a user and a CI service principal both work.')
 param principalId string = ''
 
@@ -155,6 +161,8 @@ module monitoring 'modules/monitoring.bicep' = {
       // The host sends telemetry with the identity (local auth is off).
       { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleId: roles.monitoringMetricsPublisher }
     ]
+    statusChangeAlertEnabled: tenantStatusAlertEnabled
+    alertActionGroupIds: alertActionGroupIds
   }
 }
 

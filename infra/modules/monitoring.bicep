@@ -22,6 +22,12 @@ param retentionInDays int = 30
 @description('Role assignments on the Application Insights component: [{ principalId, principalType?, roleId }].')
 param roleAssignments array = []
 
+@description('Whether the alert on tenants whose outcome changed to a failure is on.')
+param statusChangeAlertEnabled bool = false
+
+@description('Action groups the status-change alert notifies (resource ids); none just records the alert.')
+param alertActionGroupIds array = []
+
 resource workspace 'Microsoft.OperationalInsights/workspaces@2023-09-01' = {
   name: workspaceName
   location: location
@@ -58,6 +64,53 @@ resource assignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
     }
   }
 ]
+
+// The handler logs one "tenant status changed" line when a tenant's outcome
+// changes (not on every sweep); this fires on those that changed to a
+// failure, one alert row per tenant. The host forwards the handler's JSON
+// lines as traces.
+resource statusChangeAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${appInsightsName}-tenant-status'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'tenantsweep: a tenant changed to a failing outcome'
+    description: 'A customer tenant whose last outcome changed from ok (or another outcome) to a failure; the log line names the seed step and the fix.'
+    enabled: statusChangeAlertEnabled
+    severity: 2
+    evaluationFrequency: 'PT15M'
+    windowSize: 'PT15M'
+    scopes: [
+      appInsights.id
+    ]
+    criteria: {
+      allOf: [
+        {
+          query: '''
+traces
+| where message has "tenant status changed"
+| extend j = parse_json(substring(message, indexof(message, "{")))
+| where tostring(j.to) != "ok"
+| project timestamp, tenantId = tostring(j.tenantId), from = tostring(j.from), to = tostring(j.to),
+          step = tostring(j.step), remediation = tostring(j.remediation)
+'''
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: alertActionGroupIds
+    }
+  }
+}
 
 output appInsightsName string = appInsights.name
 output workspaceName string = workspace.name

@@ -191,6 +191,7 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 				run.Failed[code]++
 			}
 			res := r.res
+			logStatusChange(log, r.rec, res)
 			pending = append(pending, tenant.Change{Base: r.rec, Apply: func(rec *tenant.Record) {
 				tenant.RecordSweep(rec, res, s.opt.BackoffMax)
 			}})
@@ -455,6 +456,26 @@ func (s *Sweeper) logResult(log *zerolog.Logger, r result) {
 	}
 	ev.Str("tenantId", r.rec.TenantID).Str("outcome", string(r.res.Outcome)).
 		Int64("durationMs", r.res.DurationMs).Str("detail", r.res.Message).Msg("tenant swept")
+}
+
+// logStatusChange logs the line operators alert on, once per change of a
+// tenant's outcome (ok to a failure, a failure to ok, one failure to
+// another; "none" for a tenant's first sweep), not on every sweep. It
+// compares with the record as this run read it.
+func logStatusChange(log *zerolog.Logger, rec tenant.Record, res tenant.SweepResult) {
+	if !rec.StatusChanged(res) {
+		return
+	}
+	from := "none"
+	if rec.LastSweep != nil {
+		from = string(rec.LastSweep.Outcome)
+	}
+	ev := log.Info()
+	if res.Outcome != outcome.OK {
+		ev = log.Warn()
+	}
+	ev.Str("tenantId", rec.TenantID).Str("from", from).Str("to", string(res.Outcome)).
+		Str("step", res.Step).Str("remediation", res.Remediation).Msg("tenant status changed")
 }
 
 func logRun(log *zerolog.Logger, run Run) {

@@ -9,6 +9,9 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/logtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 	"github.com/tenantsweep/tenantsweep/internal/tenant/tenanttest"
@@ -303,4 +306,42 @@ func TestPercentile(t *testing.T) {
 			t.Errorf("percentile(%v, %d) = %d, want %d", tt.ms, tt.p, got, tt.want)
 		}
 	}
+}
+
+// The line operators alert on comes once per change of a tenant's outcome,
+// not once per sweep.
+func TestStatusChangeLoggedOncePerChange(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := tenanttest.New(active(1)...)
+		outcomes := []outcome.Code{outcome.OK, outcome.OK, outcome.GraphConsentMissing, outcome.GraphConsentMissing, outcome.SecretNotFound, outcome.OK}
+		var sweep int
+		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): func(context.Context) tenant.SweepResult {
+			return tenant.SweepResult{At: time.Now(), Outcome: outcomes[sweep], Step: "4", Remediation: "grant consent"}
+		}}}
+		s := New(reg, nil, p, Options{Budget: time.Minute, BackoffMax: time.Minute})
+		var logs logtest.Buffer
+		ctx := zerolog.New(&logs).WithContext(context.Background())
+		for sweep = range outcomes {
+			if _, err := s.Run(ctx, Request{}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Hour) // past any backoff
+		}
+		var changes []string
+		for _, l := range logs.Lines(t) {
+			if l["message"] == "tenant status changed" {
+				if l["tenantId"] != id(0) || l["step"] != "4" || l["remediation"] != "grant consent" {
+					t.Errorf("change line %v", l)
+				}
+				changes = append(changes, fmt.Sprint(l["from"], ">", l["to"], ":", l["level"]))
+			}
+		}
+		want := []string{"none>ok:info", "ok>graph_consent_missing:warn", "graph_consent_missing>secret_not_found:warn", "secret_not_found>ok:info"}
+		if fmt.Sprint(changes) != fmt.Sprint(want) {
+			t.Errorf("status changes %v, want %v", changes, want)
+		}
+		if r := get(reg, id(0)); r.LastSweep == nil || !r.LastSweep.OutcomeSince.Equal(r.LastSweep.At) {
+			t.Errorf("outcome since %v, want the last sweep's time (it changed then)", r.LastSweep)
+		}
+	})
 }

@@ -226,3 +226,22 @@ func TestVerifyMarksPendingPropagation(t *testing.T) {
 		t.Errorf("an hour later: verification = %+v, want the probe's", v)
 	}
 }
+
+func TestRecordSweepKeepsOutcomeSince(t *testing.T) {
+	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	rec := Record{}
+	steps := []struct {
+		code  outcome.Code
+		since time.Duration // after at
+	}{{outcome.OK, 0}, {outcome.OK, 0}, {outcome.SecretNotFound, 2 * time.Hour}, {outcome.SecretNotFound, 2 * time.Hour}, {outcome.OK, 4 * time.Hour}}
+	for i, s := range steps {
+		res := SweepResult{At: at.Add(time.Duration(i) * time.Hour), Outcome: s.code}
+		if changed := rec.StatusChanged(res); changed != (i == 0 || steps[i-1].code != s.code) {
+			t.Errorf("sweep %d: StatusChanged = %v", i, changed)
+		}
+		RecordSweep(&rec, res, time.Hour)
+		if !rec.LastSweep.OutcomeSince.Equal(at.Add(s.since)) {
+			t.Errorf("sweep %d (%s): outcome since %v, want %v", i, s.code, rec.LastSweep.OutcomeSince, at.Add(s.since))
+		}
+	}
+}
