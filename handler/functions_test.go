@@ -126,7 +126,7 @@ func TestRoutesReadyAndNotFound(t *testing.T) {
 		wantStatus   int
 	}{
 		{http.MethodGet, "/", http.StatusOK},
-		{http.MethodPost, "/", http.StatusOK},
+		{http.MethodPost, "/", http.StatusMethodNotAllowed}, // the host probes with GET only
 		{http.MethodGet, "/nope", http.StatusNotFound},
 		{http.MethodPost, "/" + sweepFunction + "/", http.StatusNotFound},
 	} {

@@ -33,7 +33,7 @@ func (fx *fixture) inProcess(t testing.TB, d deps, settings ...string) *app {
 	for i := 0; i+1 < len(settings); i += 2 {
 		vals[settings[i]] = settings[i+1]
 	}
-	cfg, err := config.Load(func(k string) string { return vals[k] }, 5*time.Minute)
+	cfg, err := config.Load(func(k string) string { return vals[k] }, 10*time.Minute) // host.json's functionTimeout
 	if err != nil {
 		t.Fatal(err)
 	}
