@@ -26,7 +26,7 @@ import (
 
 const (
 	testAppID       = "aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee"
-	testRedirectURI = "https://tenantsweep.azurewebsites.net/api/tenants"
+	testRedirectURI = "https://tenantsweep.azurewebsites.net/api/consent/callback"
 	// Values that must never show up in a response or a log.
 	authHeader = "Bearer eyJ0eXAiOiJKV1QiLCJhbGciOiJSUzI1NiJ9.SECRET-TOKEN"
 	funcKey    = "FUNCTION-KEY-abc123=="
