@@ -110,7 +110,9 @@ func TestRoutesReadyAndNotFound(t *testing.T) {
 		wantStatus   int
 	}{
 		{http.MethodGet, "/", http.StatusOK},
-		{http.MethodPost, "/", http.StatusOK},
+		{http.MethodHead, "/", http.StatusOK},
+		// Issue 10: GET / answers GET and HEAD only.
+		{http.MethodPost, "/", http.StatusMethodNotAllowed},
 		{http.MethodGet, "/nope", http.StatusNotFound},
 		{http.MethodPost, "/" + sweepFunction + "/", http.StatusNotFound},
 	} {
