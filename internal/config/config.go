@@ -387,10 +387,10 @@ func sweepBudget(l loader, timeout time.Duration) (time.Duration, error) {
 		if err != nil {
 			return 0, err
 		}
-		// The host kills the invocation at functionTimeout; the margin is for
-		// writing back the results.
-		if timeout > 0 && d > timeout-budgetMargin(timeout) {
-			return 0, settingErr("SWEEP_BUDGET", fmt.Sprintf("%s does not leave the %s margin before host.json's functionTimeout of %s", d, budgetMargin(timeout), timeout))
+		// The host kills the invocation at functionTimeout: a longer budget
+		// would be cut short with no summary and results not written.
+		if timeout > 0 && d > timeout {
+			return 0, settingErr("SWEEP_BUDGET", fmt.Sprintf("%s is longer than host.json's functionTimeout of %s", d, timeout))
 		}
 		return d, nil
 	}

@@ -75,7 +75,7 @@ func TestLoadRejects(t *testing.T) {
 		{"http redirect", with("ONBOARD_REDIRECT_URI", "http://app.example/api/tenants", "ONBOARD_STATE_KEY", key), "ONBOARD_REDIRECT_URI"},
 		{"log level", with("LOG_LEVEL", "loud"), "LOG_LEVEL"},
 		{"budget", with("SWEEP_BUDGET", "0s"), "SWEEP_BUDGET"},
-		{"budget past functionTimeout", with("SWEEP_BUDGET", "20m"), "SWEEP_BUDGET"},
+		{"budget past functionTimeout", with("SWEEP_BUDGET", "6m"), "SWEEP_BUDGET"},
 		{"reserved table name", with("TENANT_REGISTRY_TABLE", "Tables"), "TENANT_REGISTRY_TABLE"},
 		{"days that overflow", with("SECRET_EXPIRY_WARNING", "213504d"), "SECRET_EXPIRY_WARNING"},
 		{"redirect with a fragment", with("ONBOARD_REDIRECT_URI", "https://app.example/api/tenants#x", "ONBOARD_STATE_KEY", key), "ONBOARD_REDIRECT_URI"},

@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf16"
 
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -91,7 +93,7 @@ func encodeTenant(key string, rec tenant.Record) ([]byte, error) {
 		}
 	}
 	if rec.LastSweep != nil {
-		if e.LastSweep, err = jsonString(rec.LastSweep); err != nil {
+		if e.LastSweep, err = fitSweep(*rec.LastSweep); err != nil {
 			return nil, fmt.Errorf("encode lastSweep: %w", err)
 		}
 	}
@@ -236,6 +238,57 @@ func utf16Len(s string) int {
 		n += utf16.RuneLen(r)
 	}
 	return n
+}
+
+// fitSweep encodes a sweep result so that it always fits a string property:
+// a tenant may register 20 vaults of 50 secrets, and a result listing all
+// 1,000 is about 360 KB. When the whole result does not fit, the secrets are
+// put failing first (then expiring soon, then the rest, each in their
+// order), as many as fit are kept, and SecretCounts and Omitted summarise.
+func fitSweep(res tenant.SweepResult) (string, error) {
+	full, err := jsonString(res)
+	if err != nil || 2*utf16Len(full) <= maxStringBytes {
+		return full, err
+	}
+	secrets := slices.Clone(res.KeyVault)
+	rank := func(s tenant.SecretStatus) int {
+		switch {
+		case s.Outcome != outcome.OK:
+			return 0
+		case s.ExpiresSoon:
+			return 1
+		}
+		return 2
+	}
+	slices.SortStableFunc(secrets, func(a, b tenant.SecretStatus) int { return rank(a) - rank(b) })
+	res.SecretCounts = map[outcome.Code]int{}
+	for _, s := range secrets {
+		res.SecretCounts[s.Outcome]++
+	}
+	encode := func(n int) (string, bool, error) {
+		r := res
+		r.KeyVault, r.Omitted = secrets[:n], len(secrets)-n
+		out, err := jsonString(r)
+		return out, 2*utf16Len(out) <= maxStringBytes, err
+	}
+	// The largest n that fits, by bisection. With n=0 only the message
+	// and Graph are left, which our own code keeps short; if even that does
+	// not fit, checkTenantSize refuses the write.
+	lo, hi := 0, len(secrets)
+	for lo < hi {
+		mid := (lo + hi + 1) / 2
+		_, fits, err := encode(mid)
+		if err != nil {
+			return "", err
+		}
+		if fits {
+			lo = mid
+		} else {
+			hi = mid - 1
+		}
+	}
+	out, _, err := encode(lo)
+	return out, err
 }
 
 func jsonString(v any) (string, error) {

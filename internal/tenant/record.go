@@ -69,6 +69,12 @@ type SweepResult struct {
 	OutcomeSince time.Time      `json:"outcomeSince,omitzero"`
 	Graph        *GraphInfo     `json:"graph,omitempty"`
 	KeyVault     []SecretStatus `json:"keyVault,omitempty"`
+	// When KeyVault is too long to store in full (up to 1,000 secrets a
+	// tenant), the registry keeps the failing secrets first, as many as fit,
+	// and these: the count of secrets per outcome, and how many entries
+	// were left out.
+	SecretCounts map[outcome.Code]int `json:"secretCounts,omitempty"`
+	Omitted      int                  `json:"keyVaultOmitted,omitempty"`
 }
 
 // Record is one onboarded tenant in the registry.
