@@ -538,7 +538,7 @@ func TestSignInAsksLikeTheSDKs(t *testing.T) {
 	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
 	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
-	cred, err := ts.SignIn(ctx, tenantA)
+	cred, err := ts.SignIn(ctx, tenantA, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +551,7 @@ func TestSignInAsksLikeTheSDKs(t *testing.T) {
 	if n := c.TokenRequests(tenantA); n != 1 {
 		t.Errorf("token requests after the SDK's own request = %d, want still 1", n)
 	}
-	if _, err := ts.SignIn(ctx, "common"); !errors.Is(err, azauth.ErrInvalidTenantID) {
+	if _, err := ts.SignIn(ctx, "common", false); !errors.Is(err, azauth.ErrInvalidTenantID) {
 		t.Errorf("SignIn(common) = %v", err)
 	}
 }

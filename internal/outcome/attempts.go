@@ -1,0 +1,91 @@
+package outcome
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"syscall"
+)
+
+// Attempts counts the sends of one logical request, so that a failure can
+// name its cause ("Key Vault answered HTTP 500 three times") rather than the
+// time budget it would otherwise have slept through. Adapters put one in the
+// context of each request with WithAttempts and call Sent at the bottom of
+// their pipeline, once per try.
+type Attempts struct {
+	mu     sync.Mutex
+	status int
+	n      int
+}
+
+type attemptsKey struct{}
+
+// WithAttempts returns ctx with a fresh counter.
+func WithAttempts(ctx context.Context) context.Context {
+	return context.WithValue(ctx, attemptsKey{}, &Attempts{})
+}
+
+// Sent records a try that ended with status (0: no response). Consecutive
+// tries with the same status count together; a different status restarts
+// the count, so a metadata read that succeeded before a failing token
+// request does not count.
+func Sent(ctx context.Context, status int) {
+	a, ok := ctx.Value(attemptsKey{}).(*Attempts)
+	if !ok {
+		return
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if status != a.status {
+		a.status, a.n = status, 0
+	}
+	a.n++
+}
+
+// Tries is how many consecutive tries in ctx ended with status: 1 when
+// nothing was counted.
+func Tries(ctx context.Context, status int) int {
+	a, ok := ctx.Value(attemptsKey{}).(*Attempts)
+	if !ok {
+		return 1
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.status != status || a.n < 1 {
+		return 1
+	}
+	return a.n
+}
+
+// Answered is the customer-safe sentence for a service that answered an
+// error status on every try: "Key Vault answered HTTP 500 three times".
+func Answered(ctx context.Context, service string, status int) string {
+	return fmt.Sprintf("%s answered HTTP %d %s", service, status, times(Tries(ctx, status)))
+}
+
+func times(n int) string {
+	switch n {
+	case 1:
+		return "once"
+	case 2:
+		return "twice"
+	case 3:
+		return "three times"
+	case 4:
+		return "four times"
+	}
+	return fmt.Sprintf("%d times", n)
+}
+
+// Unreachable reports whether err is a host name that does not resolve or a
+// connection refused: retrying within a tenant's time budget will not change
+// it, so adapters stop at once and report an upstream error.
+func Unreachable(err error) bool {
+	var dns *net.DNSError
+	if errors.As(err, &dns) && (dns.IsNotFound || !dns.IsTimeout && !dns.IsTemporary) {
+		return true
+	}
+	return errors.Is(err, syscall.ECONNREFUSED)
+}
