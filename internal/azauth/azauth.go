@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -87,9 +88,18 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	co := azcore.ClientOptions{
 		Cloud:     azcloud.Configuration{ActiveDirectoryAuthorityHost: cl.AuthorityHost},
 		Transport: opts.Transport,
+		// Counts each try, for the retry budget and the outcome's detail.
+		PerRetryPolicies: []policy.Policy{sentPolicy{}},
 	}
 	if opts.Retry != nil {
 		co.Retry = *opts.Retry
+	}
+	if co.Retry.ShouldRetry == nil {
+		// A sign-in host that does not resolve or refuses the connection,
+		// and a retry that would wait past the deadline, end the sign-in
+		// at once with the cause (see classify), in onboarding and the
+		// sweep alike.
+		co.Retry.ShouldRetry = outcome.RetryWithin(co.Retry.RetryDelay, co.Retry.MaxRetryDelay)
 	}
 	miOpts := azcore.ClientOptions{Transport: opts.Transport}
 	if opts.Retry != nil {
@@ -316,6 +326,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 			fmt.Errorf("%w: credential of %s, requested %q", ErrWrongTenant, c.tenantID, tro.TenantID))
 	}
 	tro.TenantID = c.tenantID
+	ctx = outcome.WithAttempts(ctx)
 	kind := c.kind(tro)
 	inner, gen, err := c.current(kind)
 	if err != nil {
@@ -345,6 +356,21 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		return azcore.AccessToken{}, classify(ctx, err)
 	}
 	return tk, nil
+}
+
+// sentPolicy counts each try for outcome.RetryWithin and the outcome's
+// detail ("Entra ID answered HTTP 500 three times").
+type sentPolicy struct{}
+
+func (sentPolicy) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	raw := req.Raw()
+	outcome.Sent(raw.Context(), raw.Method+" "+raw.URL.Path, status)
+	return resp, err
 }
 
 // safeTenant keeps only a GUID-shaped tenant id for a customer-facing text.

@@ -368,6 +368,6 @@ func (g hostGuard) RoundTrip(req *http.Request) (*http.Response, error) {
 	if resp != nil {
 		status = resp.StatusCode
 	}
-	outcome.Sent(req.Context(), status)
+	outcome.Sent(req.Context(), req.Method+" "+req.URL.Path, status)
 	return resp, err
 }

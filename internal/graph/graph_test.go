@@ -330,3 +330,34 @@ func TestOrganizationKeepsTheCredentialsOutcome(t *testing.T) {
 		t.Errorf("%d Graph requests sent without a token", n)
 	}
 }
+
+// Graph's faults are reported by their answer and how often it came, not as
+// a timeout: kiota's retry (3 s and more without Retry-After) does not start
+// past the deadline.
+func TestOrganizationRetryBudgetNamesTheCause(t *testing.T) {
+	t.Run("no time for a retry", func(t *testing.T) {
+		c := cloudtest.StartWithApp(t)
+		c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso"})
+		ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
+			return jsonResponse(r, 503, nil, `{"error":{"code":"serviceNotAvailable","message":"x"}}`)
+		}}
+		r := New(cloud.AzurePublic, Options{Transport: ic})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := r.Organization(ctx, c.SecretCredential(t, tenantA))
+		if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "Microsoft Graph answered HTTP 503 once" {
+			t.Errorf("err = %v (%s), want upstream_error: Microsoft Graph answered HTTP 503 once", err, outcome.Of(err))
+		}
+	})
+	t.Run("retries spent", func(t *testing.T) {
+		c := cloudtest.StartWithApp(t)
+		c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", GraphStatus: 503}) // Retry-After: 0
+		r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := r.Organization(ctx, c.SecretCredential(t, tenantA))
+		if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "Microsoft Graph answered HTTP 503 four times" {
+			t.Errorf("err = %v (%s), want upstream_error: Microsoft Graph answered HTTP 503 four times", err, outcome.Of(err))
+		}
+	})
+}

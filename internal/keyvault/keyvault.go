@@ -22,6 +22,7 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/lru"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -74,6 +75,9 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 	if retry.MaxRetryDelay == 0 {
 		retry.MaxRetryDelay = DefaultMaxRetryDelay
 	}
+	if retry.ShouldRetry == nil {
+		retry.ShouldRetry = outcome.RetryWithin(retry.RetryDelay, retry.MaxRetryDelay)
+	}
 	size := opts.MaxClients
 	if size <= 0 {
 		size = DefaultMaxClients
@@ -101,7 +105,7 @@ func (r *Reader) Secret(ctx context.Context, tenantID, vaultURL, name string, cr
 	if err != nil {
 		return tenant.SecretMeta{}, err
 	}
-	ctx = r.boundRetry(ctx)
+	ctx = r.boundRetry(outcome.WithAttempts(ctx))
 	resp, err := c.sc.GetSecret(ctx, name, "", nil)
 	resp.Value = nil // the value is not ours to keep
 	if isDisabled(err) {
@@ -146,7 +150,7 @@ func (r *Reader) client(tenantID, host string, cred azcore.TokenCredential) (*cl
 	}
 	opts := &azsecrets.ClientOptions{ClientOptions: azcore.ClientOptions{
 		Retry:            r.retry,
-		PerRetryPolicies: []policy.Policy{hostPolicy(host)},
+		PerRetryPolicies: []policy.Policy{hostPolicy(host), sentPolicy{}},
 	}}
 	if r.opts.Transport != nil {
 		opts.Transport = r.opts.Transport
@@ -260,6 +264,25 @@ const (
 	maxIdleVaultConns = 128
 	vaultIdleTimeout  = 30 * time.Second
 )
+
+// sentPolicy counts each try for outcome.RetryWithin and the outcome's
+// detail ("answered HTTP 500 three times").
+type sentPolicy struct{}
+
+func (sentPolicy) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	raw := req.Raw()
+	key := raw.Method + " " + raw.URL.Path
+	if raw.Header.Get("Authorization") == "" {
+		key += " (challenge)" // eliciting the challenge is no try of the read
+	}
+	outcome.Sent(raw.Context(), key, status)
+	return resp, err
+}
 
 // hostPolicy refuses to send a request anywhere but the vault's host: the
 // challenge policy attaches the vault token to whatever URL a request has,

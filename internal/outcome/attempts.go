@@ -9,15 +9,18 @@ import (
 	"syscall"
 )
 
-// Attempts counts the sends of one logical request, so that a failure can
+// Attempts counts the tries of one logical request, so that a failure can
 // name its cause ("Key Vault answered HTTP 500 three times") rather than the
-// time budget it would otherwise have slept through. Adapters put one in the
-// context of each request with WithAttempts and call Sent at the bottom of
-// their pipeline, once per try.
+// time budget it would otherwise have slept through, and so that a retry
+// policy knows which try it is deciding on. Adapters put one in the context
+// of each request with WithAttempts and call Sent at the bottom of their
+// pipeline, once per try.
 type Attempts struct {
 	mu     sync.Mutex
+	key    string // method and URL of the request being tried
+	tries  int
 	status int
-	n      int
+	same   int // consecutive tries that ended with status
 }
 
 type attemptsKey struct{}
@@ -27,25 +30,29 @@ func WithAttempts(ctx context.Context) context.Context {
 	return context.WithValue(ctx, attemptsKey{}, &Attempts{})
 }
 
-// Sent records a try that ended with status (0: no response). Consecutive
-// tries with the same status count together; a different status restarts
-// the count, so a metadata read that succeeded before a failing token
-// request does not count.
-func Sent(ctx context.Context, status int) {
+// Sent records a try of the request key (its method and URL) that ended
+// with status (0: no response). A different request restarts the counts, so
+// a metadata read that succeeded before a failing token request does not
+// count.
+func Sent(ctx context.Context, key string, status int) {
 	a, ok := ctx.Value(attemptsKey{}).(*Attempts)
 	if !ok {
 		return
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if status != a.status {
-		a.status, a.n = status, 0
+	if key != a.key {
+		a.key, a.tries, a.status, a.same = key, 0, 0, 0
 	}
-	a.n++
+	a.tries++
+	if status != a.status {
+		a.status, a.same = status, 0
+	}
+	a.same++
 }
 
-// Tries is how many consecutive tries in ctx ended with status: 1 when
-// nothing was counted.
+// Tries is how many consecutive tries of the last request in ctx ended with
+// status: 1 when nothing was counted.
 func Tries(ctx context.Context, status int) int {
 	a, ok := ctx.Value(attemptsKey{}).(*Attempts)
 	if !ok {
@@ -53,10 +60,21 @@ func Tries(ctx context.Context, status int) int {
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.status != status || a.n < 1 {
+	if a.status != status || a.same < 1 {
 		return 1
 	}
-	return a.n
+	return a.same
+}
+
+// try is the number of tries of the last request in ctx so far (at least 1).
+func try(ctx context.Context) int {
+	a, ok := ctx.Value(attemptsKey{}).(*Attempts)
+	if !ok {
+		return 1
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return max(a.tries, 1)
 }
 
 // Answered is the customer-safe sentence for a service that answered an
