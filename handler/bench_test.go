@@ -57,7 +57,7 @@ type sweepStats struct {
 
 func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	fx := newFixture(b)
-	fx.onboard(b, fx.healthyTenants(100000, n, "b", true)...)
+	fx.onboard(b, fx.healthyTenants(100000, n, "bv", true)...)
 	fx.cloud.SetLatency(benchLatency)
 	env := fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(concurrency), "SWEEP_BUDGET=20m")
 	if limit := os.Getenv("GOMEMLIMIT"); limit != "" {
@@ -188,7 +188,7 @@ func naiveSweeps(b *testing.B, c *cloudtest.Cloud, n, concurrency int) (cold, wa
 					}
 					get("https://"+cloudtest.GraphHost+"/v1.0/organization?$select=id,displayName", graphTok[i])
 					get("https://"+cloudtest.GraphHost+"/v1.0/users/$count", graphTok[i], "ConsistencyLevel", "eventual")
-					get(cloudtest.VaultURL(fmt.Sprintf("b%d", i))+"/secrets/db-password?api-version=7.5", vaultTok[i])
+					get(cloudtest.VaultURL(fmt.Sprintf("bv%d", i))+"/secrets/db-password?api-version=7.5", vaultTok[i])
 				}
 			})
 		}

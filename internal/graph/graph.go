@@ -62,8 +62,14 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 	o := msgraph.GetDefaultClientOptions()
 	mws := msgraphcore.GetDefaultMiddlewaresWithOptions(&o)
 	for i, mw := range mws {
-		if _, ok := mw.(*khttp.RetryHandler); ok {
+		switch mw.(type) {
+		case *khttp.RetryHandler:
 			mws[i] = khttp.NewRetryHandlerWithOptions(boundedRetry(opts.Retry))
+		case *khttp.CompressionHandler:
+			// kiota gzips every request body; the only body sent is the
+			// $batch's few hundred bytes, and each gzip writer allocates
+			// ~1 MB of compressor state: more CPU and memory than it saves.
+			mws[i] = khttp.NewCompressionHandlerWithOptions(khttp.NewCompressionOptions(false))
 		}
 	}
 	hc := &http.Client{
