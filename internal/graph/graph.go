@@ -69,7 +69,7 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 			// kiota gzips every request body; the only body sent is the
 			// $batch's few hundred bytes, and each gzip writer allocates
 			// ~1 MB of compressor state: more CPU and memory than it saves.
-			mws[i] = khttp.NewCompressionHandlerWithOptions(khttp.NewCompressionOptions(false))
+			mws[i] = khttp.NewCompressionHandlerWithOptions(*khttp.NewCompressionOptionsReference(false))
 		}
 	}
 	hc := &http.Client{
