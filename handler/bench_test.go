@@ -2,27 +2,37 @@ package main
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 )
 
-const benchLatency = 30 * time.Millisecond
+// benchLatency is L, the latency of ONE call: the fakes add it to every
+// token request, Graph request and authenticated Key Vault request.
+const benchLatency = 100 * time.Millisecond
 
 // BenchmarkSweep runs the real sweep, in the built binary serving the host
-// protocol, against the fakes with benchLatency on every Entra ID, Graph and
-// Key Vault call and a real Azurite registry. It reports wall time next to
-// the ideal N·L/C, where L is the per-tenant chain of calls times the
-// latency, counted from the fakes in the same run. Run it with `make bench`.
+// protocol, against the fakes (benchLatency on every call a tenant makes) and
+// a real Azurite registry, and reports each sweep's wall time against the
+// physical limit measured in the same run: N·2L/C cold (both tokens at once,
+// then every resource at once) and N·L/C warm (every resource at once), and
+// beside a naive serial loop in the same run: plain net/http, the same calls
+// one after another, C tenants at a time. Run it with `make bench`.
 func BenchmarkSweep(b *testing.B) {
-	for _, n := range []int{1000, 10000} {
-		b.Run(fmt.Sprintf("tenants=%d", n), func(b *testing.B) {
+	for _, size := range []struct{ n, c int }{{2000, 32}, {10000, 64}} {
+		b.Run(fmt.Sprintf("tenants=%d", size.n), func(b *testing.B) {
 			for range b.N {
-				benchSweep(b, n, 64)
+				benchSweep(b, size.n, size.c, true)
 			}
 		})
 	}
@@ -34,15 +44,20 @@ func BenchmarkSweepConcurrency(b *testing.B) {
 	for _, c := range []int{16, 32, 64, 128, 256} {
 		b.Run(fmt.Sprintf("c=%d", c), func(b *testing.B) {
 			for range b.N {
-				benchSweep(b, 1000, c)
+				benchSweep(b, 1000, c, false)
 			}
 		})
 	}
 }
 
-func benchSweep(b *testing.B, n, concurrency int) {
+type sweepStats struct {
+	wall, ideal, cpu time.Duration
+	tokens, conns    int
+}
+
+func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	fx := newFixture(b)
-	fx.onboard(b, fx.healthyTenants(100000, n, "b", true)...)
+	fx.onboard(b, fx.healthyTenants(100000, n, "bv", true)...)
 	fx.cloud.SetLatency(benchLatency)
 	env := fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(concurrency), "SWEEP_BUDGET=20m")
 	if limit := os.Getenv("GOMEMLIMIT"); limit != "" {
@@ -53,14 +68,7 @@ func benchSweep(b *testing.B, n, concurrency int) {
 	}
 	p := startHost(b, env)
 
-	type sweepStats struct {
-		wall, ideal     time.Duration
-		calls, tokens   int
-		cpu             time.Duration
-		chainLatency    time.Duration
-		ok, total, errs int
-	}
-	sweepOnce := func(name string) sweepStats {
+	sweepOnce := func(name string, roundTrips int) sweepStats {
 		fx.cloud.ResetCounters()
 		cpu0 := procCPU(b, p.cmd.Process.Pid)
 		var out struct {
@@ -76,40 +84,122 @@ func benchSweep(b *testing.B, n, concurrency int) {
 		if code != http.StatusOK {
 			b.Fatalf("%s sweep: %d %s", name, code, raw)
 		}
-		s := sweepStats{
-			wall:  time.Duration(out.ReturnValue.WallMs) * time.Millisecond,
-			calls: len(fx.cloud.Requests()), tokens: fx.cloud.TotalTokenRequests(),
-			cpu: procCPU(b, p.cmd.Process.Pid) - cpu0,
-			ok:  out.ReturnValue.OK, total: out.ReturnValue.Total, errs: out.ReturnValue.WriteErrors,
+		if out.ReturnValue.OK != n || out.ReturnValue.WriteErrors != 0 {
+			b.Fatalf("%s sweep: %d of %d ok, %d write errors", name, out.ReturnValue.OK, out.ReturnValue.Total, out.ReturnValue.WriteErrors)
 		}
-		// Each tenant's calls are sequential, so its chain is its call count
-		// times the latency; the ideal runs C chains at once, back to back.
-		s.chainLatency = time.Duration(float64(s.calls) / float64(n) * float64(benchLatency))
-		s.ideal = time.Duration(float64(n) * float64(s.chainLatency) / float64(concurrency))
-		if s.ok != n || s.errs != 0 {
-			b.Fatalf("%s sweep: %d of %d ok, %d write errors", name, s.ok, s.total, s.errs)
+		return sweepStats{
+			wall:   time.Duration(out.ReturnValue.WallMs) * time.Millisecond,
+			ideal:  time.Duration(n*roundTrips) * benchLatency / time.Duration(concurrency),
+			cpu:    procCPU(b, p.cmd.Process.Pid) - cpu0,
+			tokens: fx.cloud.TotalTokenRequests(),
+			conns:  fx.cloud.Connections(),
 		}
-		return s
 	}
-	first := sweepOnce("first")
-	second := sweepOnce("second")
+	cold := sweepOnce("cold", 2)
+	warm := sweepOnce("warm", 1)
 	rss := peakRSS(b, p.cmd.Process.Pid)
 
+	var naiveCold, naiveWarm time.Duration
+	if naive {
+		naiveCold, naiveWarm = naiveSweeps(b, fx.cloud, n, concurrency)
+	}
 	for _, s := range []struct {
-		name string
-		st   sweepStats
-	}{{"first", first}, {"second", second}} {
+		name  string
+		st    sweepStats
+		naive time.Duration
+	}{{"cold", cold, naiveCold}, {"warm", warm, naiveWarm}} {
 		ratio := s.st.wall.Seconds() / s.st.ideal.Seconds()
-		b.Logf("%-6s sweep of %5d tenants: wall %6.2fs, ideal N·L/C %6.2fs (L %3.0fms = %.1f calls × %s, C %d), ratio %.3f, CPU %.2fs per 1,000 tenants, %d token requests",
-			s.name, n, s.st.wall.Seconds(), s.st.ideal.Seconds(), float64(s.st.chainLatency)/float64(time.Millisecond),
-			float64(s.st.calls)/float64(n), benchLatency, concurrency, ratio, s.st.cpu.Seconds()*1000/float64(n), s.st.tokens)
+		line := fmt.Sprintf("%s sweep of %5d tenants (C %d, L %s): wall %6.2fs, ideal %6.2fs, ratio %.2f",
+			s.name, n, concurrency, benchLatency, s.st.wall.Seconds(), s.st.ideal.Seconds(), ratio)
+		if naive {
+			line += fmt.Sprintf(", naive serial net/http %6.2fs (%.2f× ours)", s.naive.Seconds(), s.naive.Seconds()/s.st.wall.Seconds())
+			b.ReportMetric(s.naive.Seconds(), s.name+"-naive-s")
+		}
+		line += fmt.Sprintf(", CPU %.2f ms/tenant, %d TLS connections, %d token requests",
+			s.st.cpu.Seconds()*1000/float64(n), s.st.conns, s.st.tokens)
+		b.Log(line)
 		b.ReportMetric(ratio, s.name+"-ratio")
 		b.ReportMetric(s.st.wall.Seconds(), s.name+"-wall-s")
-		b.ReportMetric(s.st.cpu.Seconds()*1000/float64(n), s.name+"-cpu-s/1k")
+		b.ReportMetric(s.st.cpu.Seconds()*1000/float64(n), s.name+"-cpu-ms/tenant")
 		b.ReportMetric(float64(s.st.tokens), s.name+"-token-requests")
+		b.ReportMetric(float64(s.st.conns), s.name+"-connections")
 	}
-	b.Logf("peak RSS of the handler process: %.1f MB", float64(rss)/(1<<20))
-	b.ReportMetric(float64(rss)/(1<<20), "peak-RSS-MB")
+	cpuAvg := (cold.cpu + warm.cpu).Seconds() * 1000 / float64(2*n)
+	mb := float64(rss) / (1 << 20)
+	b.Logf("handler CPU %.2f ms per tenant-sweep (cold and warm averaged); peak RSS %.1f MB, %.1f MB per 1,000 tenants, ~%.0f MB estimated at 100,000",
+		cpuAvg, mb, mb*1000/float64(n), mb*100000/float64(n))
+	b.ReportMetric(cpuAvg, "cpu-ms/tenant-sweep")
+	b.ReportMetric(mb, "peak-RSS-MB")
+}
+
+// naiveSweeps is the baseline: for each tenant, plain net/http requests one
+// after another (the Graph token, the Key Vault token, the organization,
+// the user count, the secret; warm: the last three with the cold sweep's
+// tokens), C tenants at a time, against the same fakes with the same
+// latency, in the benchmark process. It returns the two sweeps' wall times.
+func naiveSweeps(b *testing.B, c *cloudtest.Cloud, n, concurrency int) (cold, warm time.Duration) {
+	hc := c.HTTPClient()
+	call := func(req *http.Request, into any) {
+		resp, err := hc.Do(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("naive %s %s: %d %s", req.Method, req.URL, resp.StatusCode, body)
+		}
+		if into != nil {
+			if err := json.Unmarshal(body, into); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	token := func(tid, scope string) string {
+		form := url.Values{"grant_type": {"client_credentials"}, "client_id": {testAppID}, "client_secret": {testAppSecret}, "scope": {scope}}
+		req, _ := http.NewRequest(http.MethodPost, "https://"+cloudtest.LoginHost+"/"+tid+"/oauth2/v2.0/token", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		var tk struct {
+			AccessToken string `json:"access_token"`
+		}
+		call(req, &tk)
+		return tk.AccessToken
+	}
+	get := func(rawURL, tok string, hdr ...string) {
+		req, _ := http.NewRequest(http.MethodGet, rawURL, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if len(hdr) == 2 {
+			req.Header.Set(hdr[0], hdr[1])
+		}
+		call(req, nil)
+	}
+	graphTok, vaultTok := make([]string, n), make([]string, n)
+	sweep := func(withTokens bool) time.Duration {
+		start := time.Now()
+		work := make(chan int)
+		var wg sync.WaitGroup
+		for range concurrency {
+			wg.Go(func() {
+				for i := range work {
+					tid := tenantID(100000 + i)
+					if withTokens {
+						graphTok[i] = token(tid, cloudtest.GraphResource+"/.default")
+						vaultTok[i] = token(tid, cloudtest.VaultResource+"/.default")
+					}
+					get("https://"+cloudtest.GraphHost+"/v1.0/organization?$select=id,displayName", graphTok[i])
+					get("https://"+cloudtest.GraphHost+"/v1.0/users/$count", graphTok[i], "ConsistencyLevel", "eventual")
+					get(cloudtest.VaultURL(fmt.Sprintf("bv%d", i))+"/secrets/db-password?api-version=7.5", vaultTok[i])
+				}
+			})
+		}
+		for i := range n {
+			work <- i
+		}
+		close(work)
+		wg.Wait()
+		return time.Since(start)
+	}
+	return sweep(true), sweep(false)
 }
 
 // procCPU is the user+system CPU time the process has used so far.

@@ -70,7 +70,7 @@ func TestReachOneTenant(t *testing.T) {
 	}})
 	ctx := context.Background()
 
-	cred, err := r.creds.SignIn(ctx, reachTenantA)
+	cred, err := r.creds.SignIn(ctx, reachTenantA, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +140,7 @@ func TestReachFaults(t *testing.T) {
 			noLeak(t, err.Error())
 		}
 	}
-	_, err := r.creds.SignIn(ctx, reachTenantA)
+	_, err := r.creds.SignIn(ctx, reachTenantA, false)
 	check("sign-in, app not in tenant", err, outcome.AppNotInTenant)
 	credA, err := r.creds.Credential(reachTenantA)
 	if err != nil {
@@ -151,7 +151,7 @@ func TestReachFaults(t *testing.T) {
 	_, err = r.vaults.Secret(ctx, reachTenantA, cloudtest.VaultURL("contoso-kv"), "s", credA)
 	check("secret, app not in tenant", err, outcome.AppNotInTenant)
 
-	credB, err := r.creds.SignIn(ctx, reachTenantB)
+	credB, err := r.creds.SignIn(ctx, reachTenantB, false)
 	check("sign-in", err, outcome.OK)
 	_, err = r.graph.Organization(ctx, credB)
 	check("organization, no consent", err, outcome.GraphConsentMissing)
@@ -195,7 +195,7 @@ func TestReachForget(t *testing.T) {
 	ctx := context.Background()
 	probe := func() {
 		t.Helper()
-		cred, err := r.creds.SignIn(ctx, reachTenantA)
+		cred, err := r.creds.SignIn(ctx, reachTenantA, false)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"strings"
 	"sync"
@@ -70,6 +71,7 @@ type Tenants struct {
 	build      builder
 	secret     *secretSource // keyvault-secret method only
 	graphScope string
+	vaultScope string
 
 	mu    sync.Mutex
 	creds *lru.Cache[string, *tenantCredential]
@@ -86,9 +88,18 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	co := azcore.ClientOptions{
 		Cloud:     azcloud.Configuration{ActiveDirectoryAuthorityHost: cl.AuthorityHost},
 		Transport: opts.Transport,
+		// Counts each try, for the retry budget and the outcome's detail.
+		PerRetryPolicies: []policy.Policy{sentPolicy{}},
 	}
 	if opts.Retry != nil {
 		co.Retry = *opts.Retry
+	}
+	if co.Retry.ShouldRetry == nil {
+		// A sign-in host that does not resolve or refuses the connection,
+		// and a retry that would wait past the deadline, end the sign-in
+		// at once with the cause (see classify), in onboarding and the
+		// sweep alike.
+		co.Retry.ShouldRetry = outcome.RetryWithin(co.Retry.RetryDelay, co.Retry.MaxRetryDelay)
 	}
 	miOpts := azcore.ClientOptions{Transport: opts.Transport}
 	if opts.Retry != nil {
@@ -101,7 +112,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	if size <= 0 {
 		size = DefaultMaxTenants
 	}
-	t := &Tenants{creds: lru.New[string, *tenantCredential](size), graphScope: cl.GraphScope()}
+	t := &Tenants{creds: lru.New[string, *tenantCredential](size), graphScope: cl.GraphScope(), vaultScope: cl.KeyVaultScope}
 	disableID := opts.DisableInstanceDiscovery
 
 	secretCred := func(tenantID, secret string) (azcore.TokenCredential, error) {
@@ -201,7 +212,7 @@ func (t *Tenants) Credential(tenantID string) (azcore.TokenCredential, error) {
 		return tc, nil
 	}
 	tc := &tenantCredential{t: t, tenantID: id}
-	if _, _, err := tc.current(); err != nil {
+	if _, _, err := tc.current(kindDefault); err != nil {
 		return nil, fmt.Errorf("credential for tenant %s: %w", id, err)
 	}
 	t.creds.Put(id, tc)
@@ -210,15 +221,34 @@ func (t *Tenants) Credential(tenantID string) (azcore.TokenCredential, error) {
 
 // SignIn obtains (or reuses) a Microsoft Graph token in the tenant and
 // returns the tenant's credential for the reads that follow. It asks with CAE
-// enabled, as the Graph and Key Vault SDKs do, because MSAL keeps CAE and
-// non-CAE tokens in separate caches: the token it gets is the one Graph then
-// reuses. Its errors are *outcome.Error, or a cancellation.
-func (t *Tenants) SignIn(ctx context.Context, tenantID string) (azcore.TokenCredential, error) {
+// enabled, as the Graph SDK does, because MSAL keeps CAE and non-CAE tokens
+// in separate caches: the token it gets is the one Graph then reuses.
+//
+// With keyVault it gets the tenant's Key Vault token at the same time, for
+// the cloud's Key Vault scope with CAE, as Key Vault's challenge policy asks
+// for it, so that the challenge then finds it cached: a cold tenant's reads
+// wait for one token round trip, not two (see tenantCredential for why the
+// two requests really run at once). A failed Key Vault token is not the
+// sign-in's failure: the vault read asks again and reports its own outcome.
+// Its errors are *outcome.Error, or a cancellation.
+func (t *Tenants) SignIn(ctx context.Context, tenantID string, keyVault bool) (azcore.TokenCredential, error) {
 	cred, err := t.Credential(tenantID)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{t.graphScope}, EnableCAE: true}); err != nil {
+	var prefetched chan struct{}
+	if keyVault && t.vaultScope != "" {
+		prefetched = make(chan struct{})
+		go func() {
+			defer close(prefetched)
+			_, _ = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{t.vaultScope}, EnableCAE: true})
+		}()
+	}
+	_, err = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{t.graphScope}, EnableCAE: true})
+	if prefetched != nil {
+		<-prefetched
+	}
+	if err != nil {
 		return nil, err
 	}
 	return cred, nil
@@ -236,34 +266,56 @@ func (t *Tenants) Forget(tenantID string) {
 }
 
 // tenantCredential is one tenant's credential. It rebuilds its SDK
-// credential when the app secret read from Key Vault changes.
+// credentials when the app secret read from Key Vault changes.
+//
+// It keeps two SDK credentials of the tenant, one for Key Vault's scope and
+// one for everything else (Graph): azidentity holds one lock per credential
+// (and CAE mode) across a token request, so a cold tenant's Graph and Key
+// Vault tokens, both asked for with CAE as the SDKs do, are requested in
+// parallel only from two of them. The second is built on first use.
 type tenantCredential struct {
 	t        *Tenants
 	tenantID string
 
 	mu    sync.Mutex
 	gen   uint64
-	inner azcore.TokenCredential
+	inner [2]azcore.TokenCredential // by kind
+}
+
+// The kinds of a tenantCredential's SDK credentials.
+const (
+	kindDefault = 0
+	kindVault   = 1
+)
+
+func (c *tenantCredential) kind(tro policy.TokenRequestOptions) int {
+	if c.t.vaultScope != "" && len(tro.Scopes) == 1 && strings.EqualFold(tro.Scopes[0], c.t.vaultScope) {
+		return kindVault
+	}
+	return kindDefault
 }
 
 var _ azcore.TokenCredential = (*tenantCredential)(nil)
 
-// current returns the SDK credential for the current app secret.
-func (c *tenantCredential) current() (azcore.TokenCredential, uint64, error) {
+// current returns the SDK credential of kind for the current app secret.
+func (c *tenantCredential) current(kind int) (azcore.TokenCredential, uint64, error) {
 	secret, gen := "", uint64(0)
 	if c.t.secret != nil {
 		secret, gen = c.t.secret.current()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.inner == nil || c.gen != gen {
+	if c.gen != gen {
+		c.inner, c.gen = [2]azcore.TokenCredential{}, gen
+	}
+	if c.inner[kind] == nil {
 		inner, err := c.t.build(c.tenantID, secret)
 		if err != nil {
 			return nil, 0, err
 		}
-		c.inner, c.gen = inner, gen
+		c.inner[kind] = inner
 	}
-	return c.inner, c.gen, nil
+	return c.inner[kind], c.gen, nil
 }
 
 // GetToken gets a token in the credential's tenant, and only there.
@@ -274,7 +326,9 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 			fmt.Errorf("%w: credential of %s, requested %q", ErrWrongTenant, c.tenantID, tro.TenantID))
 	}
 	tro.TenantID = c.tenantID
-	inner, gen, err := c.current()
+	ctx = outcome.WithAttempts(ctx)
+	kind := c.kind(tro)
+	inner, gen, err := c.current(kind)
 	if err != nil {
 		return azcore.AccessToken{}, outcome.New(outcome.InternalError, "the tenant's credential could not be built", err)
 	}
@@ -294,7 +348,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		return azcore.AccessToken{}, classify(ctx, err)
 	}
 	zerolog.Ctx(ctx).Info().Str("tenantId", c.tenantID).Msg("app secret changed in Key Vault; retrying the sign-in with it")
-	if inner, _, err = c.current(); err != nil {
+	if inner, _, err = c.current(kind); err != nil {
 		return azcore.AccessToken{}, outcome.New(outcome.InternalError, "the tenant's credential could not be built", err)
 	}
 	tk, err = inner.GetToken(ctx, tro)
@@ -302,6 +356,21 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		return azcore.AccessToken{}, classify(ctx, err)
 	}
 	return tk, nil
+}
+
+// sentPolicy counts each try for outcome.RetryWithin and the outcome's
+// detail ("Entra ID answered HTTP 500 three times").
+type sentPolicy struct{}
+
+func (sentPolicy) Do(req *policy.Request) (*http.Response, error) {
+	resp, err := req.Next()
+	status := 0
+	if resp != nil {
+		status = resp.StatusCode
+	}
+	raw := req.Raw()
+	outcome.Sent(raw.Context(), raw.Method+" "+raw.URL.Path, status)
+	return resp, err
 }
 
 // safeTenant keeps only a GUID-shaped tenant id for a customer-facing text.

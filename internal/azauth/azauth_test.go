@@ -1,9 +1,11 @@
 package azauth_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/azauth"
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
@@ -538,7 +541,7 @@ func TestSignInAsksLikeTheSDKs(t *testing.T) {
 	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
 	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
-	cred, err := ts.SignIn(ctx, tenantA)
+	cred, err := ts.SignIn(ctx, tenantA, false)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -551,7 +554,114 @@ func TestSignInAsksLikeTheSDKs(t *testing.T) {
 	if n := c.TokenRequests(tenantA); n != 1 {
 		t.Errorf("token requests after the SDK's own request = %d, want still 1", n)
 	}
-	if _, err := ts.SignIn(ctx, "common"); !errors.Is(err, azauth.ErrInvalidTenantID) {
+	if _, err := ts.SignIn(ctx, "common", false); !errors.Is(err, azauth.ErrInvalidTenantID) {
 		t.Errorf("SignIn(common) = %v", err)
+	}
+}
+
+// answerTokens answers token requests itself and passes the rest (OpenID
+// metadata) to the fakes.
+type answerTokens struct {
+	next   policy.Transporter
+	status int
+	header http.Header
+}
+
+func (a answerTokens) Do(r *http.Request) (*http.Response, error) {
+	if !strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token") {
+		return a.next.Do(r)
+	}
+	h := a.header.Clone()
+	if h == nil {
+		h = http.Header{}
+	}
+	h.Set("Content-Type", "application/json")
+	body := `{"error":"temporarily_unavailable","error_description":"AADSTS50196: busy","error_codes":[50196]}`
+	return &http.Response{StatusCode: a.status, Header: h, Body: io.NopCloser(strings.NewReader(body)), Request: r}, nil
+}
+
+// Entra ID's faults are reported by their cause when the tenant's budget
+// cannot hold another retry, and an unreachable sign-in host at once.
+func TestSignInRetryBudgetNamesTheCause(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	app := config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}
+	getToken := func(t *testing.T, opts azauth.Options, budget time.Duration) error {
+		t.Helper()
+		opts.DisableInstanceDiscovery = true
+		ts := newTenants(t, c, app, opts)
+		cred, err := ts.Credential(tenantA)
+		if err != nil {
+			t.Fatal(err)
+		}
+		tctx, cancel := context.WithTimeout(ctx, budget)
+		defer cancel()
+		_, err = cred.GetToken(tctx, graphTRO)
+		return err
+	}
+
+	t.Run("500 until the budget is spent", func(t *testing.T) {
+		// 100 ms backoff: at most 130, 390, 910 ms after tries 1, 2, 3;
+		// in a 1 s budget the third try is the last.
+		err := getToken(t, azauth.Options{Transport: answerTokens{next: c.HTTPClient(), status: 500},
+			Retry: &policy.RetryOptions{MaxRetries: 10, RetryDelay: 100 * time.Millisecond}}, time.Second)
+		if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "Entra ID answered HTTP 500 three times" {
+			t.Errorf("err = %v (%s), want upstream_error: Entra ID answered HTTP 500 three times", err, outcome.Of(err))
+		}
+	})
+	t.Run("Retry-After past the budget", func(t *testing.T) {
+		err := getToken(t, azauth.Options{Transport: answerTokens{next: c.HTTPClient(), status: 429, header: http.Header{"Retry-After": {"30"}}}},
+			2*time.Second)
+		if outcome.Of(err) != outcome.Throttled {
+			t.Errorf("err = %v (%s), want throttled", err, outcome.Of(err))
+		}
+	})
+
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	refused := ln.Addr().String()
+	ln.Close()
+	for _, tc := range []struct {
+		name string
+		dial func(ctx context.Context, network, addr string) (net.Conn, error)
+	}{
+		{"connection refused", func(ctx context.Context, network, _ string) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, network, refused)
+		}},
+		{"no such host", func(_ context.Context, network, addr string) (net.Conn, error) {
+			host, _, _ := net.SplitHostPort(addr)
+			return nil, &net.OpError{Op: "dial", Net: network, Err: &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}}
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var logs bytes.Buffer
+			lctx := zerolog.New(&logs).Level(zerolog.DebugLevel).WithContext(ctx)
+			// Production's retry options: 0.8, 1.6 and 3.2 s of backoff.
+			ts := newTenants(t, c, app, azauth.Options{Transport: &http.Client{Transport: &http.Transport{DialContext: tc.dial}}})
+			cred, err := ts.Credential(tenantA)
+			if err != nil {
+				t.Fatal(err)
+			}
+			tctx, cancel := context.WithTimeout(lctx, 10*time.Second)
+			defer cancel()
+			start := time.Now()
+			_, err = cred.GetToken(tctx, graphTRO)
+			if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "the sign-in service could not be reached" {
+				t.Errorf("err = %v, want upstream_error: the sign-in service could not be reached", err)
+			}
+			if d := time.Since(start); d > 700*time.Millisecond {
+				t.Errorf("took %v: the unreachable host was retried", d)
+			}
+			if want := map[string]string{"connection refused": "connection refused", "no such host": "no such host"}[tc.name]; !strings.Contains(logs.String(), want) {
+				t.Errorf("debug log %q does not carry the cause %q", logs.String(), want)
+			}
+			if strings.Contains(logs.String(), secret) {
+				t.Error("the app secret is in the log")
+			}
+		})
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 )
@@ -91,7 +92,7 @@ func classify(ctx context.Context, err error) error {
 		case st == http.StatusTooManyRequests:
 			return outcome.New(outcome.Throttled, "sign-in was throttled by "+who, err)
 		case st >= 500:
-			return outcome.New(outcome.UpstreamError, fmt.Sprintf("%s failed with HTTP %d", who, st), err)
+			return outcome.New(outcome.UpstreamError, outcome.Answered(ctx, who, st), err)
 		case code != 0 && oauthErr != "":
 			return outcome.New(outcome.UpstreamError, fmt.Sprintf("AADSTS%d: sign-in was refused (%s)", code, oauthErr), err)
 		case code != 0:
@@ -105,5 +106,10 @@ func classify(ctx context.Context, err error) error {
 	if strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 		return outcome.New(outcome.Timeout, "the sign-in did not finish in time", err)
 	}
+	// No answer: the host did not resolve, refused the connection (both
+	// not retried, see outcome.RetryWithin) or dropped it. azidentity keeps
+	// only the text of the cause; it holds the URL and the network error,
+	// no response body, so no token.
+	zerolog.Ctx(ctx).Debug().Err(err).Msg("the sign-in service could not be reached")
 	return outcome.New(outcome.UpstreamError, "the sign-in service could not be reached", err)
 }

@@ -73,6 +73,7 @@ type Cloud struct {
 	done     chan struct{}
 	miHeader string
 	latency  atomic.Int64
+	conns    atomic.Int64
 
 	mu             sync.Mutex
 	app            App
@@ -130,6 +131,11 @@ func Start(t testing.TB) *Cloud {
 		MinVersion:   tls.VersionTLS12,
 	}
 	c.srv.Config.ErrorLog = quietLog()
+	c.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			c.conns.Add(1)
+		}
+	}
 	c.srv.StartTLS()
 
 	c.msi = httptest.NewServer(http.HandlerFunc(c.serveMSI))
@@ -225,8 +231,17 @@ func (c *Cloud) SetManagedIdentityStatus(status int) {
 	c.miStatus = status
 }
 
-// SetLatency delays every Entra ID, Graph and Key Vault response by d.
+// SetLatency delays by d every call a sweep makes per tenant: each token
+// request, each Graph request (a $batch counts once) and each authenticated
+// Key Vault request. The setup calls a real deployment pays once per tenant
+// and process (OpenID metadata, instance discovery, Key Vault's
+// unauthenticated challenge) are answered at once, so a benchmark's ideal
+// counts only the calls that make up the round trips of a tenant.
 func (c *Cloud) SetLatency(d time.Duration) { c.latency.Store(int64(d)) }
+
+// Connections is the number of TLS connections the fakes accepted (since
+// ResetCounters); a tunnel through ProxyURL is one too.
+func (c *Cloud) Connections() int { return int(c.conns.Load()) }
 
 // Requests returns the requests received so far (since ResetCounters).
 func (c *Cloud) Requests() []Request {
@@ -273,6 +288,7 @@ func (c *Cloud) ResetCounters() {
 	c.tokenReqs = map[string]int{}
 	c.totalTokenReqs = 0
 	c.miReqs = 0
+	c.conns.Store(0)
 }
 
 func (c *Cloud) record(r *http.Request, tenant string) {

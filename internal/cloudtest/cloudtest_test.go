@@ -1,8 +1,11 @@
 package cloudtest_test
 
 import (
+	"bytes"
+	"compress/gzip"
 	"context"
 	"crypto/tls"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -623,5 +626,108 @@ func TestConcurrentLoadWithLatency(t *testing.T) {
 	c.ResetCounters()
 	if len(c.Requests()) != 0 {
 		t.Error("ResetCounters")
+	}
+}
+
+// The Graph fake answers JSON batching as Graph documents it: a gzipped
+// body is accepted, each step is answered with its id, status, headers and
+// body (JSON as JSON, text base64-encoded), faults per step, one latency for
+// the whole batch, and more than 20 steps is a 400.
+func TestGraphBatch(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: "s3cret"})
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 250, GraphThrottle: 1})
+	tok, err := secretCred(t, c, tenantA, "s3cret").GetToken(context.Background(), graphScope)
+	if err != nil {
+		t.Fatal(err)
+	}
+	post := func(body string, gz bool) (int, []byte) {
+		t.Helper()
+		var buf bytes.Buffer
+		if gz {
+			zw := gzip.NewWriter(&buf)
+			_, _ = zw.Write([]byte(body))
+			zw.Close()
+		} else {
+			buf.WriteString(body)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "https://graph.microsoft.com/v1.0/$batch", &buf)
+		req.Header.Set("Authorization", "Bearer "+tok.Token)
+		req.Header.Set("Content-Type", "application/json")
+		if gz {
+			req.Header.Set("Content-Encoding", "gzip")
+		}
+		resp, err := c.HTTPClient().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	c.ResetCounters()
+	c.SetLatency(50 * time.Millisecond)
+	start := time.Now()
+	status, b := post(`{"requests":[
+		{"id":"1","method":"GET","url":"/organization?$select=id,displayName"},
+		{"id":"2","method":"GET","url":"/organization"},
+		{"id":"3","method":"GET","url":"/users?$count=true&$top=1","headers":{"ConsistencyLevel":"eventual"}},
+		{"id":"4","method":"GET","url":"/users/$count","headers":{"ConsistencyLevel":"eventual"}}]}`, true)
+	if d := time.Since(start); d > time.Second {
+		t.Errorf("batch took %v", d)
+	}
+	c.SetLatency(0)
+	if status != 200 {
+		t.Fatalf("batch: %d %s", status, b)
+	}
+	var out struct {
+		Responses []struct {
+			ID      string            `json:"id"`
+			Status  int               `json:"status"`
+			Headers map[string]string `json:"headers"`
+			Body    json.RawMessage   `json:"body"`
+		} `json:"responses"`
+	}
+	if err := json.Unmarshal(b, &out); err != nil || len(out.Responses) != 4 {
+		t.Fatalf("batch body %s: %v", b, err)
+	}
+	byID := map[string]int{}
+	for i, r := range out.Responses {
+		byID[r.ID] = i
+	}
+	if r := out.Responses[byID["1"]]; r.Status != 429 || r.Headers["Retry-After"] != "0" {
+		t.Errorf("step 1 = %d %v, want the throttled step", r.Status, r.Headers)
+	}
+	var org struct {
+		Value []struct{ DisplayName string } `json:"value"`
+	}
+	if r := out.Responses[byID["2"]]; r.Status != 200 || json.Unmarshal(r.Body, &org) != nil || len(org.Value) != 1 || org.Value[0].DisplayName != "Contoso" {
+		t.Errorf("step 2 = %d %s", r.Status, r.Body)
+	}
+	var counted struct {
+		Count int `json:"@odata.count"`
+	}
+	if r := out.Responses[byID["3"]]; r.Status != 200 || json.Unmarshal(r.Body, &counted) != nil || counted.Count != 250 {
+		t.Errorf("step 3 = %d %s", r.Status, r.Body)
+	}
+	var text string
+	if r := out.Responses[byID["4"]]; r.Status != 200 || json.Unmarshal(r.Body, &text) != nil {
+		t.Errorf("step 4 = %d %s", r.Status, r.Body)
+	} else if raw, _ := base64.StdEncoding.DecodeString(text); string(raw) != "250" {
+		t.Errorf("step 4 body %q, want base64 of 250", text)
+	}
+	if n := len(c.Requests()); n != 1 {
+		t.Errorf("%d requests recorded, want the one batch", n)
+	}
+
+	var many []string
+	for i := range 21 {
+		many = append(many, fmt.Sprintf(`{"id":"%d","method":"GET","url":"/organization"}`, i))
+	}
+	if status, _ := post(`{"requests":[`+strings.Join(many, ",")+`]}`, false); status != 400 {
+		t.Errorf("21 steps: %d, want 400", status)
+	}
+	if status, _ := post(`{"requests":[{"id":"1","method":"GET","url":"https://evil.example/organization"}]}`, false); status != 400 {
+		t.Errorf("absolute step url: %d, want 400", status)
 	}
 }

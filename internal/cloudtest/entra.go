@@ -74,6 +74,10 @@ type Tenant struct {
 	GraphThrottle int
 	// GraphHang makes Graph requests wait until the client gives up.
 	GraphHang bool
+	// CountStatus, when non-zero (400 or 404), answers the advanced query
+	// $count (users/$count, users?$count=true) with it, as a tenant or
+	// cloud without advanced queries does.
+	CountStatus int
 }
 
 // Claims is what a fake token says.
@@ -257,7 +261,8 @@ func (c *Cloud) serveEntra(w http.ResponseWriter, r *http.Request) {
 	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	tenant := strings.ToLower(segs[0])
 	c.record(r, tenant)
-	if !c.wait(r) {
+	isToken := r.Method == http.MethodPost && len(segs) == 4 && segs[1] == "oauth2" && segs[2] == "v2.0" && segs[3] == "token"
+	if isToken && !c.wait(r) {
 		return
 	}
 	switch {
@@ -265,7 +270,7 @@ func (c *Cloud) serveEntra(w http.ResponseWriter, r *http.Request) {
 		c.serveInstanceDiscovery(w, r)
 	case r.Method == http.MethodGet && len(segs) == 4 && segs[1] == "v2.0" && segs[2] == ".well-known" && segs[3] == "openid-configuration":
 		c.serveOpenIDConfig(w, tenant)
-	case r.Method == http.MethodPost && len(segs) == 4 && segs[1] == "oauth2" && segs[2] == "v2.0" && segs[3] == "token":
+	case isToken:
 		c.serveToken(w, r, tenant)
 	default:
 		writeAADError(w, &aadFailure{status: http.StatusNotFound, err: "invalid_request", code: 900561,

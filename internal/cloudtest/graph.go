@@ -1,8 +1,13 @@
 package cloudtest
 
 import (
+	"compress/gzip"
+	"encoding/base64"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strconv"
 	"strings"
@@ -38,12 +43,7 @@ func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
 	c.mu.Lock()
 	tn, ok := c.tenants[tenant]
 	var t Tenant
-	throttled := false
 	if ok {
-		if tn.GraphThrottle > 0 {
-			tn.GraphThrottle--
-			throttled = true
-		}
 		t = *tn
 	}
 	c.mu.Unlock()
@@ -56,6 +56,33 @@ func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
 		case <-r.Context().Done():
 		case <-c.done:
 		}
+		return
+	}
+	if r.Method == http.MethodPost && r.URL.Path == "/v1.0/$batch" {
+		c.serveBatch(w, r, tenant)
+		return
+	}
+	c.serveGraphResource(w, r, tenant)
+}
+
+// serveGraphResource answers one Graph request of tenant, on its own or as
+// a step of a $batch: the tenant's injected faults first (each request or
+// step takes one of GraphThrottle's 429s), then the resource.
+func (c *Cloud) serveGraphResource(w http.ResponseWriter, r *http.Request, tenant string) {
+	c.mu.Lock()
+	tn, ok := c.tenants[tenant]
+	var t Tenant
+	throttled := false
+	if ok {
+		if tn.GraphThrottle > 0 {
+			tn.GraphThrottle--
+			throttled = true
+		}
+		t = *tn
+	}
+	c.mu.Unlock()
+	if !ok {
+		writeODataError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure: unknown tenant.")
 		return
 	}
 	if throttled {
@@ -85,6 +112,10 @@ func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
 		writeODataError(w, http.StatusMethodNotAllowed, "Request_BadRequest", "Only GET is supported by cloudtest.")
 		return
 	}
+	if t.CountStatus != 0 && (r.URL.Path == "/v1.0/users/$count" || strings.EqualFold(r.URL.Query().Get("$count"), "true")) {
+		writeODataError(w, t.CountStatus, "Request_UnsupportedQuery", "Advanced query is not supported.")
+		return
+	}
 	switch r.URL.Path {
 	case "/v1.0/organization":
 		c.serveOrganization(w, tenant, t)
@@ -100,6 +131,88 @@ func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
 	default:
 		writeODataError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+r.URL.Path+"' does not exist or one of its queried reference-property objects are not present.")
 	}
+}
+
+// maxBatchSteps is Graph's limit of requests in one JSON batch.
+const maxBatchSteps = 20
+
+type batchStep struct {
+	ID      string            `json:"id"`
+	Method  string            `json:"method"`
+	URL     string            `json:"url"`
+	Headers map[string]string `json:"headers"`
+	Body    json.RawMessage   `json:"body,omitempty"`
+}
+
+type batchStepResponse struct {
+	ID      string            `json:"id"`
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers,omitempty"`
+	Body    any               `json:"body,omitempty"`
+}
+
+// serveBatch answers POST /v1.0/$batch as Graph documents JSON batching: a
+// body {"requests": [{id, method, url, headers, body}]} with at most 20
+// steps whose urls are relative to the version; the answer is 200 with
+// {"responses": [{id, status, headers, body}]}, each step answered as the
+// request on its own would be (faults and throttling per step), a JSON body
+// as JSON and any other body base64-encoded. kiota gzips request bodies.
+// Steps run in the order given; dependsOn is not supported.
+func (c *Cloud) serveBatch(w http.ResponseWriter, r *http.Request, tenant string) {
+	var body io.Reader = r.Body
+	if strings.EqualFold(r.Header.Get("Content-Encoding"), "gzip") {
+		zr, err := gzip.NewReader(r.Body)
+		if err != nil {
+			writeODataError(w, http.StatusBadRequest, "BadRequest", "Invalid gzip body.")
+			return
+		}
+		defer zr.Close()
+		body = zr
+	}
+	var req struct {
+		Requests []batchStep `json:"requests"`
+	}
+	if err := json.NewDecoder(io.LimitReader(body, 1<<20)).Decode(&req); err != nil || len(req.Requests) == 0 {
+		writeODataError(w, http.StatusBadRequest, "BadRequest", "Invalid batch payload format.")
+		return
+	}
+	if len(req.Requests) > maxBatchSteps {
+		writeODataError(w, http.StatusBadRequest, "BadRequest", "Invalid batch payload. The number of requests in the batch exceeds the limit of 20.")
+		return
+	}
+	resps := make([]batchStepResponse, 0, len(req.Requests))
+	seen := map[string]bool{}
+	for _, st := range req.Requests {
+		if st.ID == "" || seen[st.ID] || st.Method == "" || !strings.HasPrefix(st.URL, "/") {
+			writeODataError(w, http.StatusBadRequest, "BadRequest", "Invalid batch payload: each request needs a unique id, a method and a relative url.")
+			return
+		}
+		seen[st.ID] = true
+		inner, err := http.NewRequestWithContext(r.Context(), st.Method, "https://"+GraphHost+"/v1.0"+st.URL, nil)
+		if err != nil {
+			writeODataError(w, http.StatusBadRequest, "BadRequest", "Invalid batch step url.")
+			return
+		}
+		for k, v := range st.Headers {
+			inner.Header.Set(k, v)
+		}
+		inner.Header.Set("Authorization", r.Header.Get("Authorization"))
+		rec := httptest.NewRecorder()
+		c.serveGraphResource(rec, inner, tenant)
+		resp := batchStepResponse{ID: st.ID, Status: rec.Code, Headers: map[string]string{}}
+		for k := range rec.Header() {
+			resp.Headers[k] = rec.Header().Get(k)
+		}
+		if b := rec.Body.Bytes(); len(b) > 0 {
+			if strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") && json.Valid(b) {
+				resp.Body = json.RawMessage(b)
+			} else {
+				resp.Body = base64.StdEncoding.EncodeToString(b)
+			}
+		}
+		resps = append(resps, resp)
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"responses": resps})
 }
 
 func orgDomain(tenant string, t Tenant) string {

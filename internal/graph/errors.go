@@ -60,7 +60,7 @@ func classify(ctx context.Context, op string, err error) error {
 	case status == http.StatusUnauthorized:
 		return outcome.New(outcome.UpstreamError, withCode("Microsoft Graph rejected the app's token", code), wrapped)
 	case status >= 500:
-		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Microsoft Graph failed with HTTP %d", status), wrapped)
+		return outcome.New(outcome.UpstreamError, outcome.Answered(ctx, "Microsoft Graph", status), wrapped)
 	default:
 		return outcome.New(outcome.UpstreamError, withCode(fmt.Sprintf("Microsoft Graph answered HTTP %d", status), code), wrapped)
 	}

@@ -65,8 +65,8 @@ func TestOrganization(t *testing.T) {
 	for _, r := range graphRequests(c) {
 		paths = append(paths, r.Path)
 	}
-	if strings.Join(paths, " ") != "/v1.0/organization /v1.0/users/$count" {
-		t.Errorf("Graph requests %v, want the organization and one $count", paths)
+	if strings.Join(paths, " ") != "/v1.0/$batch" {
+		t.Errorf("Graph requests %v, want one $batch of the organization and the count", paths)
 	}
 }
 
@@ -105,14 +105,8 @@ func TestOrganizationPagesWhenCountIsUnsupported(t *testing.T) {
 	for _, status := range []int{400, 404} {
 		t.Run(http.StatusText(status), func(t *testing.T) {
 			c := cloudtest.StartWithApp(t)
-			c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Fabrikam", Users: 2100})
-			ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
-				if strings.HasSuffix(r.URL.Path, "/users/$count") {
-					return jsonResponse(r, status, nil, `{"error":{"code":"Request_UnsupportedQuery","message":"no"}}`)
-				}
-				return nil
-			}}
-			r := New(cloud.AzurePublic, Options{Transport: ic})
+			c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Fabrikam", Users: 2100, CountStatus: status})
+			r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
 			info, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
 			if err != nil {
 				t.Fatal(err)
@@ -142,8 +136,10 @@ func TestOrganizationFaults(t *testing.T) {
 		requests int // Graph requests, kiota's retries included
 	}{
 		{"consent missing", cloudtest.Tenant{GraphStatus: 403}, outcome.GraphConsentMissing, 1},
-		{"always throttled", cloudtest.Tenant{GraphStatus: 429}, outcome.Throttled, 4},
-		{"unavailable", cloudtest.Tenant{GraphStatus: 503}, outcome.UpstreamError, 4},
+		// The $batch, then the throttled organization step on its own
+		// with kiota's three retries.
+		{"always throttled", cloudtest.Tenant{GraphStatus: 429}, outcome.Throttled, 5},
+		{"unavailable", cloudtest.Tenant{GraphStatus: 503}, outcome.UpstreamError, 5},
 		{"server error", cloudtest.Tenant{GraphStatus: 500}, outcome.UpstreamError, 1},
 	}
 	for _, tt := range tests {
@@ -189,8 +185,8 @@ func TestOrganizationThrottledThenSucceeds(t *testing.T) {
 	if info.UserCount != 5 {
 		t.Errorf("info = %+v", info)
 	}
-	if n := len(graphRequests(c)); n != 4 {
-		t.Errorf("Graph requests = %d, want 4 (2 throttled, organization, $count)", n)
+	if n := len(graphRequests(c)); n != 3 {
+		t.Errorf("Graph requests = %d, want 3 (the $batch with both steps throttled, then each step on its own)", n)
 	}
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("took %v: Retry-After 0 was not honoured", d)
@@ -293,11 +289,9 @@ func TestOrganizationTenantsAreSeparate(t *testing.T) {
 // request (with or without a token) leaves for it.
 func TestOrganizationRefusesForeignNextLink(t *testing.T) {
 	c := cloudtest.StartWithApp(t)
-	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3})
+	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 3, CountStatus: 400})
 	ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
 		switch r.URL.Path {
-		case "/v1.0/users/$count":
-			return jsonResponse(r, 400, nil, `{"error":{"code":"Request_BadRequest","message":"no"}}`)
 		case "/v1.0/users":
 			return jsonResponse(r, 200, nil, `{"value":[{"id":"u1"}],"@odata.nextLink":"https://evil.example.com/v1.0/users?$skiptoken=1"}`)
 		}
@@ -335,4 +329,35 @@ func TestOrganizationKeepsTheCredentialsOutcome(t *testing.T) {
 	if n := len(graphRequests(c)); n != 0 {
 		t.Errorf("%d Graph requests sent without a token", n)
 	}
+}
+
+// Graph's faults are reported by their answer and how often it came, not as
+// a timeout: kiota's retry (3 s and more without Retry-After) does not start
+// past the deadline.
+func TestOrganizationRetryBudgetNamesTheCause(t *testing.T) {
+	t.Run("no time for a retry", func(t *testing.T) {
+		c := cloudtest.StartWithApp(t)
+		c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso"})
+		ic := &interceptor{next: c.HTTPClient().Transport, answer: func(r *http.Request) *http.Response {
+			return jsonResponse(r, 503, nil, `{"error":{"code":"serviceNotAvailable","message":"x"}}`)
+		}}
+		r := New(cloud.AzurePublic, Options{Transport: ic})
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_, err := r.Organization(ctx, c.SecretCredential(t, tenantA))
+		if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "Microsoft Graph answered HTTP 503 once" {
+			t.Errorf("err = %v (%s), want upstream_error: Microsoft Graph answered HTTP 503 once", err, outcome.Of(err))
+		}
+	})
+	t.Run("retries spent", func(t *testing.T) {
+		c := cloudtest.StartWithApp(t)
+		c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", GraphStatus: 503}) // Retry-After: 0
+		r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_, err := r.Organization(ctx, c.SecretCredential(t, tenantA))
+		if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "Microsoft Graph answered HTTP 503 four times" {
+			t.Errorf("err = %v (%s), want upstream_error: Microsoft Graph answered HTTP 503 four times", err, outcome.Of(err))
+		}
+	})
 }

@@ -77,7 +77,7 @@ func classify(ctx context.Context, name string, err error) error {
 	case s == http.StatusUnauthorized:
 		return outcome.New(outcome.UpstreamError, "the vault rejected the app's token", wrapped)
 	case s >= 500:
-		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Key Vault failed with HTTP %d", s), wrapped)
+		return outcome.New(outcome.UpstreamError, outcome.Answered(ctx, "Key Vault", s), wrapped)
 	default:
 		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Key Vault answered HTTP %d", s), wrapped)
 	}

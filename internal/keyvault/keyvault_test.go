@@ -467,3 +467,49 @@ func TestBoundRetry(t *testing.T) {
 type transporterFunc func(*http.Request) (*http.Response, error)
 
 func (f transporterFunc) Do(r *http.Request) (*http.Response, error) { return f(r) }
+
+// A vault that fails every try is reported by its answer, not as a timeout:
+// no retry starts whose backoff would end past the deadline. With 100 ms
+// backoff (at most 130 ms, 390 ms, 910 ms after tries 1, 2, 3) and a 1 s
+// budget, the third try is the last.
+func TestSecretRetryBudgetNamesTheCause(t *testing.T) {
+	fv := &fakeVault{owner: tenantA, handle: func(r *http.Request) (int, http.Header, string) {
+		return 500, nil, `{"error":{"code":"InternalServerError","message":"x"}}`
+	}}
+	r := New(cloud.AzurePublic, Options{Transport: fv, Retry: &policy.RetryOptions{MaxRetries: 10, RetryDelay: 100 * time.Millisecond}})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	_, err := r.Secret(ctx, tenantA, "https://contoso-kv.vault.azure.net", "s", &staticCred{})
+	if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "Key Vault answered HTTP 500 three times" {
+		t.Errorf("err = %v (%s), want upstream_error: Key Vault answered HTTP 500 three times", err, outcome.Of(err))
+	}
+	if n := len(fv.requests()); n != 4 {
+		t.Errorf("vault requests = %d, want 4 (the challenge and three tries)", n)
+	}
+}
+
+// A vault host that refuses the connection is an upstream error at once,
+// with production's retry options (0.8 s, 1.6 s, 3.2 s of backoff).
+func TestSecretRefusedIsUpstreamAtOnce(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	tr := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		var d net.Dialer
+		return d.DialContext(ctx, network, addr)
+	}}}
+	r := New(cloud.AzurePublic, Options{Transport: tr})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = r.Secret(ctx, tenantA, "https://contoso-kv.vault.azure.net", "s", &staticCred{})
+	if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "could not reach the vault" {
+		t.Errorf("err = %v, want upstream_error: could not reach the vault", err)
+	}
+	if d := time.Since(start); d > 700*time.Millisecond {
+		t.Errorf("took %v: the refused connection was retried", d)
+	}
+}

@@ -2,6 +2,7 @@ package tenant
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
@@ -21,9 +22,12 @@ type SecretMeta struct {
 // *outcome.Error; a cancellation is returned as is.
 type (
 	// Signer signs in to one tenant (never a shared endpoint) and returns the
-	// credential the reads then use. *azauth.Tenants is one.
+	// credential the reads then use. keyVault says that Key Vault reads
+	// follow, so that the signer gets that token too, at the same time as
+	// the sign-in's (a cold tenant then costs two round trips, not three).
+	// *azauth.Tenants is one.
 	Signer[C any] interface {
-		SignIn(ctx context.Context, tenantID string) (C, error)
+		SignIn(ctx context.Context, tenantID string, keyVault bool) (C, error)
 	}
 	// Directory reads the tenant's display name and number of users from
 	// Microsoft Graph. *graph.Reader is one.
@@ -54,6 +58,10 @@ type Prober[C any] struct {
 // is the first failure in the order of the seed's steps: sign-in, Graph, then
 // each secret. A failed sign-in stops the probe; later steps are all tried so
 // that one report shows everything the customer still owes.
+//
+// After the sign-in, Graph and every secret are read at once (at most
+// maxParallelReads at a time), so a warm tenant costs one round trip
+// whatever it registered; the results keep the registration's order.
 func (p *Prober[C]) Probe(ctx context.Context, rec Record) SweepResult {
 	start := p.Now()
 	res := SweepResult{At: start, Outcome: outcome.OK}
@@ -65,25 +73,41 @@ func (p *Prober[C]) Probe(ctx context.Context, rec Record) SweepResult {
 		}
 	}
 
-	if cred, err := p.SignIn.SignIn(ctx, rec.TenantID); err != nil {
+	type read struct{ vaultURL, name string }
+	var reads []read
+	for _, kv := range rec.KeyVaults {
+		for _, name := range kv.Secrets {
+			reads = append(reads, read{kv.VaultURL, name})
+		}
+	}
+	if cred, err := p.SignIn.SignIn(ctx, rec.TenantID, len(reads) > 0); err != nil {
 		fail(err, Subject{TenantID: rec.TenantID})
 	} else {
+		var (
+			info     GraphInfo
+			graphErr error
+			secrets  = make([]secretResult, len(reads))
+			g        group
+		)
 		if rec.Graph {
-			info, err := p.Directory.Organization(ctx, cred)
-			if err != nil {
-				fail(err, Subject{TenantID: rec.TenantID})
+			g.Go(func() { info, graphErr = p.Directory.Organization(ctx, cred) })
+		}
+		for i, rd := range reads {
+			g.Go(func() { secrets[i] = p.secret(ctx, cred, rec.TenantID, rd.vaultURL, rd.name, start) })
+		}
+		g.Wait()
+		if rec.Graph {
+			if graphErr != nil {
+				fail(graphErr, Subject{TenantID: rec.TenantID})
 			} else {
 				res.Graph = &info
 			}
 		}
-		for _, kv := range rec.KeyVaults {
-			for _, name := range kv.Secrets {
-				st := p.secret(ctx, cred, rec.TenantID, kv.VaultURL, name, start)
-				if st.err != nil {
-					fail(st.err, Subject{TenantID: rec.TenantID, VaultURL: kv.VaultURL, Secret: name})
-				}
-				res.KeyVault = append(res.KeyVault, st.SecretStatus)
+		for i, st := range secrets {
+			if st.err != nil {
+				fail(st.err, Subject{TenantID: rec.TenantID, VaultURL: reads[i].vaultURL, Secret: reads[i].name})
 			}
+			res.KeyVault = append(res.KeyVault, st.SecretStatus)
 		}
 	}
 
@@ -95,6 +119,49 @@ func (p *Prober[C]) Probe(ctx context.Context, rec Record) SweepResult {
 	}
 	res.DurationMs = p.Now().Sub(start).Milliseconds()
 	return res
+}
+
+// maxParallelReads bounds one tenant's concurrent reads (a registration may
+// hold hundreds of secrets), so that the sweep's concurrency stays the
+// bound of the whole process's work.
+const maxParallelReads = 16
+
+// group runs a tenant's reads at once, at most maxParallelReads at a time.
+// A panic in a read is raised again in Wait's goroutine, where the sweep's
+// recovery (internal_error for that tenant) sees it, instead of ending the
+// process.
+type group struct {
+	wg    sync.WaitGroup
+	sem   chan struct{}
+	mu    sync.Mutex
+	panic any
+}
+
+func (g *group) Go(f func()) {
+	if g.sem == nil {
+		g.sem = make(chan struct{}, maxParallelReads)
+	}
+	g.sem <- struct{}{}
+	g.wg.Go(func() {
+		defer func() {
+			<-g.sem
+			if v := recover(); v != nil {
+				g.mu.Lock()
+				if g.panic == nil {
+					g.panic = v
+				}
+				g.mu.Unlock()
+			}
+		}()
+		f()
+	})
+}
+
+func (g *group) Wait() {
+	g.wg.Wait()
+	if g.panic != nil {
+		panic(g.panic)
+	}
 }
 
 type secretResult struct {
