@@ -59,7 +59,7 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	fx := newFixture(b)
 	fx.onboard(b, fx.healthyTenants(100000, n, "bv", true)...)
 	fx.cloud.SetLatency(benchLatency)
-	env := fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(concurrency), "SWEEP_BUDGET=20m")
+	env := fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(concurrency), "SWEEP_BUDGET=9m")
 	if limit := os.Getenv("GOMEMLIMIT"); limit != "" {
 		// The runtime's soft memory limit, to measure its trade of GC CPU
 		// for a lower peak: GOMEMLIMIT=200MiB make bench.
