@@ -43,6 +43,8 @@ type lazyApp struct {
 	// apiWait is how long an API request waits for the start: the
 	// registry's deadline, so that it answers 503 within it.
 	apiWait time.Duration
+	// hint is added to a not-ready answer: how to start a local Azurite.
+	hint string
 
 	mu      sync.Mutex
 	lastErr error // of the last failed attempt
@@ -51,7 +53,8 @@ type lazyApp struct {
 const initWait = 30 * time.Second
 
 func startApp(ctx context.Context, cfg config.Config, d deps, log zerolog.Logger) *lazyApp {
-	l := &lazyApp{ready: make(chan struct{}), wait: initWait, apiWait: cmp.Or(cfg.Registry.Timeout, tablestore.DefaultTimeout)}
+	l := &lazyApp{ready: make(chan struct{}), wait: initWait, apiWait: cmp.Or(cfg.Registry.Timeout, tablestore.DefaultTimeout),
+		hint: azuriteHint(cfg.Registry)}
 	go func() {
 		defer close(l.ready)
 		delay := time.Second
@@ -93,6 +96,19 @@ func (l *lazyApp) startErr() error {
 }
 
 var errRegistryNotReady = fmt.Errorf("%w (the tenant registry has not answered yet)", errNotReady)
+
+// notReady is the message of a not-ready answer.
+func (l *lazyApp) notReady() string { return errNotReady.Error() + l.hint }
+
+// readyNow reports, without waiting, whether the app has started.
+func (l *lazyApp) readyNow() bool {
+	select {
+	case <-l.ready:
+		return l.err == nil
+	default:
+		return false
+	}
+}
 
 func (l *lazyApp) get(ctx context.Context) (*app, error) {
 	return l.getWithin(ctx, l.wait)

@@ -50,11 +50,13 @@ func TestLocalModeServesAndSchedules(t *testing.T) {
 	})
 	base := "http://localhost:" + strconv.Itoa(port)
 	var code int
+	// GET / answers 503 until the app has started (local mode says so).
 	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if resp, err := http.Get(base + "/"); err == nil {
 			resp.Body.Close()
-			code = resp.StatusCode
-			break
+			if code = resp.StatusCode; code != http.StatusServiceUnavailable {
+				break
+			}
 		}
 	}
 	if code != http.StatusOK {
@@ -246,5 +248,41 @@ func TestCommandLine(t *testing.T) {
 	code, _, errOut := runCommand(t, env, "runs")
 	if code == 0 || !strings.Contains(errOut, "start it with `make run`") {
 		t.Errorf("runs against a stopped Azurite: exit %d, stderr %q", code, errOut)
+	}
+}
+
+// Local mode with an Azurite nobody started: the API answers 503 within 2 s,
+// saying how to start it, and GET / says the app is not ready.
+func TestLocalModeWithoutAzurite(t *testing.T) {
+	port := freePort(t)
+	env := []string{"PATH=" + os.Getenv("PATH"), "LOCAL_PORT=" + strconv.Itoa(port),
+		"APP_CLIENT_ID=" + testAppID, "APP_CLIENT_SECRET=" + testAppSecret,
+		"FUNCTIONS_APP_ROOT_PATH=..",
+		"TENANT_REGISTRY_CONNECTION=" + tablestore.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1")}
+	cmd := exec.Command(binary(t), "local")
+	cmd.Env = env
+	var stderr logtest.Buffer
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	base := "http://127.0.0.1:" + strconv.Itoa(port)
+	var code int
+	var body []byte
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if c, _, b, err := send("GET", base+"/", nil, nil); err == nil {
+			code, body = c, b
+			break
+		}
+	}
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "make run") {
+		t.Fatalf("GET /: %d %s; want 503 saying how to start Azurite (stderr %s)", code, body, stderr.String())
+	}
+	start := time.Now()
+	code, _, body, err := send("GET", base+"/api/tenants", nil, nil)
+	if took := time.Since(start); err != nil || code != http.StatusServiceUnavailable || took > 3*time.Second ||
+		!strings.Contains(string(body), "registry_unavailable") || !strings.Contains(string(body), "make run") {
+		t.Fatalf("GET /api/tenants: %d %s after %s (%v); want 503 registry_unavailable with the hint within 2 s", code, body, took, err)
 	}
 }

@@ -18,6 +18,9 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 )
 
+// localAPIWait bounds how long local mode's API waits for the app to start.
+const localAPIWait = 2 * time.Second
+
 const (
 	sweepFunction   = "TenantSweep"
 	onboardFunction = "OnboardTenant"
@@ -29,7 +32,21 @@ const (
 // timer invocation envelope, and the onboarding API and its consent callback,
 // which the host forwards as the original HTTP request (or, if forwarding is
 // off, as an envelope). Both HTTP functions are served by the one onboard.API.
-func routes(l *lazyApp, log zerolog.Logger) http.Handler {
+func routes(l *lazyApp, log zerolog.Logger) http.Handler { return routesWith(l, log, funchost.Ready()) }
+
+// localRoutes are routes for local mode, where a person, not the host,
+// reads GET /: it says whether the app has started, and why not.
+func localRoutes(l *lazyApp, log zerolog.Logger) http.Handler {
+	return routesWith(l, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !l.readyNow() {
+			funchost.WriteError(w, http.StatusServiceUnavailable, "not_ready", l.notReady())
+			return
+		}
+		funchost.Ready().ServeHTTP(w, r)
+	}))
+}
+
+func routesWith(l *lazyApp, log zerolog.Logger, ready http.Handler) http.Handler {
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, err := l.getWithin(r.Context(), l.apiWait)
 		if err != nil {
@@ -39,7 +56,7 @@ func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 				code = "registry_unavailable"
 			}
 			w.Header().Set("Retry-After", "10")
-			funchost.WriteError(w, http.StatusServiceUnavailable, code, errNotReady.Error())
+			funchost.WriteError(w, http.StatusServiceUnavailable, code, l.notReady())
 			return
 		}
 		a.api.ServeHTTP(w, r)
@@ -53,7 +70,7 @@ func routes(l *lazyApp, log zerolog.Logger) http.Handler {
 	}
 	mux := http.NewServeMux()
 	// The host's readiness probe and health pings are GETs.
-	mux.Handle("GET /{$}", funchost.Ready())
+	mux.Handle("GET /{$}", ready)
 	mux.HandleFunc("/{$}", func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Allow", "GET, HEAD")
 		funchost.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method "+r.Method+" is not allowed here; allowed: GET, HEAD")
@@ -117,6 +134,8 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 	log.Info().Str("url", "http://localhost:"+strconv.Itoa(e.cfg.LocalPort)+"/api/tenants").
 		Str("schedule", schedule).Msg("local mode listening")
 	l := startApp(ctx, e.cfg, deps{}, log)
+	// A developer waits for an answer: 2 s, not the registry's deadline.
+	l.apiWait = min(l.apiWait, localAPIWait)
 
 	stop := sched.Start(func() {
 		ictx, ilog := funchost.Begin(ctx, log, sweepFunction, "")
@@ -133,7 +152,7 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 		ilog.Info().Msg(run.String())
 	})
 	defer stop()
-	return serve(ctx, ln, routes(l, log), log)
+	return serve(ctx, ln, localRoutes(l, log), log)
 }
 
 const (
