@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"text/tabwriter"
 	"time"
 
@@ -38,7 +39,13 @@ func sweepOnce(ctx context.Context, e env, tenantID string, stdout, stderr io.Wr
 	if err != nil {
 		return err
 	}
-	run, err := a.sweeper.Run(ctx, sweep.Request{ID: funchost.InvocationID(ctx), Trigger: "cli", TenantID: tenantID})
+	req := sweep.Request{ID: funchost.InvocationID(ctx), Trigger: "cli", TenantID: tenantID}
+	if isTerminal(stderr) {
+		var p progressLine
+		req.Progress = func(pr sweep.Progress) { p.show(stderr, pr) }
+		defer p.end(stderr)
+	}
+	run, err := a.sweeper.Run(ctx, req)
 	if err == nil || errors.Is(err, sweep.ErrAppWide) {
 		fmt.Fprintln(stdout, run.String())
 	}
@@ -46,6 +53,45 @@ func sweepOnce(ctx context.Context, e env, tenantID string, stdout, stderr io.Wr
 		return sweepFailed{err}
 	}
 	return nil
+}
+
+// isTerminal reports whether w is a terminal, where a progress line that
+// rewrites itself reads well (and a log file would fill with it).
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}
+
+// progressLine is `handler sweep`'s progress on a terminal: one line,
+// rewritten at most every progressEvery, and always for the last tenant.
+type progressLine struct {
+	last  time.Time
+	shown bool
+}
+
+const progressEvery = 200 * time.Millisecond
+
+func (p *progressLine) show(w io.Writer, pr sweep.Progress) {
+	if pr.Done < pr.Todo && time.Since(p.last) < progressEvery {
+		return
+	}
+	p.last, p.shown = time.Now(), true
+	rate := 0.0
+	if s := pr.Elapsed.Seconds(); s > 0 {
+		rate = float64(pr.Done) / s
+	}
+	fmt.Fprintf(w, "\r%d/%d tenants, %d ok, %d failed, %.1f tenants/s ", pr.Done, pr.Todo, pr.OK, pr.Failed, rate)
+}
+
+// end leaves the last progress line in place and moves to the next line.
+func (p *progressLine) end(w io.Writer) {
+	if p.shown {
+		fmt.Fprintln(w)
+	}
 }
 
 // printRuns is `handler runs`: the newest runs first, one summary line each.

@@ -117,6 +117,15 @@ type Request struct {
 	PastDue bool
 	// TenantID, when set, sweeps only that tenant, ignoring its backoff.
 	TenantID string
+	// Progress, when set, is told after every tenant that finished (from
+	// the goroutine that runs the sweep, so it must be quick).
+	Progress func(Progress)
+}
+
+// Progress is how far a run has come.
+type Progress struct {
+	Done, Todo, OK, Failed int
+	Elapsed                time.Duration
 }
 
 type result struct {
@@ -175,11 +184,16 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 			}
 			durations = append(durations, r.res.DurationMs)
 			s.logResult(log, r)
-			switch code := r.res.Outcome; {
-			case code == outcome.OK:
+			if code := r.res.Outcome; code == outcome.OK {
 				run.OK++
-			case code.AppWide():
+			} else {
 				run.Failed[code]++
+			}
+			if req.Progress != nil {
+				req.Progress(Progress{Done: run.OK + sum(run.Failed), Todo: len(todo), OK: run.OK, Failed: sum(run.Failed), Elapsed: time.Since(start)})
+			}
+			switch code := r.res.Outcome; {
+			case code.AppWide():
 				appWide++
 				appWideMsg = r.res.Message
 				if appWide == s.opt.AppWideStop {
@@ -187,8 +201,6 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 					close(stop)
 				}
 				continue // not the tenant's fault: its record stays as it was
-			default:
-				run.Failed[code]++
 			}
 			res := r.res
 			logStatusChange(log, r.rec, res)

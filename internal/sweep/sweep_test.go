@@ -345,3 +345,27 @@ func TestStatusChangeLoggedOncePerChange(t *testing.T) {
 		}
 	})
 }
+
+func TestProgressCountsEveryTenant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := tenanttest.New(active(5)...)
+		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(1): fails(outcome.SecretNotFound)}}
+		var seen []Progress
+		run, err := New(reg, nil, p, Options{Concurrency: 2, Budget: time.Minute}).
+			Run(context.Background(), Request{Progress: func(pr Progress) { seen = append(seen, pr) }})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(seen) != 5 {
+			t.Fatalf("progress told %d times, want 5: %+v", len(seen), seen)
+		}
+		for i, pr := range seen {
+			if pr.Done != i+1 || pr.Todo != 5 || pr.OK+pr.Failed != pr.Done {
+				t.Errorf("progress %d = %+v", i, pr)
+			}
+		}
+		if last := seen[4]; last.OK != run.OK || last.Failed != 1 {
+			t.Errorf("last progress %+v, run %+v", last, run)
+		}
+	})
+}
