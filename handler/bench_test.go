@@ -51,8 +51,8 @@ func BenchmarkSweepConcurrency(b *testing.B) {
 }
 
 type sweepStats struct {
-	wall, ideal, cpu time.Duration
-	tokens, conns    int
+	wall, ideal, cpu       time.Duration
+	tokens, conns, resumed int
 }
 
 func benchSweep(b *testing.B, n, concurrency int, naive bool) {
@@ -88,11 +88,12 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 			b.Fatalf("%s sweep: %d of %d ok, %d write errors", name, out.ReturnValue.OK, out.ReturnValue.Total, out.ReturnValue.WriteErrors)
 		}
 		return sweepStats{
-			wall:   time.Duration(out.ReturnValue.WallMs) * time.Millisecond,
-			ideal:  time.Duration(n*roundTrips) * benchLatency / time.Duration(concurrency),
-			cpu:    procCPU(b, p.cmd.Process.Pid) - cpu0,
-			tokens: fx.cloud.TotalTokenRequests(),
-			conns:  fx.cloud.Connections(),
+			wall:    time.Duration(out.ReturnValue.WallMs) * time.Millisecond,
+			ideal:   time.Duration(n*roundTrips) * benchLatency / time.Duration(concurrency),
+			cpu:     procCPU(b, p.cmd.Process.Pid) - cpu0,
+			tokens:  fx.cloud.TotalTokenRequests(),
+			conns:   fx.cloud.Connections(),
+			resumed: fx.cloud.ResumedConnections(),
 		}
 	}
 	cold := sweepOnce("cold", 2)
@@ -115,8 +116,8 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 			line += fmt.Sprintf(", naive serial net/http %6.2fs (%.2f× ours)", s.naive.Seconds(), s.naive.Seconds()/s.st.wall.Seconds())
 			b.ReportMetric(s.naive.Seconds(), s.name+"-naive-s")
 		}
-		line += fmt.Sprintf(", CPU %.2f ms/tenant, %d TLS connections, %d token requests",
-			s.st.cpu.Seconds()*1000/float64(n), s.st.conns, s.st.tokens)
+		line += fmt.Sprintf(", CPU %.2f ms/tenant, %d TLS connections (%d resumed), %d token requests",
+			s.st.cpu.Seconds()*1000/float64(n), s.st.conns, s.st.resumed, s.st.tokens)
 		b.Log(line)
 		b.ReportMetric(ratio, s.name+"-ratio")
 		b.ReportMetric(s.st.wall.Seconds(), s.name+"-wall-s")

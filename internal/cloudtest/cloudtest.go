@@ -74,6 +74,7 @@ type Cloud struct {
 	miHeader string
 	latency  atomic.Int64
 	conns    atomic.Int64
+	resumed  atomic.Int64
 
 	mu             sync.Mutex
 	app            App
@@ -131,9 +132,19 @@ func Start(t testing.TB) *Cloud {
 		MinVersion:   tls.VersionTLS12,
 	}
 	c.srv.Config.ErrorLog = quietLog()
-	c.srv.Config.ConnState = func(_ net.Conn, st http.ConnState) {
-		if st == http.StateNew {
+	var counted sync.Map // connections whose handshake was looked at
+	c.srv.Config.ConnState = func(cn net.Conn, st http.ConnState) {
+		switch st {
+		case http.StateNew:
 			c.conns.Add(1)
+		case http.StateActive: // the handshake is done
+			if _, seen := counted.LoadOrStore(cn, true); !seen {
+				if tc, ok := cn.(*tls.Conn); ok && tc.ConnectionState().DidResume {
+					c.resumed.Add(1)
+				}
+			}
+		case http.StateClosed, http.StateHijacked:
+			counted.Delete(cn)
 		}
 	}
 	c.srv.StartTLS()
@@ -243,6 +254,10 @@ func (c *Cloud) SetLatency(d time.Duration) { c.latency.Store(int64(d)) }
 // ResetCounters); a tunnel through ProxyURL is one too.
 func (c *Cloud) Connections() int { return int(c.conns.Load()) }
 
+// ResumedConnections is how many of those resumed an earlier TLS session
+// (no certificate verification on the client's side).
+func (c *Cloud) ResumedConnections() int { return int(c.resumed.Load()) }
+
 // Requests returns the requests received so far (since ResetCounters).
 func (c *Cloud) Requests() []Request {
 	c.mu.Lock()
@@ -289,6 +304,7 @@ func (c *Cloud) ResetCounters() {
 	c.totalTokenReqs = 0
 	c.miReqs = 0
 	c.conns.Store(0)
+	c.resumed.Store(0)
 }
 
 func (c *Cloud) record(r *http.Request, tenant string) {

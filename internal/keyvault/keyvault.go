@@ -245,14 +245,20 @@ const maxVersionPages = 40
 // This transport keeps a bounded idle pool instead: a vault's challenge, its
 // read and its other secrets' reads share a connection while the tenant is
 // probed, and at most maxIdleVaultConns idle connections (a few hundred KB)
-// are kept, closed after vaultIdleTimeout.
+// are kept, closed after vaultIdleTimeout. The next sweep, minutes later,
+// dials each vault again; a TLS session cache per vault host lets that
+// handshake resume the last session instead of verifying the vault's
+// certificate chain again (a few hundred bytes a vault).
 var vaultHTTP = &http.Client{Transport: &http.Transport{
 	Proxy: http.ProxyFromEnvironment,
 	DialContext: (&net.Dialer{
 		Timeout:   30 * time.Second,
 		KeepAlive: 30 * time.Second,
 	}).DialContext,
-	TLSClientConfig:     &tls.Config{MinVersion: tls.VersionTLS12},
+	TLSClientConfig: &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ClientSessionCache: tls.NewLRUClientSessionCache(DefaultMaxClients),
+	},
 	TLSNextProto:        map[string]func(string, *tls.Conn) http.RoundTripper{}, // HTTP/1.1
 	TLSHandshakeTimeout: 10 * time.Second,
 	MaxIdleConns:        maxIdleVaultConns,
