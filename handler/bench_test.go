@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
@@ -65,6 +66,14 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 		// for a lower peak: GOMEMLIMIT=200MiB make bench.
 		env = append(env, "GOMEMLIMIT="+limit)
 		b.Logf("handler runs with GOMEMLIMIT=%s", limit)
+	}
+	if os.Getenv("BENCH_PROFILE") != "" {
+		// The binary is built with -tags pprof (handler/pprof.go): a CPU
+		// profile of the handler over both sweeps (they end within a
+		// minute at 2,000 tenants; the naive loop runs after them).
+		prof := filepath.Join(os.TempDir(), fmt.Sprintf("tenantsweep-cpu-%d.pprof", n))
+		env = append(env, "TENANTSWEEP_CPUPROFILE="+prof, "TENANTSWEEP_CPUPROFILE_SECONDS=60")
+		b.Logf("handler CPU profile: %s (go tool pprof -top %s)", prof, prof)
 	}
 	p := startHost(b, env)
 

@@ -46,7 +46,11 @@ func binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "handler")
-		cmd := exec.Command("go", "build", "-trimpath", "-ldflags=-s -w", "-o", binPath, ".")
+		args := []string{"build", "-trimpath", "-ldflags=-s -w", "-o", binPath}
+		if os.Getenv("BENCH_PROFILE") != "" {
+			args = append(args, "-tags", "pprof") // handler/pprof.go
+		}
+		cmd := exec.Command("go", append(args, ".")...)
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
