@@ -28,7 +28,8 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-// Options tune a Reader. The zero value is right for production.
+// Options tune a Reader. Production sets Permissions only; the zero value
+// reads without checking the token's permissions.
 type Options struct {
 	// Transport is the parent transport under kiota's middleware; nil means
 	// kiota's default transport. Tests pass one that dials a local fake.
