@@ -175,7 +175,7 @@ func printTenants(ctx context.Context, reg config.Registry, f tenantFilter, advi
 		for _, rec := range page.Records {
 			l := lineOf(rec)
 			failing := l.Outcome != "" && l.Outcome != outcome.OK
-			if f.failing && !failing || f.needsConsent && l.Outcome != outcome.GraphConsentMissing {
+			if f.failing && !failing || f.needsConsent && !lacksConsent(l.Outcome) {
 				continue
 			}
 			switch {
@@ -210,4 +210,10 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// lacksConsent says whether a tenant's admin must grant (or grant again) the
+// app's Graph permissions.
+func lacksConsent(c outcome.Code) bool {
+	return c == outcome.GraphConsentMissing || c == outcome.GraphPermissionMissing
 }

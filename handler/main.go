@@ -83,7 +83,7 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport})
 	prober := &tenant.Prober[azcore.TokenCredential]{
 		SignIn:        creds,
-		Directory:     graph.New(cfg.Cloud, graph.Options{Transport: roundTripper}),
+		Directory:     graph.New(cfg.Cloud, graph.Options{Transport: roundTripper, Permissions: cfg.GraphPermissions}),
 		Vaults:        vaults,
 		Advisor:       tenant.Advisor{AppID: cfg.App.ClientID, Cloud: cfg.Cloud},
 		ExpiryWarning: cfg.SecretExpiryWarning,

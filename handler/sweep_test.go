@@ -145,6 +145,11 @@ func TestMixedFaultSweep(t *testing.T) {
 			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x", GraphStatus: 403})
 			return reg(id, true, "")
 		}},
+		{outcome.GraphPermissionMissing, func(id string) tenant.Registration {
+			fx.healthyTenant(id, "r"+id[:8])
+			fx.cloud.UpdateTenant(id, func(tn *cloudtest.Tenant) { tn.GraphRoles = []string{"Organization.Read.All"} })
+			return reg(id, true, "r"+id[:8], "db-password")
+		}},
 		{outcome.KeyVaultAccessDenied, func(id string) tenant.Registration {
 			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x"})
 			fx.cloud.AddVault("d"+id[:8], id, cloudtest.Vault{Status: 403})
@@ -219,6 +224,12 @@ func TestMixedFaultSweep(t *testing.T) {
 		}
 		if ls.Outcome != code {
 			t.Errorf("%s: outcome %s (%s), want %s", id, ls.Outcome, ls.Message, code)
+		}
+		if code == outcome.GraphPermissionMissing {
+			checkPermissionMissing(t, fx, id, ls.Message, ls.Remediation)
+			if ls.Step != "4" || len(ls.KeyVault) != 1 || ls.KeyVault[0].Outcome != outcome.OK {
+				t.Errorf("%s: step %q, keyVault %+v; want step 4 and the secret read", id, ls.Step, ls.KeyVault)
+			}
 		}
 		if wantFails := map[bool]int{true: 0, false: 1}[code == outcome.OK]; rec.ConsecutiveFailures != wantFails {
 			t.Errorf("%s: consecutiveFailures %d, want %d", id, rec.ConsecutiveFailures, wantFails)

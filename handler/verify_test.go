@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -45,6 +46,13 @@ func TestVerificationNamesEachFault(t *testing.T) {
 			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x", GraphStatus: 403})
 			return body(id, true, "")
 		}, outcome.GraphConsentMissing, "4", "adminconsent?client_id=" + testAppID, false},
+		{"graph permission missing", func(id string) map[string]any {
+			// The app gained User.Read.All after this tenant consented; the
+			// vault is read all the same.
+			fx.healthyTenant(id, "vdrift")
+			fx.cloud.UpdateTenant(id, func(tn *cloudtest.Tenant) { tn.GraphRoles = []string{"Organization.Read.All"} })
+			return body(id, true, "vdrift", "db-password")
+		}, outcome.GraphPermissionMissing, "4", "adminconsent?client_id=" + testAppID, false},
 		{"key vault access denied", func(id string) map[string]any {
 			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x"})
 			fx.cloud.AddVault("vdenied", id, cloudtest.Vault{Status: 403})
@@ -94,9 +102,40 @@ func TestVerificationNamesEachFault(t *testing.T) {
 			if err != nil || stored.Verification == nil || stored.Verification.Outcome != tt.want {
 				t.Fatalf("stored verification = %+v, %v", stored.Verification, err)
 			}
+			if tt.want == outcome.GraphPermissionMissing {
+				checkPermissionMissing(t, fx, id, v.Message, v.Remediation)
+			}
 			if strings.Contains(rec.Body.String(), testAppSecret) || strings.Contains(rec.Body.String(), cloudtest.TokenMarker) {
 				t.Fatal("response leaks a secret or a token")
 			}
 		})
+	}
+}
+
+// checkPermissionMissing checks what a graph_permission_missing outcome of
+// tenant id (granted Organization.Read.All only) says and did: it names the
+// missing permission, links to that tenant's admin consent, sent Graph
+// nothing and still read the tenant's vault.
+func checkPermissionMissing(t *testing.T, fx *fixture, id, message, remediation string) {
+	t.Helper()
+	if !strings.Contains(message, "User.Read.All (or Directory.Read.All)") || strings.Contains(message, "Organization.Read.All") {
+		t.Errorf("message %q should name User.Read.All, and only it", message)
+	}
+	link := tenant.Advisor{AppID: testAppID, Cloud: cloud.AzurePublic}.AdminConsentURL(id)
+	if !strings.Contains(remediation, link) {
+		t.Errorf("remediation %q lacks the tenant's consent link %s", remediation, link)
+	}
+	vaultReads := 0
+	for _, r := range fx.cloud.Requests() {
+		switch {
+		case r.Tenant != id:
+		case r.Host == cloudtest.GraphHost:
+			t.Errorf("Graph received %s %s for a tenant lacking a permission", r.Method, r.Path)
+		case strings.HasSuffix(r.Host, "."+cloudtest.VaultSuffix):
+			vaultReads++
+		}
+	}
+	if vaultReads == 0 {
+		t.Error("the tenant's vault was not read")
 	}
 }

@@ -62,6 +62,9 @@ param sweepBackoffMax string = '24h'
 @description('Deadline of each tenant registry call.')
 param registryTimeout string = '10s'
 
+@description('Microsoft Graph application permissions the app needs: comma-separated needs, each A|B alternatives (README, GRAPH_PERMISSIONS). Add one here when the app registration gains a permission.')
+param graphPermissions string = 'Organization.Read.All|Directory.Read.All,User.Read.All|Directory.Read.All'
+
 @description('A customer secret expiring within this duration is flagged.')
 param secretExpiryWarning string = '720h'
 
@@ -229,6 +232,7 @@ var appSettings = {
   AZURE_CLOUD: cloudName
   APP_CLIENT_ID: appClientId
   AZURE_CLIENT_ID: identity.outputs.clientId
+  GRAPH_PERMISSIONS: graphPermissions
   SECRET_EXPIRY_WARNING: secretExpiryWarning
   SWEEP_CONCURRENCY: string(sweepConcurrency)
   SWEEP_TENANT_TIMEOUT: sweepTenantTimeout

@@ -11,6 +11,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -78,7 +79,29 @@ type Tenant struct {
 	// $count (users/$count, users?$count=true) with it, as a tenant or
 	// cloud without advanced queries does.
 	CountStatus int
+	// GraphRoles are the application permissions the roles claim of the
+	// tenant's Graph tokens lists, as Entra ID lists those the tenant
+	// granted; nil means DefaultGraphRoles, and an empty non-nil slice an
+	// empty claim.
+	GraphRoles []string
+	// GraphToken shapes the tenant's Graph tokens.
+	GraphToken TokenShape
 }
+
+// DefaultGraphRoles are the Graph application permissions the app needs
+// (config's GRAPH_PERMISSIONS default), granted in every tenant unless its
+// GraphRoles say otherwise.
+var DefaultGraphRoles = []string{"Organization.Read.All", "User.Read.All"}
+
+// TokenShape is the form of the Graph tokens a tenant is issued. Graph
+// accepts each of them.
+type TokenShape int
+
+const (
+	TokenWithRoles TokenShape = iota // a JWT with a roles claim
+	TokenNoRoles                     // a JWT without a roles claim
+	TokenOpaque                      // not a JWT at all
+)
 
 // Claims is what a fake token says.
 type Claims struct {
@@ -102,6 +125,8 @@ type tokenClaims struct {
 	Tid   string `json:"tid"`
 	Uti   string `json:"uti"`
 	Ver   string `json:"ver"`
+	// Roles is nil for tokens without the claim.
+	Roles *[]string `json:"roles,omitempty"`
 }
 
 type tokenInfo struct {
@@ -181,15 +206,24 @@ func (c *Cloud) ExpireTokens() {
 
 // issueLocked mints a token; c.mu is held.
 func (c *Cloud) issueLocked(tenant, resource, appID string, mi bool, ttl time.Duration) string {
+	return c.issueShapedLocked(tenant, resource, appID, mi, ttl, nil, false)
+}
+
+// issueShapedLocked mints a token with roles (nil: no roles claim), as a JWT
+// or, when opaque, as a string that is not one; c.mu is held.
+func (c *Cloud) issueShapedLocked(tenant, resource, appID string, mi bool, ttl time.Duration, roles *[]string, opaque bool) string {
 	now := time.Now()
 	oid := guidFrom("sp", tenant, appID)
 	cl := tokenClaims{
 		Aud: resource, Iss: "https://sts.windows.net/" + tenant + "/",
 		Iat: now.Unix(), Nbf: now.Add(-5 * time.Minute).Unix(), Exp: now.Add(ttl).Unix(),
-		AppID: appID, IDTyp: "app", Oid: oid, Sub: oid, Tid: tenant, Uti: randHex(11), Ver: "1.0",
+		AppID: appID, IDTyp: "app", Oid: oid, Sub: oid, Tid: tenant, Uti: randHex(11), Ver: "1.0", Roles: roles,
 	}
 	payload, _ := json.Marshal(cl)
 	tok := jwtHeader + "." + base64.RawURLEncoding.EncodeToString(payload) + "." + TokenMarker + randHex(24)
+	if opaque {
+		tok = TokenMarker + randHex(32)
+	}
 	c.tokens[tok] = tokenInfo{claims: cl, mi: mi}
 	c.issued = append(c.issued, tok)
 	if mi {
@@ -457,7 +491,17 @@ func (c *Cloud) grant(tenant string, form url.Values) (map[string]any, *aadFailu
 	if f != nil {
 		return nil, f
 	}
-	tok := c.issueLocked(tenant, resource, clientID, false, time.Hour)
+	var roles *[]string
+	if resource == GraphResource && tn.GraphToken == TokenWithRoles {
+		r := DefaultGraphRoles
+		if tn.GraphRoles != nil {
+			r = tn.GraphRoles
+		}
+		r = slices.Clone(r)
+		roles = &r
+	}
+	opaque := resource == GraphResource && tn.GraphToken == TokenOpaque
+	tok := c.issueShapedLocked(tenant, resource, clientID, false, time.Hour, roles, opaque)
 	return map[string]any{"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600, "access_token": tok}, nil
 }
 

@@ -53,6 +53,7 @@ var Settings = []Setting{
 	{Name: "APP_CLIENT_SECRET_URI", Description: "Credential method 3: `https://<vault>.vault.azure.net/secrets/<name>` holding the app's secret, read with the Function App's managed identity."},
 	{Name: "APP_FEDERATED_IDENTITY_CLIENT_ID", Description: "Credential method 4 (secretless): client id of the user-assigned managed identity trusted by the app as a federated credential."},
 	{Name: "AZURE_CLIENT_ID", Description: "Client id of the user-assigned managed identity used for the registry and APP_CLIENT_SECRET_URI (read by azidentity)."},
+	{Name: "GRAPH_PERMISSIONS", Default: DefaultGraphPermissions, Description: "Microsoft Graph application permissions the app needs, checked against each tenant's token before Graph is read: comma-separated needs, each `A|B` alternatives of which one suffices (a granted `X.ReadWrite.All` also counts for `X.Read.All`). A tenant lacking one is reported `graph_permission_missing`."},
 	{Name: "SECRET_EXPIRY_WARNING", Default: "720h", Description: "A Key Vault secret expiring within this duration is flagged (`720h`, or days as `30d`)."},
 	{Name: "SWEEP_CONCURRENCY", Default: "64", Description: "Tenants processed at once by one sweep (1-1000)."},
 	{Name: "SWEEP_TENANT_TIMEOUT", Default: "60s", Description: "Time budget of one tenant in a sweep; past it the tenant is recorded as `timeout`."},
@@ -64,6 +65,11 @@ var Settings = []Setting{
 	{Name: "LOG_LEVEL", Default: "info", Description: "zerolog level: debug, info, warn, error."},
 	{Name: "LOCAL_PORT", Default: "7071", Description: "Port of local mode (`handler local`), which serves /api/... without the Functions host."},
 }
+
+// DefaultGraphPermissions is what the Graph reads need: GET /organization
+// (Organization.Read.All) and GET /users/$count (User.Read.All), either of
+// which Directory.Read.All also grants.
+const DefaultGraphPermissions = "Organization.Read.All|Directory.Read.All,User.Read.All|Directory.Read.All"
 
 // CredentialMethod names how the app proves its identity to Entra ID.
 type CredentialMethod string
@@ -129,8 +135,11 @@ type Config struct {
 	Sweep               Sweep
 	Onboard             Onboard
 	SecretExpiryWarning time.Duration
-	LogLevel            zerolog.Level
-	LocalPort           int
+	// GraphPermissions are the Graph application permissions the app needs,
+	// each as its alternatives.
+	GraphPermissions [][]string
+	LogLevel         zerolog.Level
+	LocalPort        int
 }
 
 var (
@@ -169,6 +178,9 @@ func Load(getenv func(string) string, functionTimeout time.Duration) (Config, er
 		return c, err
 	}
 	if c.Sweep.Budget, err = sweepBudget(l, functionTimeout); err != nil {
+		return c, err
+	}
+	if c.GraphPermissions, err = graphPermissions(l.str("GRAPH_PERMISSIONS")); err != nil {
 		return c, err
 	}
 	if c.SecretExpiryWarning, err = l.duration("SECRET_EXPIRY_WARNING", 0, 3650*24*time.Hour); err != nil {
@@ -369,6 +381,25 @@ func loadOnboard(l loader) (Onboard, error) {
 		return o, settingErr("ONBOARD_STATE_KEY", "must be base64 of at least 32 random bytes (openssl rand -base64 32)")
 	}
 	return o, nil
+}
+
+var permissionRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+$`)
+
+// graphPermissions parses GRAPH_PERMISSIONS: "A|B,C" needs A or B, and C.
+func graphPermissions(v string) ([][]string, error) {
+	var needs [][]string
+	for need := range strings.SplitSeq(v, ",") {
+		var alts []string
+		for alt := range strings.SplitSeq(need, "|") {
+			alt = strings.TrimSpace(alt)
+			if !permissionRE.MatchString(alt) {
+				return nil, settingErr("GRAPH_PERMISSIONS", fmt.Sprintf("%q is not a permission name such as User.Read.All (want comma-separated needs, each A|B alternatives)", truncate(alt, 64)))
+			}
+			alts = append(alts, alt)
+		}
+		needs = append(needs, alts)
+	}
+	return needs, nil
 }
 
 func isLoopback(host string) bool {

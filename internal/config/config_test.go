@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"os"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -183,4 +184,30 @@ func pfxFile(t *testing.T) string {
 	t.Helper()
 	pemData, _ := cloudtest.NewCertificate(t)
 	return cloudtest.WritePKCS12(t, pemData, "p")
+}
+
+func TestGraphPermissions(t *testing.T) {
+	c, err := Load(with(), 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := [][]string{{"Organization.Read.All", "Directory.Read.All"}, {"User.Read.All", "Directory.Read.All"}}
+	if !reflect.DeepEqual(c.GraphPermissions, want) {
+		t.Errorf("default GraphPermissions = %q, want %q", c.GraphPermissions, want)
+	}
+	c, err = Load(with("GRAPH_PERMISSIONS", " User.Read.All | Directory.Read.All , AuditLog.Read.All "), 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want = [][]string{{"User.Read.All", "Directory.Read.All"}, {"AuditLog.Read.All"}}
+	if !reflect.DeepEqual(c.GraphPermissions, want) {
+		t.Errorf("GraphPermissions = %q, want %q", c.GraphPermissions, want)
+	}
+	for _, bad := range []string{"User.Read.All,", "User.Read.All||Directory.Read.All", "User Read", "<script>"} {
+		_, err := Load(with("GRAPH_PERMISSIONS", bad), 5*time.Minute)
+		var se *SettingError
+		if !errors.As(err, &se) || se.Name != "GRAPH_PERMISSIONS" {
+			t.Errorf("GRAPH_PERMISSIONS=%q: err = %v, want a GRAPH_PERMISSIONS error", bad, err)
+		}
+	}
 }

@@ -19,17 +19,20 @@ const (
 	TenantNotFound       Code = "tenant_not_found"       // AADSTS90002
 	AppCredentialInvalid Code = "app_credential_invalid" // AADSTS7000215/7000222/700027: our side
 	GraphConsentMissing  Code = "graph_consent_missing"  // Graph 403: seed step 4 missing
-	KeyVaultAccessDenied Code = "keyvault_access_denied" // Key Vault 403: seed step 5 missing
-	SecretNotFound       Code = "secret_not_found"       // Key Vault 404
-	Throttled            Code = "throttled"              // 429 past the retry budget
-	Timeout              Code = "timeout"
-	UpstreamError        Code = "upstream_error" // 5xx or network after retries
-	InternalError        Code = "internal_error" // a bug of ours (a recovered panic)
+	// GraphPermissionMissing: the token's roles lack a permission the app
+	// needs (it gained one since the tenant consented): seed step 4 again.
+	GraphPermissionMissing Code = "graph_permission_missing"
+	KeyVaultAccessDenied   Code = "keyvault_access_denied" // Key Vault 403: seed step 5 missing
+	SecretNotFound         Code = "secret_not_found"       // Key Vault 404
+	Throttled              Code = "throttled"              // 429 past the retry budget
+	Timeout                Code = "timeout"
+	UpstreamError          Code = "upstream_error" // 5xx or network after retries
+	InternalError          Code = "internal_error" // a bug of ours (a recovered panic)
 )
 
 // Codes lists every code, in the order they are documented.
 var Codes = []Code{OK, AppNotInTenant, TenantNotFound, AppCredentialInvalid, GraphConsentMissing,
-	KeyVaultAccessDenied, SecretNotFound, Throttled, Timeout, UpstreamError, InternalError}
+	GraphPermissionMissing, KeyVaultAccessDenied, SecretNotFound, Throttled, Timeout, UpstreamError, InternalError}
 
 // Error is a classified failure. Detail is safe to show to the customer and to
 // store: it never holds a token or a secret value.
@@ -114,7 +117,7 @@ func Detail(err error) string {
 // can fix the outcome.
 func (c Code) CustomerSide() bool {
 	switch c {
-	case AppNotInTenant, TenantNotFound, GraphConsentMissing, KeyVaultAccessDenied, SecretNotFound:
+	case AppNotInTenant, TenantNotFound, GraphConsentMissing, GraphPermissionMissing, KeyVaultAccessDenied, SecretNotFound:
 		return true
 	}
 	return false

@@ -63,6 +63,13 @@ func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
 			Remediation: fmt.Sprintf("A tenant admin grants admin consent: Microsoft Entra admin center > Enterprise applications > application id %s > Permissions > Grant admin consent, or opens %s",
 				a.AppID, a.AdminConsentURL(s.TenantID)),
 		}
+	case outcome.GraphPermissionMissing:
+		return Advice{
+			Step:    "4",
+			Message: fmt.Sprintf("the app %s needs Microsoft Graph application permissions that tenant %s has not granted: the app gained them after the tenant's admin consented", a.AppID, s.TenantID),
+			Remediation: fmt.Sprintf("A tenant admin grants admin consent again, which covers the app's current permissions: opens %s, or Microsoft Entra admin center > Enterprise applications > application id %s > Permissions > Grant admin consent",
+				a.AdminConsentURL(s.TenantID), a.AppID),
+		}
 	case outcome.KeyVaultAccessDenied:
 		vault := vaultName(s.VaultURL)
 		return Advice{
