@@ -84,7 +84,9 @@ func (p *progressLine) show(w io.Writer, pr sweep.Progress) {
 	if s := pr.Elapsed.Seconds(); s > 0 {
 		rate = float64(pr.Done) / s
 	}
-	fmt.Fprintf(w, "\r%d/%d tenants, %d ok, %d failed, %.1f tenants/s ", pr.Done, pr.Todo, pr.OK, pr.Failed, rate)
+	// The cursor goes back to the line's start, so that a log line written
+	// meanwhile replaces the progress line rather than trailing after it.
+	fmt.Fprintf(w, "%d/%d tenants, %d ok, %d failed, %.1f tenants/s\033[K\r", pr.Done, pr.Todo, pr.OK, pr.Failed, rate)
 }
 
 // end leaves the last progress line in place and moves to the next line.

@@ -17,7 +17,7 @@ func TestProgressLine(t *testing.T) {
 	p.show(&b, sweep.Progress{Done: 2, Todo: 3, OK: 1, Failed: 1, Elapsed: time.Second}) // within progressEvery: skipped
 	p.show(&b, sweep.Progress{Done: 3, Todo: 3, OK: 2, Failed: 1, Elapsed: 2 * time.Second})
 	p.end(&b)
-	want := "\r1/3 tenants, 1 ok, 0 failed, 1.0 tenants/s \r3/3 tenants, 2 ok, 1 failed, 1.5 tenants/s \n"
+	want := "1/3 tenants, 1 ok, 0 failed, 1.0 tenants/s\033[K\r3/3 tenants, 2 ok, 1 failed, 1.5 tenants/s\033[K\r\n"
 	if b.String() != want {
 		t.Errorf("progress = %q, want %q", b.String(), want)
 	}
