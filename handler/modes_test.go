@@ -89,20 +89,7 @@ func TestSweepCommand(t *testing.T) {
 	fx.onboard(t, reg(ids[0], true, "cli0", "db-password"), reg(ids[1], true, "cli1", "db-password"))
 
 	run := func(env []string, args ...string) (int, string, string) {
-		cmd := exec.Command(binary(t), append([]string{"sweep"}, args...)...)
-		cmd.Env = env
-		var out, errb strings.Builder
-		cmd.Stdout, cmd.Stderr = &out, &errb
-		err := cmd.Run()
-		var ee *exec.ExitError
-		if err != nil && !errors.As(err, &ee) {
-			t.Fatal(err)
-		}
-		code := 0
-		if ee != nil {
-			code = ee.ExitCode()
-		}
-		return code, out.String(), errb.String()
+		return runCommand(t, env, append([]string{"sweep"}, args...)...)
 	}
 
 	code, out, errOut := run(fx.env())
