@@ -134,6 +134,9 @@ type tenantLine struct {
 func lineOf(rec tenant.Record) tenantLine {
 	l := tenantLine{TenantID: rec.TenantID, DisplayName: rec.DisplayName, Status: string(rec.Status)}
 	switch {
+	case rec.Damage != nil: // its stored row does not decode: that is the news
+		l.Outcome = outcome.Code(rec.Damage.Code)
+		l.Fix = "the registry row's " + rec.Damage.Property + " does not decode; register the tenant again to rewrite it"
 	case rec.LastSweep != nil:
 		s := rec.LastSweep
 		since := s.OutcomeSince

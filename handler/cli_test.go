@@ -7,7 +7,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 func TestProgressLine(t *testing.T) {
@@ -46,5 +48,36 @@ func TestIsTerminal(t *testing.T) {
 		if isTerminal(out) {
 			t.Errorf("%s taken for a terminal", name)
 		}
+	}
+}
+
+func TestLineOf(t *testing.T) {
+	at := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	since := at.Add(-time.Hour)
+	tests := []struct {
+		name               string
+		rec                tenant.Record
+		outcome, step, fix string
+		since              *time.Time
+	}{
+		{"never checked", tenant.Record{}, "", "", "", nil},
+		{"verified only", tenant.Record{Verification: &tenant.Verification{Outcome: outcome.AppNotInTenant, Step: "3", Remediation: "az ad sp create", At: at}},
+			"app_not_in_tenant", "3", "az ad sp create", &at},
+		{"swept", tenant.Record{
+			Verification: &tenant.Verification{Outcome: outcome.AppNotInTenant, At: at},
+			LastSweep:    &tenant.SweepResult{At: at, Outcome: outcome.SecretNotFound, Step: "5", Remediation: "create it", OutcomeSince: since}},
+			"secret_not_found", "5", "create it", &since},
+		{"swept before outcomeSince was kept", tenant.Record{LastSweep: &tenant.SweepResult{At: at, Outcome: outcome.OK}}, "ok", "", "", &at},
+		{"unreadable row", tenant.Record{Damage: &tenant.Damage{Code: tenant.DamageCode, Property: "KeyVaults"},
+			LastSweep: &tenant.SweepResult{At: at, Outcome: outcome.OK}}, tenant.DamageCode, "", "the registry row's KeyVaults does not decode; register the tenant again to rewrite it", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			l := lineOf(tt.rec)
+			if string(l.Outcome) != tt.outcome || l.Step != tt.step || l.Fix != tt.fix ||
+				(l.Since == nil) != (tt.since == nil) || l.Since != nil && !l.Since.Equal(*tt.since) {
+				t.Errorf("lineOf = %+v (since %v), want outcome %q step %q fix %q since %v", l, l.Since, tt.outcome, tt.step, tt.fix, tt.since)
+			}
+		})
 	}
 }
