@@ -3,8 +3,9 @@
 package main
 
 // Built only with -tags pprof (BENCH_PROFILE=1 make bench does): a CPU
-// profile of the whole handler process, for finding where a sweep's CPU
-// goes. The deployed binary has none of this.
+// profile of the whole handler process, and a heap profile at its end, for
+// finding where a sweep's CPU and memory go. The deployed binary has none of
+// this.
 
 import (
 	"os"
@@ -31,5 +32,10 @@ func init() {
 		time.Sleep(time.Duration(max(secs, 1)) * time.Second)
 		pprof.StopCPUProfile()
 		f.Close()
+		// And what the heap holds then: the warm process's live memory.
+		if h, err := os.Create(path + ".heap"); err == nil {
+			_ = pprof.Lookup("heap").WriteTo(h, 0)
+			h.Close()
+		}
 	}()
 }
