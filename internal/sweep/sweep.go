@@ -190,10 +190,10 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 				run.Failed[code]++
 			}
 			if req.Progress != nil {
-				req.Progress(Progress{Done: run.OK + sum(run.Failed), Todo: len(todo), OK: run.OK, Failed: sum(run.Failed), Elapsed: time.Since(start)})
+				failed := sum(run.Failed)
+				req.Progress(Progress{Done: run.OK + failed, Todo: len(todo), OK: run.OK, Failed: failed, Elapsed: time.Since(start)})
 			}
-			switch code := r.res.Outcome; {
-			case code.AppWide():
+			if r.res.Outcome.AppWide() {
 				appWide++
 				appWideMsg = r.res.Message
 				if appWide == s.opt.AppWideStop {
