@@ -44,6 +44,9 @@ var Settings = []Setting{
 	{Name: "TENANT_REGISTRY_TABLE", Default: "tenants", Description: "Table holding one row per onboarded tenant; created when missing."},
 	{Name: "SWEEP_RUNS_TABLE", Default: "sweepruns", Description: "Table holding one row per sweep run; created when missing."},
 	{Name: "TENANT_REGISTRY_TIMEOUT", Default: "10s", Description: "Deadline of each registry call (SDK retries included); past it the API answers `503 registry_unavailable` and start-up tries again."},
+	{Name: "AzureWebJobsStorage__queueServiceUri", Description: "Queue service URL of the host's storage, reached with the managed identity (AZURE_CLIENT_ID), when AzureWebJobsStorage is not a connection string: where TenantSweep enqueues its work, as the SweepWorker queue trigger reads it."},
+	{Name: "SWEEP_QUEUE", Default: "tenantsweep-work", Description: "Storage queue that TenantSweep fills with work and SweepWorker drains (the trigger's `%SWEEP_QUEUE%`); `<name>-poison` holds the messages that failed `maxDequeueCount` times. 3-56 lower-case letters, digits and single hyphens."},
+	{Name: "SWEEP_MESSAGE_TENANTS", Default: "16", Description: "Tenants per work message (1-256): one message is one SweepWorker invocation."},
 	{Name: "TenantSweepSchedule", Default: "0 */15 * * * *", Description: "Six-field NCRONTAB schedule of TenantSweep (read by the host, and by local mode)."},
 	{Name: "AZURE_CLOUD", Default: "AzurePublic", Description: "`AzurePublic`, `AzureUSGovernment` or `AzureChina`: sign-in, Graph and Key Vault hosts."},
 	{Name: "APP_CLIENT_ID", Description: "Application (client) id of the multi-tenant app registration."},
@@ -111,6 +114,21 @@ type Registry struct {
 	Timeout time.Duration
 }
 
+// Queue says where TenantSweep's work queue lives: the host's storage, the
+// AzureWebJobsStorage connection that the queueTrigger binding reads too.
+type Queue struct {
+	// Name is the work queue; its poison queue is Name + "-poison".
+	Name string
+	// Connection is a connection string; ServiceURL a queue service URL
+	// reached with the managed identity. Exactly one is set.
+	Connection string
+	ServiceURL string
+	// ConnectionSetting names the setting the connection came from.
+	ConnectionSetting string
+	// TenantsPerMessage is how many tenants one work message carries.
+	TenantsPerMessage int
+}
+
 // Sweep tunes TenantSweep.
 type Sweep struct {
 	Schedule      string
@@ -132,6 +150,7 @@ type Config struct {
 	Cloud               cloud.Cloud
 	App                 App
 	Registry            Registry
+	Queue               Queue
 	Sweep               Sweep
 	Onboard             Onboard
 	SecretExpiryWarning time.Duration
@@ -167,6 +186,9 @@ func Load(getenv func(string) string, functionTimeout time.Duration) (Config, er
 		return c, err
 	}
 
+	if c.Queue, err = loadQueue(l); err != nil {
+		return c, err
+	}
 	c.Sweep.Schedule = l.str("TenantSweepSchedule")
 	if c.Sweep.Concurrency, err = l.intIn("SWEEP_CONCURRENCY", 1, 1000); err != nil {
 		return c, err
@@ -349,6 +371,42 @@ func loadRegistry(l loader) (Registry, error) {
 		return r, err
 	}
 	return r, nil
+}
+
+var queueNameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{1,54}[a-z0-9]$`)
+
+// LoadQueue reads and validates only where the work queue lives, for tools
+// that read it and need no app credential.
+func LoadQueue(getenv func(string) string) (Queue, error) {
+	return loadQueue(loader{getenv: getenv})
+}
+
+func loadQueue(l loader) (Queue, error) {
+	q := Queue{Name: l.str("SWEEP_QUEUE")}
+	// Queue names are those of DNS labels; the poison queue's suffix must
+	// fit too (63 characters in all).
+	if !queueNameRE.MatchString(q.Name) || strings.Contains(q.Name, "--") {
+		return q, settingErr("SWEEP_QUEUE", fmt.Sprintf("%q is not a queue name this app can use (3-56 lower-case letters, digits and single hyphens, starting and ending with a letter or digit)", truncate(q.Name, 64)))
+	}
+	// The host reads AzureWebJobsStorage as a connection string first and
+	// its __queueServiceUri form otherwise; so does the app.
+	switch cs, uri := l.str("AzureWebJobsStorage"), l.str("AzureWebJobsStorage__queueServiceUri"); {
+	case cs != "":
+		q.Connection, q.ConnectionSetting = cs, "AzureWebJobsStorage"
+	case uri != "":
+		u, err := url.Parse(uri)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.RawQuery != "" {
+			return q, settingErr("AzureWebJobsStorage__queueServiceUri", "must be a queue service URL such as https://<account>.queue.core.windows.net")
+		}
+		q.ServiceURL, q.ConnectionSetting = strings.TrimRight(uri, "/"), "AzureWebJobsStorage__queueServiceUri"
+	default:
+		return q, settingErr("AzureWebJobsStorage", "no work queue: set AzureWebJobsStorage (a connection string) or AzureWebJobsStorage__queueServiceUri (with the managed identity)")
+	}
+	var err error
+	if q.TenantsPerMessage, err = l.intIn("SWEEP_MESSAGE_TENANTS", 1, 256); err != nil {
+		return q, err
+	}
+	return q, nil
 }
 
 func loadOnboard(l loader) (Onboard, error) {
