@@ -12,8 +12,11 @@ import (
 // Run is the summary of one sweep, returned to the host and kept in the run
 // history.
 type Run struct {
-	ID         string    `json:"runId"`
-	Trigger    string    `json:"trigger"` // timer, cli or local
+	ID      string `json:"runId"`
+	Trigger string `json:"trigger"` // timer, cli or local
+	// Mode is ModeQueue for a run planned onto the work queue and executed
+	// by SweepWorker invocations; empty for a run swept in one process.
+	Mode       string    `json:"mode,omitempty"`
 	PastDue    bool      `json:"pastDue"`
 	StartedAt  time.Time `json:"startedAt"`
 	FinishedAt time.Time `json:"finishedAt"`
@@ -31,10 +34,21 @@ type Run struct {
 	// Unreadable are the active tenants whose row did not decode; they were
 	// not swept (Total counts them).
 	Unreadable []Unreadable `json:"unreadable,omitempty"`
-	P50Ms      int64        `json:"p50Ms"`
-	P95Ms      int64        `json:"p95Ms"`
-	WallMs     int64        `json:"wallMs"`
+	// Queued runs: the messages and tenants enqueued, the messages done,
+	// and what their work results add up to (Summarize).
+	Messages     int `json:"messages,omitempty"`
+	Queued       int `json:"queued,omitempty"`
+	MessagesDone int `json:"messagesDone,omitempty"`
+	// Gone are tenants offboarded, disabled or damaged after planning.
+	Gone         int   `json:"gone,omitempty"`
+	Redeliveries int   `json:"redeliveries,omitempty"`
+	P50Ms        int64 `json:"p50Ms"`
+	P95Ms        int64 `json:"p95Ms"`
+	WallMs       int64 `json:"wallMs"`
 }
+
+// ModeQueue marks a run executed through the work queue.
+const ModeQueue = "queue"
 
 // Unreadable is a tenant row that did not decode, and the first property
 // that did not.

@@ -22,6 +22,8 @@ import (
 type Registry interface {
 	// ListActive returns every active tenant, following every page.
 	ListActive(ctx context.Context) ([]tenant.Record, error)
+	// Get returns one tenant, or an error wrapping tenant.ErrNotFound.
+	Get(ctx context.Context, tenantID string) (tenant.Record, error)
 	// MutateMany applies every change conditionally on Base.ETag; a change
 	// that lost to a concurrent writer is re-read and re-applied on its own.
 	// errs[i] is the error of changes[i] (nil on success, nil for a tenant
@@ -102,12 +104,15 @@ type Sweeper struct {
 	hist   History
 	prober Prober
 	opt    Options
+	// slots bounds the tenants in flight in the process, across every run
+	// and work message it is given at once.
+	slots chan struct{}
 }
 
 // New returns a Sweeper; hist may be nil.
 func New(reg Registry, hist History, prober Prober, opt Options) *Sweeper {
 	opt.setDefaults()
-	return &Sweeper{reg: reg, hist: hist, prober: prober, opt: opt}
+	return &Sweeper{reg: reg, hist: hist, prober: prober, opt: opt, slots: make(chan struct{}, opt.Concurrency)}
 }
 
 // Request describes one sweep.
@@ -203,6 +208,7 @@ func (s *Sweeper) Run(ctx context.Context, req Request) (Run, error) {
 				continue // not the tenant's fault: its record stays as it was
 			}
 			res := r.res
+			res.RunID = req.ID
 			logStatusChange(log, r.rec, res)
 			pending = append(pending, tenant.Change{Base: r.rec, Apply: func(rec *tenant.Record) {
 				tenant.RecordSweep(rec, res, s.opt.BackoffMax)
@@ -317,6 +323,17 @@ dispatch:
 // a panic becomes an internal_error result and work that overruns its
 // deadline is abandoned.
 func (s *Sweeper) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time) result {
+	wait := time.NewTimer(time.Until(budgetEnd))
+	select {
+	case s.slots <- struct{}{}:
+		wait.Stop()
+	case <-wait.C:
+		return result{rec: rec, cut: true}
+	case <-ctx.Done():
+		wait.Stop()
+		return result{rec: rec, cut: true}
+	}
+	defer func() { <-s.slots }()
 	start := time.Now()
 	deadline := start.Add(s.opt.TenantTimeout)
 	budgetCut := budgetEnd.Before(deadline)
@@ -349,6 +366,11 @@ func (s *Sweeper) one(ctx context.Context, rec tenant.Record, budgetEnd time.Tim
 			log.Warn().Msg("tenant work ignored its deadline; abandoned")
 			res = tenant.SweepResult{At: start, Outcome: outcome.Timeout}
 		}
+	}
+	if res.Outcome != outcome.OK && ctx.Err() != nil {
+		// Interrupted (SIGTERM, the host's request ended): never the
+		// tenant's fault, so nothing is recorded and its work is redone.
+		return result{rec: rec, cut: true}
 	}
 	if res.Outcome != outcome.OK && errors.Is(tctx.Err(), context.DeadlineExceeded) {
 		if budgetCut {
@@ -506,6 +528,20 @@ func logRun(log *zerolog.Logger, run Run) {
 		Int64("wallMs", run.WallMs).Msg("sweep finished")
 }
 
+// PlanString is the one-line summary of a planned run, returned to the
+// Functions host by TenantSweep.
+func (r Run) PlanString() string {
+	s := fmt.Sprintf("sweep %s planned: %d tenants, %d queued in %d messages, %d skipped by backoff, wall %dms",
+		r.ID, r.Total, r.Queued, r.Messages, r.SkippedBackoff, r.WallMs)
+	if r.PastDue {
+		s += ", past due"
+	}
+	if len(r.Unreadable) > 0 {
+		s += fmt.Sprintf(", %d unreadable rows not swept", len(r.Unreadable))
+	}
+	return s
+}
+
 // String is the one-line summary returned to the Functions host.
 func (r Run) String() string {
 	var b strings.Builder
@@ -522,6 +558,12 @@ func (r Run) String() string {
 		r.SkippedBackoff, r.NotReached, r.P50Ms, r.P95Ms, r.WallMs)
 	if r.PastDue {
 		b.WriteString(", past due")
+	}
+	if r.Mode == ModeQueue {
+		fmt.Fprintf(&b, ", %d of %d messages done, %d redeliveries", r.MessagesDone, r.Messages, r.Redeliveries)
+		if r.Gone > 0 {
+			fmt.Fprintf(&b, ", %d gone since planned", r.Gone)
+		}
 	}
 	if r.WriteErrors > 0 {
 		fmt.Fprintf(&b, ", %d results not written", r.WriteErrors)

@@ -397,3 +397,33 @@ func (s *Store) redo(ctx context.Context, key string, ch tenant.Change) error {
 	}
 	return err
 }
+
+// EachActive calls fn with each page of active tenants, in key order,
+// filtering on the server; only one page is held at a time.
+func (s *Store) EachActive(ctx context.Context, fn func([]tenant.Record) error) error {
+	pager := s.tenants.NewListEntitiesPager(&aztables.ListEntitiesOptions{
+		Filter: to.Ptr(fmt.Sprintf("Status eq '%s'", tenant.StatusActive)),
+		Top:    to.Ptr(int32(1000)),
+	})
+	for pager.More() {
+		var resp aztables.ListEntitiesResponse
+		err := s.call(ctx, func(ctx context.Context) (err error) {
+			resp, err = pager.NextPage(ctx)
+			return err
+		})
+		if hasCode(err, aztables.TableNotFound) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("list active tenants: %w", err)
+		}
+		recs, err := decodeAll(resp.Entities)
+		if err != nil {
+			return fmt.Errorf("list active tenants: %w", err)
+		}
+		if err := fn(recs); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -36,7 +36,14 @@ func (r Record) StatusChanged(res SweepResult) bool {
 // RecordSweep stores a sweep result on the record. Success clears the failure
 // count and any backoff; an app-wide failure is recorded but not held against
 // the tenant; any other failure counts and may start a backoff.
-func RecordSweep(rec *Record, res SweepResult, backoffMax time.Duration) {
+//
+// Work is delivered at least once and runs can overlap, so a result is
+// dropped, leaving rec as it was, when it is stale (see Supersedes). It
+// reports whether rec changed.
+func RecordSweep(rec *Record, res SweepResult, backoffMax time.Duration) bool {
+	if rec.Supersedes(res) {
+		return false
+	}
 	res.OutcomeSince = res.At
 	if prev := rec.LastSweep; prev != nil && prev.Outcome == res.Outcome && !prev.OutcomeSince.IsZero() {
 		res.OutcomeSince = prev.OutcomeSince
@@ -54,6 +61,25 @@ func RecordSweep(rec *Record, res SweepResult, backoffMax time.Duration) {
 			rec.BackoffUntil = &until
 		}
 	}
+	return true
+}
+
+// Supersedes reports whether what rec holds is newer than res, so that res
+// must not be recorded: its run already recorded this tenant (a redelivered
+// message), a result of a sweep that started later is stored (an older,
+// slower run), or the tenant was registered again after res's sweep started
+// (re-onboarding is the customer's "try again", which a result of the old
+// registration must not undo).
+func (r Record) Supersedes(res SweepResult) bool {
+	if prev := r.LastSweep; prev != nil {
+		if res.RunID != "" && prev.RunID == res.RunID {
+			return true
+		}
+		if prev.At.After(res.At) {
+			return true
+		}
+	}
+	return r.UpdatedAt.After(res.At)
 }
 
 // BackedOff reports whether the tenant is skipped at now.

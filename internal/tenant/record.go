@@ -56,6 +56,9 @@ type SecretStatus struct {
 
 // SweepResult is one tenant's outcome in one sweep.
 type SweepResult struct {
+	// RunID is the sweep run that produced the result: a run records a
+	// tenant once, however often its work is delivered.
+	RunID      string       `json:"runId,omitempty"`
 	At         time.Time    `json:"at"`
 	Outcome    outcome.Code `json:"outcome"`
 	DurationMs int64        `json:"durationMs"`

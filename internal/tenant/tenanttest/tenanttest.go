@@ -245,6 +245,23 @@ func (s *Store) ListActive(context.Context) ([]tenant.Record, error) {
 	return out, nil
 }
 
+// EachActive calls fn with the active tenants in pages of up to 1,000, in
+// key order, as the registry pages them.
+func (s *Store) EachActive(ctx context.Context, fn func([]tenant.Record) error) error {
+	all, err := s.ListActive(ctx)
+	if err != nil {
+		return err
+	}
+	for len(all) > 0 {
+		n := min(len(all), 1000)
+		if err := fn(all[:n]); err != nil {
+			return err
+		}
+		all = all[n:]
+	}
+	return nil
+}
+
 func (s *Store) keys() []string {
 	keys := make([]string, 0, len(s.recs))
 	for k := range s.recs {

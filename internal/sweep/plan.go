@@ -1,0 +1,407 @@
+package sweep
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
+)
+
+// LeaseState is where the run holding the lease is.
+type LeaseState string
+
+const (
+	// LeasePlanning: the planner is listing tenants and enqueuing work.
+	LeasePlanning LeaseState = "planning"
+	// LeasePlanned: every message is enqueued; workers are on it.
+	LeasePlanned LeaseState = "planned"
+	// LeaseInProcess: `handler sweep` runs the whole run itself.
+	LeaseInProcess LeaseState = "in-process"
+	// LeaseReleased: the in-process run finished.
+	LeaseReleased LeaseState = "released"
+)
+
+// Lease is the registry's record of the run in progress, so that runs do
+// not overlap: a tenant is never queued twice, and never swept by two runs at
+// once.
+type Lease struct {
+	RunID     string     `json:"runId"`
+	Trigger   string     `json:"trigger"`
+	State     LeaseState `json:"state"`
+	StartedAt time.Time  `json:"startedAt"`
+	// ExpiresAt is when a holder still planning or sweeping in process is
+	// presumed dead (its instance was killed).
+	ExpiresAt time.Time `json:"expiresAt"`
+	// Messages is how many work messages the run enqueued.
+	Messages int `json:"messages"`
+	// ETag is the store's concurrency token of the version read; empty when
+	// no lease was ever taken.
+	ETag string `json:"-"`
+}
+
+// Leases stores the run lease and the runs' work results.
+type Leases interface {
+	// ReadLease returns the lease, or a zero Lease when none was taken.
+	ReadLease(ctx context.Context) (Lease, error)
+	// WriteLease stores l on condition that the stored lease is still the
+	// version l.ETag names (absent when empty), and returns it with its new
+	// ETag; ErrLeaseTaken when another writer came first.
+	WriteLease(ctx context.Context, l Lease) (Lease, error)
+	// WorkResults returns the work results recorded for a run.
+	WorkResults(ctx context.Context, runID string) ([]WorkResult, error)
+}
+
+// Backlog reports how many messages the work queue holds, invisible ones
+// (being worked on) included.
+type Backlog interface {
+	Pending(ctx context.Context) (int, error)
+}
+
+// ErrLeaseTaken means another run wrote the lease between our read and
+// write.
+var ErrLeaseTaken = errors.New("run lease taken concurrently")
+
+// ErrRunActive means another run is still active.
+var ErrRunActive = errors.New("another sweep run is active")
+
+// ActiveRunError names the active run; it matches ErrRunActive.
+type ActiveRunError struct {
+	Lease Lease
+	State RunState
+}
+
+func (e *ActiveRunError) Error() string {
+	return fmt.Sprintf("%s: run %s (%s, started %s) is %s",
+		ErrRunActive, e.Lease.RunID, e.Lease.Trigger, e.Lease.StartedAt.UTC().Format(time.RFC3339), e.State.Describe())
+}
+
+func (e *ActiveRunError) Is(target error) bool { return target == ErrRunActive }
+
+// RunState is how far the lease's run has come.
+type RunState struct {
+	Active bool
+	// Status is planning, running, finished or incomplete: a run that
+	// stopped with work not done and none of it queued any more (its
+	// messages were poisoned, or its planner or process was killed).
+	Status string
+	// Done is how many of its messages are done; Pending the queue's
+	// backlog when it was looked at (-1 when not).
+	Done, Pending int
+	Results       []WorkResult
+}
+
+// Describe is the state for a message.
+func (s RunState) Describe() string {
+	switch {
+	case s.Pending > 0:
+		return fmt.Sprintf("%s (%d messages done, %d still queued)", s.Status, s.Done, s.Pending)
+	case s.Status == "planning":
+		return "still planning"
+	}
+	return s.Status
+}
+
+// RunLock keeps one run at a time.
+type RunLock struct {
+	leases Leases
+	queue  Backlog
+}
+
+// NewRunLock returns a RunLock over the lease store and the work queue.
+func NewRunLock(leases Leases, queue Backlog) *RunLock { return &RunLock{leases: leases, queue: queue} }
+
+// Read returns the current lease.
+func (l *RunLock) Read(ctx context.Context) (Lease, error) {
+	cur, err := l.leases.ReadLease(ctx)
+	if err != nil {
+		return Lease{}, fmt.Errorf("read run lease: %w", err)
+	}
+	return cur, nil
+}
+
+// State tells whether cur's run is still active.
+func (l *RunLock) State(ctx context.Context, cur Lease) (RunState, error) {
+	now := time.Now()
+	switch {
+	case cur.RunID == "" || cur.State == LeaseReleased:
+		return RunState{Status: "finished", Pending: -1}, nil
+	case cur.State == LeaseInProcess:
+		if now.Before(cur.ExpiresAt) {
+			return RunState{Active: true, Status: "running", Pending: -1}, nil
+		}
+		return RunState{Status: "incomplete", Pending: -1}, nil
+	case cur.State == LeasePlanning && now.Before(cur.ExpiresAt):
+		return RunState{Active: true, Status: "planning", Pending: -1}, nil
+	}
+	// Planned, or a planner that died: active while its work is queued.
+	results, err := l.leases.WorkResults(ctx, cur.RunID)
+	if err != nil {
+		return RunState{}, fmt.Errorf("read work results of run %s: %w", cur.RunID, err)
+	}
+	st := RunState{Done: doneMessages(results), Results: results, Pending: -1}
+	if cur.State == LeasePlanned && st.Done >= cur.Messages {
+		st.Status = "finished"
+		return st, nil
+	}
+	if st.Pending, err = l.queue.Pending(ctx); err != nil {
+		return RunState{}, fmt.Errorf("read the work queue's backlog: %w", err)
+	}
+	if st.Pending > 0 {
+		st.Active, st.Status = true, "running"
+	} else {
+		st.Status = "incomplete"
+	}
+	return st, nil
+}
+
+// Acquire takes the lease for next, unless the run holding it is still
+// active (then an *ActiveRunError); force takes it regardless. Two callers
+// racing for it cannot both win: the write is conditional.
+func (l *RunLock) Acquire(ctx context.Context, next Lease, force bool) (Lease, error) {
+	for range 5 {
+		cur, err := l.Read(ctx)
+		if err != nil {
+			return Lease{}, err
+		}
+		if !force {
+			st, err := l.State(ctx, cur)
+			if err != nil {
+				return Lease{}, err
+			}
+			if st.Active {
+				return Lease{}, &ActiveRunError{Lease: cur, State: st}
+			}
+		}
+		next.ETag = cur.ETag
+		got, err := l.leases.WriteLease(ctx, next)
+		if errors.Is(err, ErrLeaseTaken) {
+			continue // look at whoever won
+		}
+		if err != nil {
+			return Lease{}, fmt.Errorf("take run lease: %w", err)
+		}
+		return got, nil
+	}
+	return Lease{}, fmt.Errorf("take run lease: %w", ErrLeaseTaken)
+}
+
+// Update stores the holder's new lease.
+func (l *RunLock) Update(ctx context.Context, lease Lease) (Lease, error) {
+	got, err := l.leases.WriteLease(ctx, lease)
+	if err != nil {
+		return lease, fmt.Errorf("update run lease: %w", err)
+	}
+	return got, nil
+}
+
+func doneMessages(results []WorkResult) int {
+	seen := map[int]bool{}
+	for _, r := range results {
+		seen[r.Seq] = true
+	}
+	return len(seen)
+}
+
+// PlanSource is what planning needs of the registry.
+type PlanSource interface {
+	// EachActive calls fn with each page of active tenants, in key order, so
+	// that the registry is never held in memory whole.
+	EachActive(ctx context.Context, fn func([]tenant.Record) error) error
+}
+
+// Enqueuer puts work messages on the work queue.
+type Enqueuer interface {
+	Enqueue(ctx context.Context, text string) error
+}
+
+// PlanOptions tune a Planner. Zero values take the defaults noted.
+type PlanOptions struct {
+	TenantsPerMessage int           // default 16
+	Budget            time.Duration // planning's wall time; default 4m30s
+	Enqueuers         int           // messages enqueued at once; default 32
+	WriteTimeout      time.Duration // lease and history writes; default 20s
+}
+
+// Planner plans a run onto the work queue: TenantSweep's timer.
+type Planner struct {
+	reg   PlanSource
+	queue Enqueuer
+	lock  *RunLock
+	hist  History
+	opt   PlanOptions
+}
+
+// NewPlanner returns a Planner; hist may be nil.
+func NewPlanner(reg PlanSource, queue Enqueuer, lock *RunLock, hist History, opt PlanOptions) *Planner {
+	opt.TenantsPerMessage = min(cmp.Or(opt.TenantsPerMessage, 16), MaxWorkTenants)
+	opt.Budget = cmp.Or(opt.Budget, 4*time.Minute+30*time.Second)
+	opt.Enqueuers = cmp.Or(opt.Enqueuers, 32)
+	opt.WriteTimeout = cmp.Or(opt.WriteTimeout, 20*time.Second)
+	return &Planner{reg: reg, queue: queue, lock: lock, hist: hist, opt: opt}
+}
+
+type planEntry struct {
+	id   string
+	last time.Time
+}
+
+// Plan takes the run lease, lists the active tenants page by page, skips
+// the backed-off ones and enqueues the rest, those swept longest ago first,
+// in messages of TenantsPerMessage. It returns an *ActiveRunError, and
+// enqueues nothing, while another run is active. The run's summary starts
+// in the history; the workers' results complete it (Summarize).
+func (p *Planner) Plan(ctx context.Context, req Request) (Run, error) {
+	log := zerolog.Ctx(ctx)
+	start := time.Now()
+	run := Run{ID: req.ID, Trigger: req.Trigger, PastDue: req.PastDue, StartedAt: start, Mode: ModeQueue, Failed: map[outcome.Code]int{}}
+	lease, err := p.lock.Acquire(ctx, Lease{RunID: req.ID, Trigger: req.Trigger, State: LeasePlanning, StartedAt: start, ExpiresAt: start.Add(p.opt.Budget)}, false)
+	if err != nil {
+		return run, err
+	}
+	pctx, cancel := context.WithDeadline(ctx, start.Add(p.opt.Budget))
+	defer cancel()
+
+	var todo []planEntry
+	err = p.reg.EachActive(pctx, func(recs []tenant.Record) error {
+		for _, r := range recs {
+			switch {
+			case r.Damage != nil:
+				log.Error().Str("tenantId", r.TenantID).Str("property", r.Damage.Property).Str("detail", r.Damage.Message).
+					Msg("tenant row does not decode; not swept")
+				run.Unreadable = append(run.Unreadable, Unreadable{TenantID: r.TenantID, Property: r.Damage.Property})
+			case r.BackedOff(start):
+				run.SkippedBackoff++
+			default:
+				todo = append(todo, planEntry{id: r.TenantID, last: lastSweepAt(r)})
+			}
+		}
+		return nil
+	})
+	run.Total = len(todo) + run.SkippedBackoff + len(run.Unreadable)
+	if err != nil {
+		lease.State, lease.ExpiresAt = LeasePlanned, start // nothing queued: not active
+		p.finish(ctx, lease, run)
+		return run, fmt.Errorf("list active tenants: %w", err)
+	}
+	slices.SortStableFunc(todo, func(a, b planEntry) int { return a.last.Compare(b.last) })
+
+	run.Messages, run.Queued, err = p.enqueue(pctx, req.ID, todo)
+	lease.State, lease.Messages = LeasePlanned, run.Messages
+	run.WallMs = time.Since(start).Milliseconds()
+	p.finish(ctx, lease, run)
+	ev := log.Info()
+	if err != nil {
+		ev = log.Error().Err(err)
+	}
+	ev.Str("runId", run.ID).Str("trigger", run.Trigger).Bool("pastDue", run.PastDue).Int("total", run.Total).
+		Int("queued", run.Queued).Int("messages", run.Messages).Int("skippedBackoff", run.SkippedBackoff).
+		Int("unreadable", len(run.Unreadable)).Int64("wallMs", run.WallMs).Msg("sweep planned")
+	if err != nil {
+		return run, fmt.Errorf("enqueue work: %w (%d of %d tenants queued)", err, run.Queued, len(todo))
+	}
+	return run, nil
+}
+
+// finish stores the lease and the run's first history row; they outlive
+// the caller's cancellation.
+func (p *Planner) finish(ctx context.Context, lease Lease, run Run) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), p.opt.WriteTimeout)
+	defer cancel()
+	if _, err := p.lock.Update(wctx, lease); err != nil {
+		// Its ExpiresAt still ends it; until then the run counts as active.
+		zerolog.Ctx(ctx).Error().Err(err).Str("runId", run.ID).Msg("mark run planned")
+	}
+	if p.hist != nil {
+		if err := p.hist.AddRun(wctx, run); err != nil {
+			zerolog.Ctx(ctx).Error().Err(err).Str("runId", run.ID).Msg("save sweep run history")
+		}
+	}
+}
+
+// enqueue sends todo in messages, Enqueuers at a time, and stops at the
+// first failure (the tenants not queued go first next run). It returns the
+// messages and tenants queued.
+func (p *Planner) enqueue(ctx context.Context, runID string, todo []planEntry) (messages, tenants int, err error) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	work := make(chan Work)
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for range p.opt.Enqueuers {
+		wg.Go(func() {
+			for w := range work {
+				if err := p.queue.Enqueue(ctx, w.Text()); err != nil {
+					cancel(fmt.Errorf("message %d: %w", w.Seq, err))
+					continue
+				}
+				mu.Lock()
+				messages++
+				tenants += len(w.Tenants)
+				mu.Unlock()
+			}
+		})
+	}
+	n := p.opt.TenantsPerMessage
+feed:
+	for seq := 0; seq*n < len(todo); seq++ {
+		batch := todo[seq*n : min((seq+1)*n, len(todo))]
+		ids := make([]string, len(batch))
+		for i, e := range batch {
+			ids[i] = e.id
+		}
+		select {
+		case work <- Work{Run: runID, Seq: seq, Tenants: ids}:
+		case <-ctx.Done():
+			break feed
+		}
+	}
+	close(work)
+	wg.Wait()
+	return messages, tenants, context.Cause(ctx)
+}
+
+// Summarize completes a queued run's summary from its work results.
+func Summarize(run Run, results []WorkResult) Run {
+	if run.Mode != ModeQueue {
+		return run
+	}
+	run.Failed = map[outcome.Code]int{}
+	run.OK, run.Gone, run.Redeliveries = 0, 0, 0
+	seen := map[int]bool{}
+	var durations []int64
+	var last time.Time
+	done := 0
+	for _, r := range results {
+		if seen[r.Seq] { // a result recorded twice (a redelivery after its write)
+			continue
+		}
+		seen[r.Seq] = true
+		done += r.Tenants
+		run.OK += r.OK
+		for c, n := range r.Failed {
+			run.Failed[c] += n
+		}
+		run.Gone += r.Gone + r.Unreadable
+		run.Redeliveries += int(max(r.Delivery-1, 0))
+		durations = append(durations, r.DurationsMs...)
+		if r.FinishedAt.After(last) {
+			last = r.FinishedAt
+		}
+	}
+	run.MessagesDone = len(seen)
+	run.NotReached = run.Queued - done
+	run.P50Ms, run.P95Ms = percentile(durations, 50), percentile(durations, 95)
+	if !last.IsZero() {
+		run.FinishedAt = last
+		run.WallMs = last.Sub(run.StartedAt).Milliseconds()
+	}
+	return run
+}
