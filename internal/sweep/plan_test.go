@@ -195,7 +195,9 @@ func TestPlanEnqueuesNothingWhileARunIsActive(t *testing.T) {
 		var wg sync.WaitGroup
 		errs := make([]error, 3)
 		for i := range errs {
-			wg.Go(func() { _, errs[i] = p.planner.Plan(t.Context(), Request{ID: fmt.Sprint("next-", i), Trigger: "timer"}) })
+			wg.Go(func() {
+				_, errs[i] = p.planner.Plan(t.Context(), Request{ID: fmt.Sprint("next-", i), Trigger: "timer"})
+			})
 		}
 		wg.Wait()
 		for i, err := range errs {
