@@ -17,19 +17,42 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-// sweepTimer is the TenantSweep function. An app-wide failure fails the
-// invocation (500), so it shows as a failed execution and can alert; the
-// tenants' outcomes it did record stay recorded.
+// sweepTimer is the TenantSweep function: it plans a run onto the work
+// queue and answers once the run is planned. While the previous run still
+// has work queued it enqueues nothing and succeeds: an occurrence skipped
+// on purpose is not a failed execution. A planning failure fails it (500).
 func (a *app) sweepTimer(ctx context.Context, timer funchost.TimerInfo) (funchost.Result, error) {
-	run, err := a.sweeper.Run(ctx, sweep.Request{
+	run, err := a.planner.Plan(ctx, sweep.Request{
 		ID:      funchost.InvocationID(ctx),
 		Trigger: "timer",
 		PastDue: timer.IsPastDue,
 	})
-	if err != nil {
-		return funchost.Result{}, fmt.Errorf("sweep: %w", err)
+	if active, ok := errors.AsType[*sweep.ActiveRunError](err); ok {
+		msg := fmt.Sprintf("sweep %s not planned: %s", run.ID, err)
+		zerolog.Ctx(ctx).Warn().Str("activeRunId", active.Lease.RunID).Bool("pastDue", timer.IsPastDue).Msg(msg)
+		return funchost.Result{Logs: []string{msg}}, nil
 	}
-	return funchost.Result{Logs: []string{run.String()}, ReturnValue: run}, nil
+	if err != nil {
+		return funchost.Result{}, fmt.Errorf("plan sweep: %w", err)
+	}
+	return funchost.Result{Logs: []string{run.PlanString()}, ReturnValue: run}, nil
+}
+
+// sweepWork is the SweepWorker function: one delivery of a work message. A
+// tenant's failure is recorded and answered 200, since it is an outcome; an
+// interrupted or unrecorded message, or one that is not ours, fails (500) so
+// that the host delivers it again, and after maxDequeueCount poisons it.
+func (a *app) sweepWork(ctx context.Context, msg funchost.QueueMessage) (funchost.Result, error) {
+	work, err := sweep.ParseWork(msg.Body)
+	if err != nil {
+		return funchost.Result{}, fmt.Errorf("queue message %s: %w", msg.ID, err)
+	}
+	wr, err := a.worker.Do(ctx, work, msg.DequeueCount)
+	if err != nil {
+		return funchost.Result{}, err
+	}
+	return funchost.Result{Logs: []string{fmt.Sprintf("run %s message %d: %d tenants, %d ok, %d failed, %d gone",
+		wr.Run, wr.Seq, wr.Tenants, wr.OK, wr.Tenants-wr.OK-wr.Gone-wr.Unreadable, wr.Gone)}}, nil
 }
 
 // lazyApp lets the handler listen, and answer the host's readiness probe,

@@ -31,15 +31,51 @@ func (e sweepFailed) ExitCode() int {
 	return 1
 }
 
+// runActive is `handler sweep` refusing while another run is active.
+type runActive struct{ err error }
+
+func (e runActive) Error() string {
+	return e.err.Error() + "; wait for it (`handler runs` shows its progress) or pass --force to sweep anyway"
+}
+func (e runActive) Unwrap() error { return e.err }
+
+// ExitCode 4 tells a script "not now" from a failure.
+func (runActive) ExitCode() int { return 4 }
+
+// inProcessGrace is how long past its budget an in-process run's lease
+// lasts: a run killed with its lease held blocks the next one no longer.
+const inProcessGrace = time.Minute
+
 // sweepOnce is `handler sweep`: one sweep with the same settings as the
-// function, logs to stderr and the summary on stdout.
-func sweepOnce(ctx context.Context, e env, tenantID string, stdout, stderr io.Writer) error {
+// function, planned and executed in this process, logs to stderr and the
+// summary on stdout. It holds the run lease, so it refuses while another run
+// is active unless force.
+func sweepOnce(ctx context.Context, e env, tenantID string, force bool, stdout, stderr io.Writer) error {
 	ctx, _ = funchost.Begin(ctx, funchost.NewLogger(e.cfg.LogLevel, stderr, stderr), sweepFunction, "")
 	a, err := newApp(ctx, e.cfg, deps{})
 	if err != nil {
 		return err
 	}
-	req := sweep.Request{ID: funchost.InvocationID(ctx), Trigger: "cli", TenantID: tenantID}
+	id := funchost.InvocationID(ctx)
+	now := time.Now()
+	lease, err := a.lock.Acquire(ctx, sweep.Lease{RunID: id, Trigger: "cli", State: sweep.LeaseInProcess, StartedAt: now,
+		ExpiresAt: now.Add(e.cfg.Sweep.Budget + inProcessGrace)}, force)
+	if errors.Is(err, sweep.ErrRunActive) {
+		return runActive{err}
+	}
+	if err != nil {
+		return err
+	}
+	defer func() {
+		lease.State = sweep.LeaseReleased
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if _, err := a.lock.Update(wctx, lease); err != nil {
+			// It expires on its own at ExpiresAt.
+			zerolog.Ctx(ctx).Warn().Err(err).Msg("release run lease")
+		}
+	}()
+	req := sweep.Request{ID: id, Trigger: "cli", TenantID: tenantID}
 	if isTerminal(stderr) {
 		var p progressLine
 		req.Progress = func(pr sweep.Progress) { p.show(stderr, pr) }
@@ -96,10 +132,21 @@ func (p *progressLine) end(w io.Writer) {
 	}
 }
 
-// printRuns is `handler runs`: the newest runs first, one summary line each.
-// It reads only the run history, so it needs no app credential to work.
-func printRuns(ctx context.Context, reg config.Registry, last int, stdout io.Writer) error {
+// printRuns is `handler runs`: the newest runs first, one summary line each
+// with its status (a queued run's summary is added up from its work
+// results), then the poisoned work messages. It reads the registry and the
+// queue, so it needs no app credential to work.
+func printRuns(ctx context.Context, reg config.Registry, q config.Queue, last int, stdout io.Writer) error {
 	store, err := openRegistry(ctx, reg, deps{})
+	if err != nil {
+		return err
+	}
+	queue, err := openQueue(ctx, q, deps{})
+	if err != nil {
+		return err
+	}
+	lock := sweep.NewRunLock(store, queue)
+	lease, err := lock.Read(ctx)
 	if err != nil {
 		return err
 	}
@@ -108,7 +155,40 @@ func printRuns(ctx context.Context, reg config.Registry, last int, stdout io.Wri
 		return fmt.Errorf("read run history: %w", err)
 	}
 	for _, r := range runs {
-		fmt.Fprintf(stdout, "%s  %-5s  %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Trigger, r)
+		status := "finished"
+		if r.Mode == sweep.ModeQueue {
+			results, err := store.WorkResults(ctx, r.ID)
+			if err != nil {
+				return err
+			}
+			r = sweep.Summarize(r, results)
+			if r.MessagesDone < r.Messages {
+				status = "incomplete"
+			}
+		}
+		if r.ID == lease.RunID {
+			st, err := lock.State(ctx, lease)
+			if err != nil {
+				return err
+			}
+			status = st.Status
+		}
+		fmt.Fprintf(stdout, "%s  %-5s  %-10s  %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Trigger, status, r)
+	}
+	poisoned, err := queue.Poisoned(ctx, 32)
+	if err != nil {
+		return fmt.Errorf("read poison queue: %w", err)
+	}
+	if len(poisoned) > 0 {
+		fmt.Fprintf(stdout, "\n%d poisoned work messages in %s-poison (delivered maxDequeueCount times without finishing; their tenants were not blamed):\n",
+			len(poisoned), queue.Name())
+	}
+	for _, m := range poisoned {
+		if w, err := sweep.ParseWork([]byte(m.Text)); err == nil {
+			fmt.Fprintf(stdout, "  %s  run %s message %d  tenants %s\n", m.InsertionTime.UTC().Format(time.RFC3339), w.Run, w.Seq, strings.Join(w.Tenants, ","))
+		} else {
+			fmt.Fprintf(stdout, "  %s  message %s is not a work message: %v\n", m.InsertionTime.UTC().Format(time.RFC3339), m.ID, err)
+		}
 	}
 	return nil
 }

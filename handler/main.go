@@ -5,8 +5,10 @@
 // This file wires the application: the registry (internal/tablestore), the
 // app's credential and one per customer tenant (internal/azauth), the Graph
 // and Key Vault readers (internal/graph, internal/keyvault), the per-tenant
-// probe (internal/tenant), and the functions: TenantSweep (internal/sweep),
-// and OnboardTenant and its ConsentCallback (internal/onboard).
+// probe (internal/tenant), the work queue (internal/workqueue), and the
+// functions: TenantSweep, which plans a run onto the queue, and SweepWorker,
+// which executes it (internal/sweep), and OnboardTenant and its
+// ConsentCallback (internal/onboard).
 package main
 
 import (
@@ -24,6 +26,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
 
 	"github.com/tenantsweep/tenantsweep/internal/azauth"
 	"github.com/tenantsweep/tenantsweep/internal/config"
@@ -33,6 +36,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/workqueue"
 )
 
 func main() {
@@ -62,6 +66,12 @@ type deps struct {
 // credentials and clients, shared by both functions for the process's life.
 type app struct {
 	sweeper *sweep.Sweeper
+	// planner is TenantSweep: it plans a run onto the work queue, which
+	// worker drains as SweepWorker; lock keeps one run at a time.
+	planner *sweep.Planner
+	worker  *sweep.Worker
+	lock    *sweep.RunLock
+	queue   *workqueue.Queue
 	api     *onboard.API
 }
 
@@ -73,6 +83,10 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	}
 
 	store, err := openRegistry(ctx, cfg.Registry, d)
+	if err != nil {
+		return nil, err
+	}
+	queue, err := openQueue(ctx, cfg.Queue, d)
 	if err != nil {
 		return nil, err
 	}
@@ -100,6 +114,11 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		Budget:        cfg.Sweep.Budget,
 		BackoffMax:    cfg.Sweep.BackoffMax,
 	})
+	lock := sweep.NewRunLock(store, queue)
+	planner := sweep.NewPlanner(store, queue, lock, store, sweep.PlanOptions{
+		TenantsPerMessage: cfg.Queue.TenantsPerMessage,
+		Budget:            cfg.Sweep.Budget,
+	})
 	api := onboard.New(onboard.Config{
 		Store:    store,
 		Verifier: prober,
@@ -111,7 +130,7 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		RedirectURI:   cfg.Onboard.RedirectURI,
 		StateKey:      cfg.Onboard.StateKey,
 	})
-	return &app{sweeper: sweeper, api: api}, nil
+	return &app{sweeper: sweeper, planner: planner, worker: sweep.NewWorker(sweeper, store), lock: lock, queue: queue, api: api}, nil
 }
 
 // azuriteHint tells a developer whose registry is the local emulator how to
@@ -123,6 +142,27 @@ func azuriteHint(reg config.Registry) string {
 		return ""
 	}
 	return " (the registry is a local Azurite: start it with `make run`, or `scripts/azurite.sh start`)"
+}
+
+// openQueue opens the work queue (and its poison queue), creating them when
+// missing.
+func openQueue(ctx context.Context, q config.Queue, d deps) (*workqueue.Queue, error) {
+	opts := workqueue.Options{}
+	if d.transport != nil {
+		opts.ClientOptions = &azqueue.ClientOptions{ClientOptions: azcore.ClientOptions{Transport: d.transport}}
+	}
+	if q.ServiceURL != "" {
+		cred, err := azidentity.NewDefaultAzureCredential(nil)
+		if err != nil {
+			return nil, fmt.Errorf("work queue credential: %w", err)
+		}
+		opts.Credential = cred
+	}
+	queue, err := workqueue.Open(ctx, q, opts)
+	if err != nil {
+		return nil, fmt.Errorf("open work queue %s: %w", q.Name, err)
+	}
+	return queue, nil
 }
 
 // openRegistry opens the tenant registry and run history.

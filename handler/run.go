@@ -18,14 +18,16 @@ const usage = `usage:
   handler                          serve the Azure Functions host (FUNCTIONS_CUSTOMHANDLER_PORT)
   handler local [--settings FILE]  development mode: serve /api/... on LOCAL_PORT and run
                                    TenantSweep on its schedule, without the Functions host
-  handler sweep [--settings FILE] [--tenant ID]
-                                   run one sweep now and print its summary
+  handler sweep [--settings FILE] [--tenant ID] [--force]
+                                   run one sweep now, in this process, and print its summary;
+                                   refuses (exit 4) while another run is active unless --force
   handler runs [--settings FILE] [--last N]
-                                   print the last N sweeps from the run history (default 10)
+                                   print the last N sweeps (default 10) with their status and
+                                   progress, and the poisoned work messages
   handler tenants [--settings FILE] [--failing] [--needs-consent] [--json]
                                    print the onboarded tenants, their last outcome and its fix
 
-Every command takes --help. runs and tenants read only the registry settings.`
+Every command takes --help. runs and tenants read only the registry and queue settings.`
 
 // exitCoder is an error that chooses the process exit code.
 type exitCoder interface{ ExitCode() int }
@@ -100,9 +102,11 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return serveLocal(ctx, env, stdout, stderr)
 	case "sweep":
 		var tenantID string
+		var force bool
 		if err := flags("sweep", args, stdout, func(fs *flag.FlagSet) {
 			settingsFlag(fs, "")
 			fs.StringVar(&tenantID, "tenant", "", "sweep only this tenant")
+			fs.BoolVar(&force, "force", false, "sweep even while another run is active")
 		}); err != nil {
 			return err
 		}
@@ -110,7 +114,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return err
 		}
-		return sweepOnce(ctx, env, tenantID, stdout, stderr)
+		return sweepOnce(ctx, env, tenantID, force, stdout, stderr)
 	case "runs":
 		var last int
 		if err := flags("runs", args, stdout, func(fs *flag.FlagSet) {
@@ -122,11 +126,19 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		if last < 1 || last > 1000 {
 			return usageError{"runs: --last takes 1 to 1000"}
 		}
-		reg, err := loadRegistry(getenv, settings)
+		getenv, err := withSettingsFile(getenv, settings)
 		if err != nil {
 			return err
 		}
-		return printRuns(ctx, reg, last, stdout)
+		reg, err := config.LoadRegistry(getenv)
+		if err != nil {
+			return configError{err}
+		}
+		q, err := config.LoadQueue(getenv)
+		if err != nil {
+			return configError{err}
+		}
+		return printRuns(ctx, reg, q, last, stdout)
 	case "tenants":
 		var f tenantFilter
 		if err := flags("tenants", args, stdout, func(fs *flag.FlagSet) {
@@ -181,20 +193,6 @@ func withSettingsFile(getenv func(string) string, settingsFile string) (func(str
 		return nil, configError{err}
 	}
 	return withFile, nil
-}
-
-// loadRegistry validates only the registry's settings, for the commands that
-// only read it: they work without the app's credential.
-func loadRegistry(getenv func(string) string, settingsFile string) (config.Registry, error) {
-	getenv, err := withSettingsFile(getenv, settingsFile)
-	if err != nil {
-		return config.Registry{}, err
-	}
-	reg, err := config.LoadRegistry(getenv)
-	if err != nil {
-		return config.Registry{}, configError{err}
-	}
-	return reg, nil
 }
 
 // loadEnv validates every setting.

@@ -25,19 +25,27 @@ const (
 	sweepFunction   = "TenantSweep"
 	onboardFunction = "OnboardTenant"
 	consentFunction = "ConsentCallback"
+	workerFunction  = "SweepWorker"
 	timerBinding    = "timer"
+	workBinding     = "work"
 )
 
 // routes serves what the Functions host sends: the readiness probe, the
 // timer invocation envelope, and the onboarding API and its consent callback,
 // which the host forwards as the original HTTP request (or, if forwarding is
 // off, as an envelope). Both HTTP functions are served by the one onboard.API.
-func routes(l *lazyApp, log zerolog.Logger) http.Handler { return routesWith(l, log, funchost.Ready()) }
+//
+// proc is the process's life: when it ends (SIGTERM, the instance is
+// drained) the sweep's invocations stop their tenants at once, record what
+// finished and fail, so that the host delivers their work again.
+func routes(proc context.Context, l *lazyApp, log zerolog.Logger) http.Handler {
+	return routesWith(proc, l, log, funchost.Ready())
+}
 
 // localRoutes are routes for local mode, where a person, not the host,
 // reads GET /: it says whether the app has started, and why not.
-func localRoutes(l *lazyApp, log zerolog.Logger) http.Handler {
-	return routesWith(l, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+func localRoutes(proc context.Context, l *lazyApp, log zerolog.Logger) http.Handler {
+	return routesWith(proc, l, log, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if !l.readyNow() {
 			funchost.WriteError(w, http.StatusServiceUnavailable, "not_ready", l.notReady())
 			return
@@ -46,7 +54,7 @@ func localRoutes(l *lazyApp, log zerolog.Logger) http.Handler {
 	}))
 }
 
-func routesWith(l *lazyApp, log zerolog.Logger, ready http.Handler) http.Handler {
+func routesWith(proc context.Context, l *lazyApp, log zerolog.Logger, ready http.Handler) http.Handler {
 	api := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a, err := l.getWithin(r.Context(), l.apiWait)
 		if err != nil {
@@ -62,11 +70,22 @@ func routesWith(l *lazyApp, log zerolog.Logger, ready http.Handler) http.Handler
 		a.api.ServeHTTP(w, r)
 	})
 	timer := func(ctx context.Context, t funchost.TimerInfo) (funchost.Result, error) {
+		ctx, cancel := withProcess(ctx, proc)
+		defer cancel()
 		a, err := l.get(ctx)
 		if err != nil {
 			return funchost.Result{}, err
 		}
 		return a.sweepTimer(ctx, t)
+	}
+	work := func(ctx context.Context, m funchost.QueueMessage) (funchost.Result, error) {
+		ctx, cancel := withProcess(ctx, proc)
+		defer cancel()
+		a, err := l.get(ctx)
+		if err != nil {
+			return funchost.Result{}, err
+		}
+		return a.sweepWork(ctx, m)
 	}
 	mux := http.NewServeMux()
 	// The host's readiness probe and health pings are GETs.
@@ -76,6 +95,7 @@ func routesWith(l *lazyApp, log zerolog.Logger, ready http.Handler) http.Handler
 		funchost.WriteError(w, http.StatusMethodNotAllowed, "method_not_allowed", "method "+r.Method+" is not allowed here; allowed: GET, HEAD")
 	})
 	mux.Handle("/"+sweepFunction, funchost.Timer(sweepFunction, timerBinding, log, timer))
+	mux.Handle("/"+workerFunction, funchost.Queue(workerFunction, workBinding, log, work))
 	mux.Handle("/"+onboardFunction, funchost.HTTPEnvelope(onboardFunction, "req", "res", log, api))
 	mux.Handle("/"+consentFunction, funchost.HTTPEnvelope(consentFunction, "req", "res", log, api))
 	forwarded := funchost.Forwarded(onboardFunction, log, api)
@@ -88,6 +108,13 @@ func routesWith(l *lazyApp, log zerolog.Logger, ready http.Handler) http.Handler
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		mux.ServeHTTP(w, onboard.CanonicalPath(r))
 	})
+}
+
+// withProcess is ctx, also cancelled when the process begins to stop.
+func withProcess(ctx, proc context.Context) (context.Context, context.CancelFunc) {
+	ctx, cancel := context.WithCancel(ctx)
+	stop := context.AfterFunc(proc, cancel)
+	return ctx, func() { stop(); cancel() }
 }
 
 // serveHost is the custom handler proper: it listens on the port the host
@@ -105,7 +132,7 @@ func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
 	log.Info().Str("addr", ln.Addr().String()).Str("cloud", e.cfg.Cloud.Name).
 		Str("credential", string(e.cfg.App.Method)).Msg("custom handler listening")
 	l := startApp(ctx, e.cfg, deps{}, log)
-	return serve(ctx, ln, routes(l, log), log)
+	return serve(ctx, ln, routes(ctx, l, log), log)
 }
 
 // serveLocal is development mode: the same routes on localhost, with
@@ -137,6 +164,12 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 	// A developer waits for an answer: 2 s, not the registry's deadline.
 	l.apiWait = min(l.apiWait, localAPIWait)
 
+	listenerOpts, err := local.QueueOptions(e.appRoot)
+	if err != nil {
+		return configError{err}
+	}
+	// As func start does: the timer plans onto the queue, and a queue
+	// listener delivers each work message to SweepWorker over HTTP.
 	stop := sched.Start(func() {
 		ictx, ilog := funchost.Begin(ctx, log, sweepFunction, "")
 		a, err := l.get(ictx)
@@ -144,15 +177,29 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 			ilog.Error().Err(err).Msg("scheduled sweep skipped")
 			return
 		}
-		run, err := a.sweeper.Run(ictx, sweep.Request{ID: funchost.InvocationID(ictx), Trigger: "local"})
+		run, err := a.planner.Plan(ictx, sweep.Request{ID: funchost.InvocationID(ictx), Trigger: "local"})
 		if err != nil {
-			ilog.Error().Err(err).Msg("scheduled sweep failed")
+			ilog.Warn().Err(err).Msg("scheduled sweep not planned")
 			return
 		}
-		ilog.Info().Msg(run.String())
+		ilog.Info().Msg(run.PlanString())
 	})
 	defer stop()
-	return serve(ctx, ln, localRoutes(l, log), log)
+	go func() {
+		a, err := l.get(ctx)
+		for err != nil && ctx.Err() == nil {
+			a, err = l.get(ctx) // the app is still starting
+		}
+		if err != nil {
+			return
+		}
+		listener := &local.QueueListener{Queue: a.queue, Function: workerFunction, Binding: workBinding,
+			Target: "http://" + ln.Addr().String(), Options: listenerOpts, Log: log}
+		if err := listener.Run(ctx); err != nil && ctx.Err() == nil {
+			log.Error().Err(err).Msg("local queue listener stopped")
+		}
+	}()
+	return serve(ctx, ln, localRoutes(ctx, l, log), log)
 }
 
 const (
