@@ -30,13 +30,13 @@ var intentionallyUnset = map[string]string{
 }
 
 // platformSettings are app settings main.bicep may set that the Go code does
-// not read: the Functions host's own.
+// not read: the Functions host's own. (AzureWebJobsStorage__queueServiceUri
+// is the host's too, but the app reads it, so it is in config.Settings.)
 var platformSettings = []string{
 	"AzureWebJobsStorage__credential",
 	"AzureWebJobsStorage__clientId",
 	"AzureWebJobsStorage__accountName",
 	"AzureWebJobsStorage__blobServiceUri",
-	"AzureWebJobsStorage__queueServiceUri",
 	"AzureWebJobsStorage__tableServiceUri",
 	"APPLICATIONINSIGHTS_CONNECTION_STRING",
 	"APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
@@ -71,6 +71,8 @@ var apiVersions = map[string]string{
 	"Microsoft.Storage/storageAccounts/blobServices/containers": "2025-01-01",
 	"Microsoft.Storage/storageAccounts/tableServices":           "2025-01-01",
 	"Microsoft.Storage/storageAccounts/tableServices/tables":    "2025-01-01",
+	"Microsoft.Storage/storageAccounts/queueServices":           "2025-01-01",
+	"Microsoft.Storage/storageAccounts/queueServices/queues":    "2025-01-01",
 	"Microsoft.KeyVault/vaults":                                 "2025-05-01",
 	"Microsoft.Web/serverfarms":                                 "2024-11-01",
 	"Microsoft.Web/sites":                                       "2024-11-01",
@@ -82,6 +84,9 @@ var apiVersions = map[string]string{
 var builtInRoles = map[string]string{
 	"b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
 	"974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+	"19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
+	"c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
+	"8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
 	"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
 	"76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
 	"4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
