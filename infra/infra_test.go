@@ -30,13 +30,13 @@ var intentionallyUnset = map[string]string{
 }
 
 // platformSettings are app settings main.bicep may set that the Go code does
-// not read: the Functions host's own.
+// not read: the Functions host's own. (AzureWebJobsStorage__queueServiceUri
+// is the host's too, but the app reads it, so it is in config.Settings.)
 var platformSettings = []string{
 	"AzureWebJobsStorage__credential",
 	"AzureWebJobsStorage__clientId",
 	"AzureWebJobsStorage__accountName",
 	"AzureWebJobsStorage__blobServiceUri",
-	"AzureWebJobsStorage__queueServiceUri",
 	"AzureWebJobsStorage__tableServiceUri",
 	"APPLICATIONINSIGHTS_CONNECTION_STRING",
 	"APPLICATIONINSIGHTS_AUTHENTICATION_STRING",
@@ -71,6 +71,8 @@ var apiVersions = map[string]string{
 	"Microsoft.Storage/storageAccounts/blobServices/containers": "2025-01-01",
 	"Microsoft.Storage/storageAccounts/tableServices":           "2025-01-01",
 	"Microsoft.Storage/storageAccounts/tableServices/tables":    "2025-01-01",
+	"Microsoft.Storage/storageAccounts/queueServices":           "2025-01-01",
+	"Microsoft.Storage/storageAccounts/queueServices/queues":    "2025-01-01",
 	"Microsoft.KeyVault/vaults":                                 "2025-05-01",
 	"Microsoft.Web/serverfarms":                                 "2024-11-01",
 	"Microsoft.Web/sites":                                       "2024-11-01",
@@ -82,6 +84,9 @@ var apiVersions = map[string]string{
 var builtInRoles = map[string]string{
 	"b7e6dc6d-f1e8-4753-8033-0f276bb0955b": "Storage Blob Data Owner",
 	"974c5e8b-45b9-4653-ba55-5f855dd0fb88": "Storage Queue Data Contributor",
+	"19e7f393-937e-4f77-808e-94535e297925": "Storage Queue Data Reader",
+	"c6a89b2d-59bc-44d0-9896-0f6e12d7b80a": "Storage Queue Data Message Sender",
+	"8a0f0c08-91a1-4084-bc3d-661d67233fed": "Storage Queue Data Message Processor",
 	"0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3": "Storage Table Data Contributor",
 	"76199698-9eea-4c19-bc75-cec21354c6b6": "Storage Table Data Reader",
 	"4633458b-17de-408a-b874-0445c86b69e6": "Key Vault Secrets User",
@@ -120,6 +125,14 @@ func TestEverySettingTheAppReadsIsSet(t *testing.T) {
 	for name := range intentionallyUnset {
 		if !slices.ContainsFunc(config.Settings, func(s config.Setting) bool { return s.Name == name }) {
 			t.Errorf("intentionallyUnset names %s, which config.Settings no longer has", name)
+		}
+	}
+}
+
+func TestPlatformSettingsAreNotTheApps(t *testing.T) {
+	for _, name := range platformSettings {
+		if slices.ContainsFunc(config.Settings, func(s config.Setting) bool { return s.Name == name }) {
+			t.Errorf("%s is in platformSettings, but the app reads it (config.Settings): remove it from platformSettings", name)
 		}
 	}
 }
@@ -321,6 +334,29 @@ func TestRoleAssignments(t *testing.T) {
 		if main.count(`roles\.`+key+`\b`) == 0 {
 			t.Errorf("roles.%s is never assigned", key)
 		}
+		if name, ok := builtInRoles[id]; ok && key != lowerCamel(name) {
+			t.Errorf("roles.%s = %s, which is %s: name the key %s", key, id, name, lowerCamel(name))
+		}
+	}
+	// Every role id is named once, in main.bicep's roles, and assigned as roles.<name>.
+	guid := regexp.MustCompile(`(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`)
+	named := map[string]bool{}
+	for _, v := range roles {
+		named[strings.ToLower(strings.Trim(v, "'"))] = true
+	}
+	for _, f := range bicepFiles(t) {
+		b := parseBicep(t, f)
+		for _, id := range guid.FindAllString(b.code, -1) {
+			if !named[strings.ToLower(id)] {
+				t.Errorf("%s uses the id %s, which is not a value of main.bicep's roles", f, id)
+			}
+		}
+		if n := b.count(`roleId:\s*'`); n > 0 {
+			t.Errorf("%s: %d roleId given as a literal; use roles.<name>", f, n)
+		}
+	}
+	if n := main.count(`(?i)\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b`); n != len(roles) {
+		t.Errorf("main.bicep holds %d role ids but roles names %d: an id is written out twice", n, len(roles))
 	}
 	for _, want := range []string{"storageTableDataContributor", "storageBlobDataOwner", "storageQueueDataContributor",
 		"keyVaultSecretsUser", "monitoringMetricsPublisher"} {
@@ -332,6 +368,163 @@ func TestRoleAssignments(t *testing.T) {
 	for _, broad := range []string{"Contributor'", "Owner'", "8e3af657-a8ff-443c-a75c-2fe8c4bcb635", "b24988ac-6180-42a0-ab88-20f7382dd24c"} {
 		if main.count(regexp.QuoteMeta(broad)) > 0 {
 			t.Errorf("main.bicep grants %s", broad)
+		}
+	}
+}
+
+// queueRoleRights are the rights of the built-in queue roles on a queue
+// (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles/storage),
+// actions and dataActions without the prefix
+// Microsoft.Storage/storageAccounts/queueServices/queues/.
+var queueRoleRights = map[string][]string{
+	"Storage Queue Data Contributor":       {"read", "write", "delete", "messages/read", "messages/write", "messages/delete", "messages/process/action"},
+	"Storage Queue Data Reader":            {"read", "messages/read"},
+	"Storage Queue Data Message Processor": {"messages/read", "messages/process/action"},
+	"Storage Queue Data Message Sender":    {"messages/add/action"},
+}
+
+// queueNeeds are what the app's identity does on each queue, per storage
+// module param, and the rights that allow it (any one of them): Get Queue
+// Properties is queues/read, Peek Messages messages/read, Get and Delete
+// Message messages/process/action, Update Message messages/write, Put
+// Message messages/add/action or messages/write
+// (https://learn.microsoft.com/azure/storage/queues/queues-auth-abac-attributes).
+var queueNeeds = map[string][]struct {
+	what  string
+	anyOf []string
+}{
+	"workQueueRoleAssignments": {
+		{"the trigger's scaling and TenantSweep read the approximate message count", []string{"read"}},
+		{"the trigger peeks", []string{"messages/read"}},
+		{"the trigger gets and deletes messages", []string{"messages/process/action"}},
+		{"the trigger renews a running message's lease and releases a failed one (Update Message)", []string{"messages/write"}},
+		{"TenantSweep enqueues work", []string{"messages/add/action", "messages/write"}},
+	},
+	"poisonQueueRoleAssignments": {
+		{"the host moves a message here past maxDequeueCount", []string{"messages/add/action", "messages/write"}},
+		{"handler runs peeks the poisoned messages", []string{"messages/read"}},
+		{"handler runs counts them", []string{"read"}},
+	},
+}
+
+// TestQueueRoles checks that the identity's queue roles cover what the
+// trigger and the app do on each queue, that no queue role is granted on the
+// whole account, and that each list is applied at its own queue's scope.
+func TestQueueRoles(t *testing.T) {
+	main := parseBicep(t, "main.bicep")
+	roles, _ := main.objectLiteral("roles")
+	storage, ok := bracketedAfter(main.code, "module storage ")
+	if !ok {
+		t.Fatal("main.bicep has no module storage")
+	}
+	grantedRoles := func(list string) []string {
+		var names []string
+		for _, m := range regexp.MustCompile(`principalId: identity\.outputs\.principalId[^}]*roleId: roles\.(\w+)`).FindAllStringSubmatch(list, -1) {
+			names = append(names, builtInRoles[strings.Trim(roles[m[1]], "'")])
+		}
+		return names
+	}
+	for param, needs := range queueNeeds {
+		list, ok := bracketedAfter(storage, param+":")
+		if !ok {
+			t.Errorf("main.bicep's storage module is not passed %s", param)
+			continue
+		}
+		rights := map[string]bool{}
+		granted := grantedRoles(list)
+		for _, r := range granted {
+			for _, a := range queueRoleRights[r] {
+				rights[a] = true
+			}
+		}
+		for _, n := range needs {
+			if !slices.ContainsFunc(n.anyOf, func(a string) bool { return rights[a] }) {
+				t.Errorf("%s %v: %s needs one of %v", param, granted, n.what, n.anyOf)
+			}
+		}
+	}
+	if account, ok := bracketedAfter(storage, "\n    roleAssignments:"); !ok {
+		t.Error("main.bicep's storage module is not passed roleAssignments")
+	} else {
+		for _, r := range grantedRoles(account) {
+			if strings.HasPrefix(r, "Storage Queue") {
+				t.Errorf("%s is granted on the whole storage account; grant it on the queue that needs it", r)
+			}
+		}
+	}
+	src := parseBicep(t, "modules/storage.bicep").code
+	for list, scope := range map[string]string{"workQueueRoleAssignments": "workQueue", "poisonQueueRoleAssignments": "poisonQueue"} {
+		if !regexp.MustCompile(`for a in ` + list + `: \{\s*name: guid\(` + scope + `\.id,[^}]*scope: ` + scope + `\n`).MatchString(src) {
+			t.Errorf("modules/storage.bicep must assign %s at scope %s (named after %s.id)", list, scope, scope)
+		}
+	}
+}
+
+// poisonSuffix is what the Functions queue trigger appends to a queue's name
+// for its poison queue (config.Queue.Name + "-poison").
+const poisonSuffix = "-poison"
+
+// TestWorkQueue keeps the queues Bicep creates, the app setting SWEEP_QUEUE
+// and the limits of both in step with the app and the host.
+func TestWorkQueue(t *testing.T) {
+	main := parseBicep(t, "main.bicep")
+	storage := parseBicep(t, "modules/storage.bicep")
+	if v, _ := main.settingValue("SWEEP_QUEUE"); v != "sweepQueue" {
+		t.Errorf("SWEEP_QUEUE = %q, want the param sweepQueue", v)
+	}
+	for _, m := range main.modules {
+		if m.symbol == "storage" && m.args["workQueueName"] != "sweepQueue" {
+			t.Errorf("the storage module's workQueueName = %q, want sweepQueue (the SWEEP_QUEUE the trigger reads)", m.args["workQueueName"])
+		}
+	}
+	// The queues: exactly the work queue and <work queue>-poison.
+	var names []string
+	for _, m := range regexp.MustCompile(`resource \w+ 'Microsoft\.Storage/storageAccounts/queueServices/queues@[\w-]+' = \{[^}]*?name: ([^\n]+)`).FindAllStringSubmatch(storage.code, -1) {
+		names = append(names, strings.TrimSpace(m[1]))
+	}
+	slices.Sort(names)
+	if want := []string{"'${workQueueName}" + poisonSuffix + "'", "workQueueName"}; !slices.Equal(names, want) {
+		t.Errorf("modules/storage.bicep creates the queues %v, want %v", names, want)
+	}
+	// Bicep accepts a name exactly when the app does (and then its poison queue's name fits 63).
+	const maxQueueName = 63
+	env := func(kv ...string) func(string) string {
+		m := map[string]string{"AzureWebJobsStorage__queueServiceUri": "https://account.queue.core.windows.net"}
+		for i := 0; i+1 < len(kv); i += 2 {
+			m[kv[i]] = kv[i+1]
+		}
+		return func(k string) string { return m[k] }
+	}
+	nameOf := func(n int) string { return "a" + strings.Repeat("b", max(n-2, 0)) + "c"[:min(n-1, 1)] }
+	for _, p := range []struct {
+		file  *bicepFile
+		param string
+	}{{main, "sweepQueue"}, {storage, "workQueueName"}} {
+		bp, ok := p.file.param(p.param)
+		if !ok {
+			t.Errorf("%s has no param %s", p.file.path, p.param)
+			continue
+		}
+		lo, hasLo := bp.limits["minLength"]
+		hi, hasHi := bp.limits["maxLength"]
+		if !hasLo || !hasHi {
+			t.Errorf("%s: param %s needs @minLength and @maxLength", p.file.path, p.param)
+			continue
+		}
+		if hi+len(poisonSuffix) > maxQueueName {
+			t.Errorf("%s: %s allows %d characters, but %s%s must fit in %d", p.file.path, p.param, hi, p.param, poisonSuffix, maxQueueName)
+		}
+		for n, accept := range map[int]bool{lo - 1: false, lo: true, hi: true, hi + 1: false} {
+			if _, err := config.LoadQueue(env("SWEEP_QUEUE", nameOf(n))); (err == nil) != accept {
+				t.Errorf("%s: %s's limits %d-%d, but the app's answer for a %d-character name is %v", p.file.path, p.param, lo, hi, n, err)
+			}
+		}
+	}
+	bp, _ := main.param("sweepMessageTenants")
+	lo, hi := bp.limits["minValue"], bp.limits["maxValue"]
+	for n, accept := range map[int]bool{lo - 1: false, lo: true, hi: true, hi + 1: false} {
+		if _, err := config.LoadQueue(env("SWEEP_MESSAGE_TENANTS", strconv.Itoa(n))); (err == nil) != accept {
+			t.Errorf("sweepMessageTenants allows %d-%d, but the app's answer for %d is %v", lo, hi, n, err)
 		}
 	}
 }
@@ -440,6 +633,8 @@ type bicepParam struct {
 	name, typ, def string
 	secure         bool
 	allowed        []string
+	// limits holds @minLength, @maxLength, @minValue and @maxValue.
+	limits map[string]int
 }
 
 type bicepVar struct{ name, expr string }
@@ -520,8 +715,11 @@ func newParam(t *testing.T, path, line string, decorators []string) bicepParam {
 	if m == nil {
 		t.Fatalf("%s: cannot read %q", path, line)
 	}
-	p := bicepParam{name: m[1], typ: m[2], def: m[3]}
+	p := bicepParam{name: m[1], typ: m[2], def: m[3], limits: map[string]int{}}
 	for _, d := range decorators {
+		if l := regexp.MustCompile(`^@(minLength|maxLength|minValue|maxValue)\((-?\d+)\)`).FindStringSubmatch(d); l != nil {
+			p.limits[l[1]], _ = strconv.Atoi(l[2])
+		}
 		if strings.HasPrefix(d, "@secure()") {
 			p.secure = true
 		}
@@ -637,6 +835,44 @@ func (b *bicepFile) outputRefs(symbol string) []string {
 		refs = append(refs, m[1])
 	}
 	return refs
+}
+
+// bracketedAfter returns the text inside the first bracket pair ({}, [] or
+// ()) that opens after marker in src.
+func bracketedAfter(src, marker string) (string, bool) {
+	at := strings.Index(src, marker)
+	if at < 0 {
+		return "", false
+	}
+	open := strings.IndexAny(src[at:], "{[(")
+	if open < 0 {
+		return "", false
+	}
+	open += at
+	depth := 0
+	for i := open; i < len(src); i++ {
+		switch src[i] {
+		case '{', '[', '(':
+			depth++
+		case '}', ']', ')':
+			if depth--; depth == 0 {
+				return src[open+1 : i], true
+			}
+		}
+	}
+	return "", false
+}
+
+// lowerCamel turns a role's name into its key in main.bicep's roles:
+// "Storage Queue Data Reader" is storageQueueDataReader.
+func lowerCamel(name string) string {
+	words := strings.Fields(name)
+	for i, w := range words {
+		if i == 0 {
+			words[i] = strings.ToLower(w[:1]) + w[1:]
+		}
+	}
+	return strings.Join(words, "")
 }
 
 // blockAfter returns the text from line i's first unclosed bracket to the

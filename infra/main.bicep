@@ -56,6 +56,16 @@ param sweepTenantTimeout string = '60s'
 @description('Wall-time budget of one sweep; empty derives it from host.json functionTimeout.')
 param sweepBudget string = ''
 
+@minLength(3)
+@maxLength(56)
+@description('Storage queue that TenantSweep fills with work and SweepWorker drains; <name>-poison receives the messages that failed maxDequeueCount times. 3-56 lower-case letters, digits and single hyphens (the poison suffix must fit in 63).')
+param sweepQueue string = 'tenantsweep-work'
+
+@minValue(1)
+@maxValue(256)
+@description('Tenants per work message: one message is one SweepWorker invocation.')
+param sweepMessageTenants int = 16
+
 @description('Longest a repeatedly failing tenant is skipped.')
 param sweepBackoffMax string = '24h'
 
@@ -82,7 +92,7 @@ param logLevel string = 'info'
 
 @minValue(40)
 @maxValue(1000)
-@description('Most instances the Function App scales out to. The sweep runs on one; the onboarding webhook uses the rest.')
+@description('Most instances the Function App scales out to (Flex Consumption: 40 to 1000), shared by every scale group: SweepWorker scales on its own instances by the work queue\'s length, the HTTP functions on theirs, TenantSweep on one.')
 param maximumInstanceCount int = 40
 
 @allowed([
@@ -126,9 +136,12 @@ var webHostSuffixes = {
 var onboardRedirectUri = 'https://${functionAppName}.${webHostSuffixes[cloudName]}/api/consent/callback'
 
 // Built-in role definition ids (https://learn.microsoft.com/azure/role-based-access-control/built-in-roles).
+// Each key is the role's name in lower camel case (infra_test.go checks it).
 var roles = {
   storageBlobDataOwner: 'b7e6dc6d-f1e8-4753-8033-0f276bb0955b'
   storageQueueDataContributor: '974c5e8b-45b9-4653-ba55-5f855dd0fb88'
+  storageQueueDataReader: '19e7f393-937e-4f77-808e-94535e297925'
+  storageQueueDataMessageSender: 'c6a89b2d-59bc-44d0-9896-0f6e12d7b80a'
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   storageTableDataReader: '76199698-9eea-4c19-bc75-cec21354c6b6'
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
@@ -181,12 +194,39 @@ module storage 'modules/storage.bicep' = {
       registryTable
       runsTable
     ]
+    workQueueName: sweepQueue
+    // No queue role on the whole account: the host itself keeps its state in
+    // blobs (no blob trigger here, which would need queues), so the identity
+    // gets queue rights on the two queues of the pipeline only.
+    //
+    // The work queue, one role: Storage Queue Data Contributor. The queue
+    // trigger (identity-based AzureWebJobsStorage) peeks and reads the queue's
+    // properties for scaling (queues/read, messages/read), gets and deletes
+    // messages (messages/process/action) and updates them to renew the lease
+    // of a running invocation or to release a failed one after
+    // visibilityTimeout (Update Message, messages/write). TenantSweep puts
+    // work messages (Put Message) and reads the approximate message count
+    // (Get Queue Properties). Update Message is in no narrower built-in role:
+    // Reader + Message Processor, which the Functions docs list for the
+    // trigger, lack messages/write, and the host's release then fails with 403
+    // (MicrosoftDocs/azure-docs#120932). A custom role would trim
+    // queues/write, queues/delete and messages/delete (clear) off this one
+    // queue; that is the only excess.
+    workQueueRoleAssignments: [
+      { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleId: roles.storageQueueDataContributor }
+    ]
+    poisonQueueRoleAssignments: [
+      // The host adds a message here after maxDequeueCount failed deliveries
+      // (Put Message, messages/add/action), and nothing else.
+      { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleId: roles.storageQueueDataMessageSender }
+      // `handler runs` peeks the poisoned messages (messages/read) and reads
+      // their count (queues/read); it never takes or deletes them.
+      { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleId: roles.storageQueueDataReader }
+    ]
     roleAssignments: concat(
       [
         // The host's blobs (timer schedule monitor, singleton locks) and the deployment package.
         { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleId: roles.storageBlobDataOwner }
-        // The host's queues.
-        { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleId: roles.storageQueueDataContributor }
         // The tenant registry and the sweep run history.
         { principalId: identity.outputs.principalId, principalType: 'ServicePrincipal', roleId: roles.storageTableDataContributor }
       ],
@@ -237,6 +277,8 @@ var appSettings = {
   SWEEP_CONCURRENCY: string(sweepConcurrency)
   SWEEP_TENANT_TIMEOUT: sweepTenantTimeout
   SWEEP_BACKOFF_MAX: sweepBackoffMax
+  SWEEP_QUEUE: sweepQueue
+  SWEEP_MESSAGE_TENANTS: string(sweepMessageTenants)
   ONBOARD_VERIFY_TIMEOUT: onboardVerifyTimeout
   ONBOARD_REDIRECT_URI: onboardRedirectUri
   // Generated once by infra/scripts/postprovision.sh; resolved by the platform with the identity.
@@ -249,7 +291,9 @@ var sweepBudgetSettings = {
   SWEEP_BUDGET: sweepBudget
 }
 
-// The Functions host's own connections, all with the identity.
+// The Functions host's own connections, all with the identity. The app
+// reads AzureWebJobsStorage__queueServiceUri too: TenantSweep enqueues where
+// the SweepWorker trigger reads.
 var hostSettings = {
   AzureWebJobsStorage__credential: 'managedidentity'
   AzureWebJobsStorage__clientId: identity.outputs.clientId
@@ -321,5 +365,7 @@ output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output TENANT_REGISTRY_TABLE string = registryTable
 output SWEEP_RUNS_TABLE string = runsTable
+output SWEEP_QUEUE string = storage.outputs.workQueueName
+output SWEEP_POISON_QUEUE string = storage.outputs.poisonQueueName
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.appInsightsName
 output LOG_ANALYTICS_WORKSPACE_NAME string = monitoring.outputs.workspaceName

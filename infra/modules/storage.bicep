@@ -1,7 +1,8 @@
-// The storage account: the Functions host's blobs and queues, the Flex
-// Consumption deployment container, and the two tables of the app (tenant
-// registry and sweep run history). Shared keys are off: every client,
-// the host included, uses Microsoft Entra ID.
+// The storage account: the Functions host's blobs, the Flex Consumption
+// deployment container, the sweep pipeline's two queues (the work queue and
+// its poison queue) and the two tables of the app (tenant registry and sweep
+// run history). Shared keys are off: every client, the host included, uses
+// Microsoft Entra ID.
 
 @description('Name of the account (3-24 lowercase letters and digits).')
 @minLength(3)
@@ -20,8 +21,19 @@ param deploymentContainerName string
 @description('Tables to create (the app also creates them when missing).')
 param tableNames array
 
+@description('Work queue that TenantSweep fills and SweepWorker drains (SWEEP_QUEUE). Its poison queue is this name + \'-poison\', so at most 56 characters (queue names are 3-63).')
+@minLength(3)
+@maxLength(56)
+param workQueueName string
+
 @description('Role assignments on the account: [{ principalId, principalType?, roleId }].')
 param roleAssignments array = []
+
+@description('Role assignments on the work queue only: [{ principalId, principalType?, roleId }].')
+param workQueueRoleAssignments array = []
+
+@description('Role assignments on the poison queue only: [{ principalId, principalType?, roleId }].')
+param poisonQueueRoleAssignments array = []
 
 resource account 'Microsoft.Storage/storageAccounts@2025-01-01' = {
   name: name
@@ -71,6 +83,26 @@ resource tables 'Microsoft.Storage/storageAccounts/tableServices/tables@2025-01-
   }
 ]
 
+resource queueService 'Microsoft.Storage/storageAccounts/queueServices@2025-01-01' = {
+  parent: account
+  name: 'default'
+}
+
+// Both queues exist before the app starts. The host moves a message to the
+// poison queue by adding it there and creates the queue only when that fails
+// with QueueNotFound, so with the queue in place the identity needs no right
+// to create queues on it.
+resource workQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-01-01' = {
+  parent: queueService
+  name: workQueueName
+}
+
+// The Functions queue trigger's naming convention: <queue>-poison.
+resource poisonQueue 'Microsoft.Storage/storageAccounts/queueServices/queues@2025-01-01' = {
+  parent: queueService
+  name: '${workQueueName}-poison'
+}
+
 resource assignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   for a in roleAssignments: {
     name: guid(account.id, a.principalId, a.roleId)
@@ -84,7 +116,33 @@ resource assignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
   }
 ]
 
+resource workQueueAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for a in workQueueRoleAssignments: {
+    name: guid(workQueue.id, a.principalId, a.roleId)
+    scope: workQueue
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', a.roleId)
+      principalId: a.principalId
+      principalType: a.?principalType
+    }
+  }
+]
+
+resource poisonQueueAssignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
+  for a in poisonQueueRoleAssignments: {
+    name: guid(poisonQueue.id, a.principalId, a.roleId)
+    scope: poisonQueue
+    properties: {
+      roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', a.roleId)
+      principalId: a.principalId
+      principalType: a.?principalType
+    }
+  }
+]
+
 output name string = account.name
 output blobEndpoint string = account.properties.primaryEndpoints.blob
 output queueEndpoint string = account.properties.primaryEndpoints.queue
 output tableEndpoint string = account.properties.primaryEndpoints.table
+output workQueueName string = workQueue.name
+output poisonQueueName string = poisonQueue.name
