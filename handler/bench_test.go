@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // benchLatency is L, the latency of ONE call: the fakes add it to every
@@ -37,6 +38,106 @@ func BenchmarkSweep(b *testing.B) {
 			}
 		})
 	}
+}
+
+// BenchmarkPipeline spreads a run over K handler processes, each behind
+// its own host queue listener, as Flex Consumption scales SweepWorker out,
+// and reports the wall time against the physical limit N·2L/(K·C) cold and
+// N·L/(K·C) warm, with each instance's peak RSS. Then the planner alone:
+// its enqueue rate and peak RSS planning a registry of 100,000 tenants.
+func BenchmarkPipeline(b *testing.B) {
+	const n, k, c = 6000, 3, 64
+	b.Run(fmt.Sprintf("tenants=%d/instances=%d", n, k), func(b *testing.B) {
+		for range b.N {
+			benchPipeline(b, n, k, c)
+		}
+	})
+	b.Run("plan=100000", func(b *testing.B) {
+		for range b.N {
+			benchPlanner(b, 100000)
+		}
+	})
+}
+
+func benchPipeline(b *testing.B, n, k, concurrency int) {
+	fx := newFixture(b)
+	fx.onboard(b, fx.healthyTenants(100000, n, "bv", true)...)
+	fx.cloud.SetLatency(benchLatency)
+	env := fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(concurrency), "SWEEP_BUDGET=9m")
+	var ins []*instance
+	for range k {
+		ins = append(ins, listen(b, fx, startHost(b, env)))
+	}
+	for _, phase := range []struct {
+		name       string
+		roundTrips int
+	}{{"cold", 2}, {"warm", 1}} {
+		id := "pipeline-" + phase.name
+		if code, raw := timer(b, ins[0].p, id); code != http.StatusOK {
+			b.Fatalf("%s: %d %s", phase.name, code, raw)
+		}
+		run, st := waitRun(b, fx, id, 20*time.Minute)
+		if st.Status != "finished" || run.OK != n {
+			b.Fatalf("%s run %s: %s", phase.name, st.Status, run)
+		}
+		wall := time.Duration(run.WallMs) * time.Millisecond
+		ideal := time.Duration(n*phase.roundTrips) * benchLatency / time.Duration(k*concurrency)
+		b.Logf("pipeline %s run of %d tenants on %d instances (C %d each, L %s): wall %.2fs, ideal N·%dL/(K·C) %.2fs, ratio %.2f, %d messages, %d redeliveries, p50 %dms, p95 %dms",
+			phase.name, n, k, concurrency, benchLatency, wall.Seconds(), phase.roundTrips, ideal.Seconds(), wall.Seconds()/ideal.Seconds(),
+			run.Messages, run.Redeliveries, run.P50Ms, run.P95Ms)
+		b.ReportMetric(wall.Seconds(), "pipeline-"+phase.name+"-wall-s")
+		b.ReportMetric(wall.Seconds()/ideal.Seconds(), "pipeline-"+phase.name+"-ratio")
+	}
+	for i, in := range ins {
+		mb := float64(peakRSS(b, in.p.cmd.Process.Pid)) / (1 << 20)
+		b.Logf("instance %d: peak RSS %.1f MB", i, mb)
+		b.ReportMetric(mb, fmt.Sprintf("instance%d-peak-RSS-MB", i))
+	}
+}
+
+// benchPlanner fills the registry with n tenants (batch transactions, as
+// fast as Azurite takes them) and times one planning: TenantSweep's timer
+// with no worker behind it.
+func benchPlanner(b *testing.B, n int) {
+	fx := newFixture(b)
+	start := time.Now()
+	changes := make([]tenant.Change, n)
+	for i := range changes {
+		id := tenantID(200000 + i)
+		changes[i] = tenant.Change{Base: tenant.Record{TenantID: id, DisplayName: "T " + id[:8], Status: tenant.StatusActive, Graph: true,
+			OnboardedAt: start, UpdatedAt: start}, Apply: func(*tenant.Record) {}}
+	}
+	for len(changes) > 0 {
+		m := min(len(changes), 5000)
+		for _, err := range fx.store.MutateMany(b.Context(), changes[:m]) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+		changes = changes[m:]
+	}
+	b.Logf("registry of %d tenants written in %s", n, time.Since(start).Round(time.Second))
+	p := startHost(b, fx.env("LOG_LEVEL=info", "SWEEP_BUDGET=9m"))
+	base := peakRSS(b, p.cmd.Process.Pid)
+	var out struct {
+		ReturnValue struct {
+			Queued   int   `json:"queued"`
+			Messages int   `json:"messages"`
+			WallMs   int64 `json:"wallMs"`
+		}
+	}
+	code, _, raw := do(b, http.MethodPost, p.base+"/"+sweepFunction, timerEnvelope(b, "timer_steady.json"),
+		map[string]string{"X-Azure-Functions-InvocationId": "plan-bench"}, &out)
+	if code != http.StatusOK || out.ReturnValue.Queued != n {
+		b.Fatalf("plan: %d %.300s", code, raw)
+	}
+	rv := out.ReturnValue
+	secs := float64(rv.WallMs) / 1000
+	mb := float64(peakRSS(b, p.cmd.Process.Pid)) / (1 << 20)
+	b.Logf("planner: %d tenants in %d messages in %.2fs: %.0f messages/s, %.0f tenants/s; peak RSS %.1f MB (%.1f MB before planning)",
+		rv.Queued, rv.Messages, secs, float64(rv.Messages)/secs, float64(rv.Queued)/secs, mb, float64(base)/(1<<20))
+	b.ReportMetric(float64(rv.Messages)/secs, "enqueue-messages/s")
+	b.ReportMetric(mb, "planner-peak-RSS-MB")
 }
 
 // BenchmarkSweepConcurrency is how SWEEP_CONCURRENCY's default was chosen:
@@ -77,27 +178,21 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	}
 	p := startHost(b, env)
 
+	in := listen(b, fx, p)
 	sweepOnce := func(name string, roundTrips int) sweepStats {
 		fx.cloud.ResetCounters()
 		cpu0 := procCPU(b, p.cmd.Process.Pid)
-		var out struct {
-			ReturnValue struct {
-				WallMs      int64 `json:"wallMs"`
-				OK          int   `json:"ok"`
-				Total       int   `json:"total"`
-				WriteErrors int   `json:"writeErrors"`
-			}
-		}
-		code, _, raw := do(b, http.MethodPost, p.base+"/"+sweepFunction, timerEnvelope(b, "timer_steady.json"),
-			map[string]string{"X-Azure-Functions-InvocationId": "bench-" + name}, &out)
-		if code != http.StatusOK {
+		// The whole run as in Azure with one instance: the timer plans onto
+		// the queue, the host's listener delivers the work to SweepWorker.
+		if code, raw := timer(b, p, "bench-"+name); code != http.StatusOK {
 			b.Fatalf("%s sweep: %d %s", name, code, raw)
 		}
-		if out.ReturnValue.OK != n || out.ReturnValue.WriteErrors != 0 {
-			b.Fatalf("%s sweep: %d of %d ok, %d write errors", name, out.ReturnValue.OK, out.ReturnValue.Total, out.ReturnValue.WriteErrors)
+		run, st := waitRun(b, fx, "bench-"+name, 20*time.Minute)
+		if st.Status != "finished" || run.OK != n {
+			b.Fatalf("%s sweep %s: %s", name, st.Status, run)
 		}
 		return sweepStats{
-			wall:    time.Duration(out.ReturnValue.WallMs) * time.Millisecond,
+			wall:    time.Duration(run.WallMs) * time.Millisecond,
 			ideal:   time.Duration(n*roundTrips) * benchLatency / time.Duration(concurrency),
 			cpu:     procCPU(b, p.cmd.Process.Pid) - cpu0,
 			tokens:  fx.cloud.TotalTokenRequests(),
@@ -108,6 +203,8 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	cold := sweepOnce("cold", 2)
 	warm := sweepOnce("warm", 1)
 	rss := peakRSS(b, p.cmd.Process.Pid)
+	in.stop()
+	<-in.done
 
 	var naiveCold, naiveWarm time.Duration
 	if naive {

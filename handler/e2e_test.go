@@ -42,6 +42,7 @@ func TestHostDrivesTimerVariants(t *testing.T) {
 	}
 	fixtures := []string{"timer_capture.json", "timer_steady.json", "timer_null_status.json",
 		"timer_past_due.json", "timer_fractions.json", "timer_retry.json", "timer_double_encoded_metadata.json"}
+	in := listen(t, fx, p)
 	for _, f := range fixtures {
 		t.Run(f, func(t *testing.T) {
 			before := time.Now()
@@ -50,7 +51,7 @@ func TestHostDrivesTimerVariants(t *testing.T) {
 				Logs        []string
 				ReturnValue struct {
 					Total   int  `json:"total"`
-					OK      int  `json:"ok"`
+					Queued  int  `json:"queued"`
 					PastDue bool `json:"pastDue"`
 				}
 			}
@@ -61,16 +62,20 @@ func TestHostDrivesTimerVariants(t *testing.T) {
 			if code != http.StatusOK || !strings.HasPrefix(hdr.Get("Content-Type"), "application/json") {
 				t.Fatalf("status %d, content type %q: %s", code, hdr.Get("Content-Type"), raw)
 			}
-			if out.Outputs == nil || len(out.Logs) != 1 || !strings.Contains(out.Logs[0], "2 tenants, 2 ok") {
+			if out.Outputs == nil || len(out.Logs) != 1 || !strings.Contains(out.Logs[0], "2 tenants, 2 queued") {
 				t.Fatalf("answer = %s", raw)
 			}
-			if out.ReturnValue.Total != 2 || out.ReturnValue.OK != 2 || out.ReturnValue.PastDue != (f == "timer_past_due.json") {
-				t.Fatalf("summary = %+v", out.ReturnValue)
+			if out.ReturnValue.Total != 2 || out.ReturnValue.Queued != 2 || out.ReturnValue.PastDue != (f == "timer_past_due.json") {
+				t.Fatalf("plan = %+v", out.ReturnValue)
+			}
+			// The work the timer queued is delivered to SweepWorker.
+			if run, st := waitRun(t, fx, invocation, time.Minute); st.Status != "finished" || run.OK != 2 || run.PastDue != (f == "timer_past_due.json") {
+				t.Fatalf("run %s: %s", st.Status, run)
 			}
 			for _, id := range ids {
 				rec, err := fx.store.Get(context.Background(), id)
-				if err != nil || rec.LastSweep == nil || rec.LastSweep.At.Before(before.Add(-time.Second)) || rec.LastSweep.Outcome != outcome.OK {
-					t.Fatalf("registry has no fresh ok lastSweep for %s: %+v, %v", id, rec.LastSweep, err)
+				if err != nil || rec.LastSweep == nil || rec.LastSweep.At.Before(before.Add(-time.Second)) || rec.LastSweep.Outcome != outcome.OK || rec.LastSweep.RunID != invocation {
+					t.Fatalf("registry has no fresh ok lastSweep of run %s for %s: %+v, %v", invocation, id, rec.LastSweep, err)
 				}
 				if rec.LastSweep.Graph == nil || rec.LastSweep.Graph.UserCount != 3 || len(rec.LastSweep.KeyVault) != 1 || rec.LastSweep.KeyVault[0].Version == "" {
 					t.Fatalf("lastSweep lacks Graph or Key Vault data: %+v", rec.LastSweep)
@@ -81,6 +86,8 @@ func TestHostDrivesTimerVariants(t *testing.T) {
 			}
 		})
 	}
+	in.stop()
+	<-in.done
 	assertNoLeaks(t, fx, p.stdout.String()+p.stderr.String())
 }
 

@@ -80,13 +80,21 @@ type sweepAnswer struct {
 	}
 }
 
-func runTimer(t *testing.T, p *proc, invocation string) sweepAnswer {
+// runTimer runs a sweep through the pipeline (sweepThrough) and answers
+// with its summary as the history and work results add it up; WriteErrors
+// counts the tenants whose result was never recorded.
+func runTimer(t *testing.T, fx *fixture, p *proc, invocation string) sweepAnswer {
 	t.Helper()
+	run, _ := sweepThrough(t, fx, p, invocation)
 	var out sweepAnswer
-	code, _, raw := do(t, "POST", p.base+"/"+sweepFunction, timerEnvelope(t, "timer_steady.json"),
-		map[string]string{"Content-Type": "application/json", "X-Azure-Functions-InvocationId": invocation}, &out)
-	if code != http.StatusOK {
-		t.Fatalf("sweep: %d %s", code, raw)
+	out.Logs = []string{run.String()}
+	rv := &out.ReturnValue
+	rv.Total, rv.OK, rv.WriteErrors = run.Total, run.OK, run.NotReached
+	for _, u := range run.Unreadable {
+		rv.Unreadable = append(rv.Unreadable, struct {
+			TenantID string `json:"tenantId"`
+			Property string `json:"property"`
+		}{u.TenantID, u.Property})
 	}
 	return out
 }
@@ -110,7 +118,7 @@ func TestCorruptRowIsReportedAndEveryOtherTenantSwept(t *testing.T) {
 	}
 
 	p := startHost(t, fx.env())
-	out := runTimer(t, p, "inv-corrupt")
+	out := runTimer(t, fx, p, "inv-corrupt")
 	rv := out.ReturnValue
 	if rv.OK != 20 || rv.Total != 21 || len(rv.Unreadable) != 1 || rv.Unreadable[0].TenantID != bad || rv.Unreadable[0].Property != "KeyVaults" {
 		t.Fatalf("summary = %+v, want 20 ok of 21 and %s KeyVaults unreadable", rv, bad)
@@ -214,7 +222,7 @@ func TestSlowStorageLosesNoResults(t *testing.T) {
 	proxy.SetDelay(150 * time.Millisecond)
 
 	start := time.Now()
-	out := runTimer(t, p, "inv-slow")
+	out := runTimer(t, fx, p, "inv-slow")
 	t.Logf("sweep at 150 ms a round trip: %s in %s", out.Logs, time.Since(start))
 	if out.ReturnValue.OK != 121 || out.ReturnValue.WriteErrors != 0 {
 		t.Fatalf("summary = %+v, want 121 ok and 0 results lost", out.ReturnValue)
@@ -276,7 +284,7 @@ func TestLargestRegistrationsResultIsRecorded(t *testing.T) {
 	if code, raw, _ := quick(t, 60*time.Second, "POST", p.base+"/api/tenants", body); code != http.StatusCreated {
 		t.Fatalf("the largest registration was refused: %d %.300s", code, raw)
 	}
-	out := runTimer(t, p, "inv-big")
+	out := runTimer(t, fx, p, "inv-big")
 	if out.ReturnValue.WriteErrors != 0 {
 		t.Fatalf("summary = %s", out.Logs)
 	}

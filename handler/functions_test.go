@@ -12,10 +12,14 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 	"github.com/tenantsweep/tenantsweep/internal/onboard"
 )
 
 type binding struct {
+	QueueName  string   `json:"queueName"`
+	Connection string   `json:"connection"`
+	DataType   string   `json:"dataType"`
 	Name       string   `json:"name"`
 	Type       string   `json:"type"`
 	Direction  string   `json:"direction"`
@@ -64,9 +68,28 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 		t.Errorf("ConsentCallback trigger = %+v, want anonymous GET on %s", c, onboard.ConsentCallbackPath)
 	}
 
+	// SweepWorker reads the queue TenantSweep fills, through the connection
+	// the app enqueues with, as the text (no dataType) funchost.Queue decodes.
+	var workerFn struct{ Bindings []binding }
+	readJSON(t, filepath.Join("..", workerFunction, "function.json"), &workerFn)
+	if len(workerFn.Bindings) != 1 {
+		t.Fatalf("SweepWorker bindings = %+v", workerFn.Bindings)
+	}
+	if w := workerFn.Bindings[0]; w.Type != "queueTrigger" || w.Direction != "in" || w.Name != workBinding ||
+		w.QueueName != "%SWEEP_QUEUE%" || w.Connection != "AzureWebJobsStorage" || w.DataType != "" {
+		t.Errorf("SweepWorker trigger = %+v", w)
+	}
+
 	var host struct {
 		Version         string
 		FunctionTimeout string
+		Extensions      struct {
+			Queues struct {
+				BatchSize, NewBatchThreshold, MaxDequeueCount int
+				VisibilityTimeout, MaxPollingInterval          string
+				MessageEncoding                                string
+			}
+		}
 		ExtensionBundle struct{ ID, Version string }
 		CustomHandler   struct {
 			Description struct {
@@ -79,6 +102,14 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 	if host.Version != "2.0" || host.ExtensionBundle.Version != "[4.*, 5.0.0)" || !host.CustomHandler.EnableForwardingHttpRequest {
 		t.Errorf("host.json = %+v", host)
 	}
+	// The planner enqueues base64 (workqueue.Enqueue), and local mode's
+	// listener reads these values as the host does.
+	if q := host.Extensions.Queues; q.MessageEncoding != "base64" || q.BatchSize < 1 || q.BatchSize > 32 || q.MaxDequeueCount < 1 {
+		t.Errorf("host.json extensions.queues = %+v", q)
+	}
+	if opts, err := local.QueueOptions(".."); err != nil || opts.BatchSize != host.Extensions.Queues.BatchSize || opts.MaxDequeueCount != int64(host.Extensions.Queues.MaxDequeueCount) {
+		t.Errorf("local.QueueOptions = %+v, %v; want host.json's", opts, err)
+	}
 	if host.CustomHandler.Description.DefaultExecutablePath != "bin/handler" {
 		t.Errorf("host.json runs %q, make build produces bin/handler", host.CustomHandler.Description.DefaultExecutablePath)
 	}
@@ -90,7 +121,7 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 	for _, line := range strings.Split(string(ignore), "\n") {
 		line = strings.TrimSpace(line)
 		if line == "/bin/" || line == "bin" || line == "handler" || line == "/host.json" ||
-			line == "/"+sweepFunction+"/" || line == "/"+onboardFunction+"/" || line == "/"+consentFunction+"/" {
+			line == "/"+sweepFunction+"/" || line == "/"+onboardFunction+"/" || line == "/"+consentFunction+"/" || line == "/"+workerFunction+"/" {
 			t.Errorf(".funcignore drops %q, which the deployment needs", line)
 		}
 	}
@@ -120,7 +151,7 @@ func httpTrigger(t *testing.T, function string, bindings []binding) binding {
 // Only "/" is the readiness probe; any other path the host does not call
 // answers a JSON 404.
 func TestRoutesReadyAndNotFound(t *testing.T) {
-	h := routes(nil, zerolog.Nop())
+	h := routes(t.Context(), nil, zerolog.Nop())
 	for _, tt := range []struct {
 		method, path string
 		wantStatus   int

@@ -22,6 +22,8 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/logtest"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore/tablestoretest"
+	"github.com/tenantsweep/tenantsweep/internal/workqueue"
+	"github.com/tenantsweep/tenantsweep/internal/workqueue/workqueuetest"
 )
 
 const (
@@ -68,6 +70,8 @@ type fixture struct {
 	cloud  *cloudtest.Cloud
 	reg    config.Registry
 	store  *tablestore.Store
+	queue  config.Queue
+	work   *workqueue.Queue
 	caFile string
 }
 
@@ -80,7 +84,8 @@ func newFixture(t testing.TB) *fixture {
 	if err != nil {
 		t.Fatalf("open registry: %v", err)
 	}
-	return &fixture{cloud: c, reg: reg, store: store, caFile: c.WriteCACert(t)}
+	qcfg := workqueuetest.Config(t)
+	return &fixture{cloud: c, reg: reg, store: store, queue: qcfg, work: workqueuetest.OpenWithOptions(t, qcfg, workqueue.Options{}), caFile: c.WriteCACert(t)}
 }
 
 // healthyTenant adds a tenant that passes every step: app present, consent
@@ -103,6 +108,8 @@ func (fx *fixture) env(extra ...string) []string {
 		"TENANT_REGISTRY_CONNECTION=" + fx.reg.Connection,
 		"TENANT_REGISTRY_TABLE=" + fx.reg.Table,
 		"SWEEP_RUNS_TABLE=" + fx.reg.RunsTable,
+		"AzureWebJobsStorage=" + fx.queue.Connection,
+		"SWEEP_QUEUE=" + fx.queue.Name,
 		"APP_CLIENT_ID=" + testAppID,
 		"APP_CLIENT_SECRET=" + testAppSecret,
 		"HTTPS_PROXY=" + fx.cloud.ProxyURL(),

@@ -18,6 +18,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/logtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -99,7 +100,7 @@ func TestSweepCommand(t *testing.T) {
 	runs := exec.Command(binary(t), "runs", "--last", "5")
 	runs.Env = fx.env()
 	history, err := runs.Output()
-	if err != nil || !strings.Contains(string(history), "cli    sweep ") || !strings.Contains(string(history), "2 tenants, 2 ok") {
+	if err != nil || !strings.Contains(string(history), "cli    finished    sweep ") || !strings.Contains(string(history), "2 tenants, 2 ok") {
 		t.Fatalf("runs: %v, %q", err, history)
 	}
 	code, out, _ = run(fx.env(), "--tenant", strings.ToUpper(ids[1]))
@@ -110,6 +111,28 @@ func TestSweepCommand(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "not an active onboarded tenant") {
 		t.Fatalf("sweep of an unknown tenant: exit %d, stderr %q", code, errOut)
 	}
+	// While another run is active (a planner holds the lease), the command
+	// refuses with its own exit code, names the run, and --force overrides.
+	lock := sweep.NewRunLock(fx.store, fx.work)
+	cur, err := lock.Read(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := lock.Update(t.Context(), sweep.Lease{RunID: "timer-run", Trigger: "timer", State: sweep.LeasePlanning,
+		StartedAt: time.Now(), ExpiresAt: time.Now().Add(time.Minute), ETag: cur.ETag}); err != nil {
+		t.Fatal(err)
+	}
+	code, out, errOut = run(fx.env())
+	if code != 4 || out != "" || !strings.Contains(errOut, "another sweep run is active: run timer-run (timer") || !strings.Contains(errOut, "--force") {
+		t.Fatalf("sweep while a run is active: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if code, out, errOut = run(fx.env(), "--force"); code != 0 || !strings.Contains(out, "2 tenants, 2 ok") {
+		t.Fatalf("sweep --force: exit %d, stdout %q, stderr %s", code, out, errOut)
+	}
+	if l, err := lock.Read(t.Context()); err != nil || l.State != sweep.LeaseReleased {
+		t.Fatalf("after sweep --force the lease is %+v, %v; want released", l, err)
+	}
+
 	fx.cloud.UpdateApp(func(a *cloudtest.App) { a.Secret = "rotated-away" })
 	code, out, errOut = run(fx.env())
 	if code != 3 || !strings.Contains(out, "STOPPED") {

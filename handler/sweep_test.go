@@ -25,6 +25,8 @@ func (fx *fixture) inProcess(t testing.TB, d deps, settings ...string) *app {
 		"TENANT_REGISTRY_CONNECTION": fx.reg.Connection,
 		"TENANT_REGISTRY_TABLE":      fx.reg.Table,
 		"SWEEP_RUNS_TABLE":           fx.reg.RunsTable,
+		"AzureWebJobsStorage":        fx.queue.Connection,
+		"SWEEP_QUEUE":                fx.queue.Name,
 		"APP_CLIENT_ID":              testAppID,
 		"APP_CLIENT_SECRET":          testAppSecret,
 		"SWEEP_BUDGET":               "5m",
