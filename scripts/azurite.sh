@@ -145,18 +145,24 @@ start() {
 	# A server this script started earlier in the same DIR is reused when no
 	# port is asked for (or the same ones are), so repeated starts do not
 	# pile up servers. One from before the queue service (no queue-port
-	# file) is not reused.
+	# file), or without the blob service that --all needs, is not reused.
 	if [[ -f "$dir/pid" && -f "$dir/port" && -f "$dir/queue-port" ]]; then
 		local oldpid oldport oldqueue
 		oldpid=$(<"$dir/pid")
 		oldport=$(<"$dir/port")
 		oldqueue=$(<"$dir/queue-port")
 		if [[ ${port:-$oldport} == "$oldport" && ${queue_port:-$oldqueue} == "$oldqueue" ]] &&
-			alive "$oldpid" && answers "$oldport" && answers "$oldqueue"; then
+			alive "$oldpid" && answers "$oldport" && answers "$oldqueue" && { ! $all || answers 10000; }; then
 			log "reusing the server started earlier (pid $oldpid, table port $oldport, queue port $oldqueue)"
 			endpoints "$oldport" "$oldqueue"
 			return
 		fi
+	fi
+	# Our own earlier server in the way of what is asked for now (other
+	# ports, or --all after a start without it) is replaced, not reused.
+	if [[ -f "$dir/pid" ]] && alive "$(<"$dir/pid")"; then
+		log "the server started earlier does not fit (--port/--queue-port/--all); restarting it"
+		stop
 	fi
 
 	if [[ -n $port ]] && answers "$port"; then
