@@ -80,6 +80,15 @@ type Message struct {
 // Raw is the text as stored in the queue (base64 for what Enqueue wrote).
 func (m Message) Raw() string { return m.raw }
 
+// stored is what to write back for m: its stored text, or for a Message
+// built by hand rather than received, the base64 of its Text.
+func (m Message) stored() string {
+	if m.raw == "" && m.Text != "" {
+		return base64.StdEncoding.EncodeToString([]byte(m.Text))
+	}
+	return m.raw
+}
+
 // Decoded reports whether the stored text was base64 and Text its decoding.
 func (m Message) Decoded() bool { return m.decoded }
 
@@ -260,7 +269,7 @@ func (q *Queue) Delete(ctx context.Context, m Message) error {
 // receipt, the only one that works from now on.
 func (q *Queue) Release(ctx context.Context, m Message, visibility time.Duration) (Message, error) {
 	err := q.call(ctx, func(ctx context.Context) error {
-		resp, err := q.work.UpdateMessage(ctx, m.ID, m.PopReceipt, m.raw, &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(seconds(visibility, 0))})
+		resp, err := q.work.UpdateMessage(ctx, m.ID, m.PopReceipt, m.stored(), &azqueue.UpdateMessageOptions{VisibilityTimeout: to.Ptr(seconds(visibility, 0))})
 		if err != nil {
 			return err
 		}
@@ -284,13 +293,13 @@ func (q *Queue) Release(ctx context.Context, m Message, visibility time.Duration
 // queue may hold a message that was also processed.
 func (q *Queue) MoveToPoison(ctx context.Context, m Message) error {
 	err := q.call(ctx, func(ctx context.Context) error {
-		_, err := q.poison.EnqueueMessage(ctx, m.raw, nil)
+		_, err := q.poison.EnqueueMessage(ctx, m.stored(), nil)
 		if queueerror.HasCode(err, queueerror.QueueNotFound) {
 			// Dropped while we ran: the host creates it on demand too.
 			if _, cerr := q.poison.Create(ctx, nil); cerr != nil && !queueerror.HasCode(cerr, queueerror.QueueAlreadyExists) {
 				return cerr
 			}
-			_, err = q.poison.EnqueueMessage(ctx, m.raw, nil)
+			_, err = q.poison.EnqueueMessage(ctx, m.stored(), nil)
 		}
 		return err
 	})
