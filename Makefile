@@ -9,6 +9,9 @@ GOTEST    ?= $(GO) test
 # so the file `make build` produces is the file that deploys.
 BUILDENV  := CGO_ENABLED=0 GOOS=linux GOARCH=amd64
 AZURITE_PORT ?= 10002
+# UseDevelopmentStorage=true (AzureWebJobsStorage in local.settings.json)
+# looks for the queue service here, where local mode's queue listener polls.
+AZURITE_QUEUE_PORT ?= 10001
 
 .PHONY: help
 help: ## list the targets
@@ -43,10 +46,10 @@ local.settings.json:
 .PHONY: run
 run: deps build-local local.settings.json ## run the app locally against Azurite (func start if installed, else local mode)
 	@if command -v func >/dev/null; then \
-	  scripts/azurite.sh start --port $(AZURITE_PORT) --all >/dev/null; \
+	  scripts/azurite.sh start --port $(AZURITE_PORT) --queue-port $(AZURITE_QUEUE_PORT) --all >/dev/null; \
 	  echo "make: starting with Azure Functions Core Tools"; exec func start; \
 	else \
-	  scripts/azurite.sh start --port $(AZURITE_PORT) >/dev/null; \
+	  scripts/azurite.sh start --port $(AZURITE_PORT) --queue-port $(AZURITE_QUEUE_PORT) >/dev/null; \
 	  echo "make: Azure Functions Core Tools not found; starting the binary's local mode on http://localhost:7071"; \
 	  exec ./$(BIN) local --settings local.settings.json; \
 	fi
@@ -56,7 +59,7 @@ stop: ## stop the Azurite that `make run` started
 	scripts/azurite.sh stop
 
 .PHONY: test
-test: deps ## run the whole suite against a fresh Azurite (set AZURITE_TABLE_ENDPOINT to reuse one)
+test: deps ## run the whole suite against a fresh Azurite (set AZURITE_TABLE_ENDPOINT and AZURITE_QUEUE_ENDPOINT to reuse one)
 	scripts/with-azurite.sh $(GOTEST) -race -count=1 -timeout 30m ./...
 
 .PHONY: bench
