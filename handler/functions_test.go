@@ -86,8 +86,8 @@ func TestFunctionFilesMatchTheBinary(t *testing.T) {
 		Extensions      struct {
 			Queues struct {
 				BatchSize, NewBatchThreshold, MaxDequeueCount int
-				VisibilityTimeout, MaxPollingInterval          string
-				MessageEncoding                                string
+				VisibilityTimeout, MaxPollingInterval         string
+				MessageEncoding                               string
 			}
 		}
 		ExtensionBundle struct{ ID, Version string }

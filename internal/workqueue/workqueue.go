@@ -114,7 +114,15 @@ func Open(ctx context.Context, cfg config.Queue, opts Options) (*Queue, error) {
 		qc   *azqueue.QueueClient
 	}{{cfg.Name, q.work}, {cfg.Name + "-poison", q.poison}} {
 		err := q.call(ctx, func(ctx context.Context) error {
-			_, err := c.qc.Create(ctx, nil)
+			// Look before creating: in Azure the app's identity may read
+			// the poison queue but not create queues (infra grants the
+			// least it needs), and Create would fail there even for a
+			// queue that exists.
+			_, err := c.qc.GetProperties(ctx, nil)
+			if !queueerror.HasCode(err, queueerror.QueueNotFound) {
+				return err
+			}
+			_, err = c.qc.Create(ctx, nil)
 			// Create answers 204 for an existing queue without metadata
 			// and 409 QueueAlreadyExists for one with other metadata.
 			if queueerror.HasCode(err, queueerror.QueueAlreadyExists) {
