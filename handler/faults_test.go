@@ -26,6 +26,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/logtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/storageconn"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore/tablestoretest"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -320,6 +321,7 @@ func TestMalformedSettingsExitAtStart(t *testing.T) {
 		"PATH": os.Getenv("PATH"), "HOME": os.Getenv("HOME"), "FUNCTIONS_APP_ROOT_PATH": root,
 		"APP_CLIENT_ID": testAppID, "APP_CLIENT_SECRET": testAppSecret,
 		"TENANT_REGISTRY_CONNECTION": "UseDevelopmentStorage=true", "FUNCTIONS_CUSTOMHANDLER_PORT": strconv.Itoa(freePort(t)),
+		"AzureWebJobsStorage": "UseDevelopmentStorage=true",
 	}
 	tests := []struct {
 		name, setting string
@@ -331,6 +333,13 @@ func TestMalformedSettingsExitAtStart(t *testing.T) {
 		{"key not base64", "TENANT_REGISTRY_CONNECTION", map[string]string{"TENANT_REGISTRY_CONNECTION": "AccountName=x;AccountKey=not*base64!"}},
 		{"ftp endpoint", "TENANT_REGISTRY_CONNECTION", map[string]string{"TENANT_REGISTRY_CONNECTION": "AccountName=x;AccountKey=" + tablestore.DevAccountKey + ";TableEndpoint=ftp://x"}},
 		{"AzureWebJobsStorage garbage", "AzureWebJobsStorage", map[string]string{"TENANT_REGISTRY_CONNECTION": "", "AzureWebJobsStorage": "garbage"}},
+		{"queue connection garbage", "AzureWebJobsStorage", map[string]string{"AzureWebJobsStorage": "AccountName=x"}},
+		{"queue connection without a queue", "AzureWebJobsStorage", map[string]string{"AzureWebJobsStorage": "TableEndpoint=https://x.table.core.windows.net;SharedAccessSignature=sv=1"}},
+		{"no queue connection", "AzureWebJobsStorage", map[string]string{"AzureWebJobsStorage": ""}},
+		{"queue service URL not a URL", "AzureWebJobsStorage__queueServiceUri", map[string]string{"AzureWebJobsStorage": "", "AzureWebJobsStorage__queueServiceUri": "queue.example"}},
+		{"queue name", "SWEEP_QUEUE", map[string]string{"SWEEP_QUEUE": "Work_Queue"}},
+		{"queue name too long for its poison queue", "SWEEP_QUEUE", map[string]string{"SWEEP_QUEUE": strings.Repeat("q", 57)}},
+		{"tenants per message", "SWEEP_MESSAGE_TENANTS", map[string]string{"SWEEP_MESSAGE_TENANTS": "257"}},
 		{"missing certificate", "APP_CLIENT_CERTIFICATE_PATH", map[string]string{"APP_CLIENT_SECRET": "", "APP_CLIENT_CERTIFICATE_PATH": "/nonexistent/app.pem"}},
 		{"not a certificate", "APP_CLIENT_CERTIFICATE_PATH", map[string]string{"APP_CLIENT_SECRET": "", "APP_CLIENT_CERTIFICATE_PATH": notCert}},
 		{"reserved table name", "TENANT_REGISTRY_TABLE", map[string]string{"TENANT_REGISTRY_TABLE": "tables"}},
@@ -381,12 +390,13 @@ func TestMalformedSettingsExitAtStart(t *testing.T) {
 	t.Run("well-formed but unreachable is a retry", func(t *testing.T) {
 		var env []string
 		for k, v := range base {
-			if k != "TENANT_REGISTRY_CONNECTION" && k != "FUNCTIONS_CUSTOMHANDLER_PORT" {
+			if k != "TENANT_REGISTRY_CONNECTION" && k != "FUNCTIONS_CUSTOMHANDLER_PORT" && k != "AzureWebJobsStorage" {
 				env = append(env, k+"="+v)
 			}
 		}
 		closed := freePort(t)
 		env = append(env, "TENANT_REGISTRY_CONNECTION="+tablestore.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(closed)+"/devstoreaccount1"),
+			"AzureWebJobsStorage="+storageconn.DevConnectionString("", "http://127.0.0.1:"+strconv.Itoa(closed)+"/devstoreaccount1"),
 			"TENANT_REGISTRY_TIMEOUT=1s")
 		p := startHost(t, env)
 		code, body, _ := quick(t, 10*time.Second, "GET", p.base+"/api/tenants", nil)

@@ -18,6 +18,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/logtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/storageconn"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -178,7 +179,8 @@ func withoutApp(env []string) []string {
 func TestTenantsCommand(t *testing.T) {
 	fx := newFixture(t)
 	ok, noConsent, fresh := tenantID(51), tenantID(52), tenantID(53)
-	at := time.Date(2026, 11, 30, 8, 0, 0, 0, time.UTC)
+	// After the onboarding: a result older than the registration is stale.
+	at := time.Now().UTC().Truncate(time.Second).Add(time.Minute)
 	fx.onboard(t, reg(ok, true, "tc0", "db-password"), reg(noConsent, true, "tc1", "db-password"), reg(fresh, true, "tc2", "db-password"))
 	record := func(id string, res ...tenant.SweepResult) {
 		t.Helper()
@@ -254,7 +256,9 @@ func TestCommandLine(t *testing.T) {
 	}
 	// A registry that is a local Azurite nobody started: the error says how
 	// to start it.
-	env := []string{"PATH=" + os.Getenv("PATH"), "TENANT_REGISTRY_CONNECTION=" + tablestore.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1")}
+	stopped := "http://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/devstoreaccount1"
+	env := []string{"PATH=" + os.Getenv("PATH"), "TENANT_REGISTRY_CONNECTION=" + tablestore.DevConnectionString(stopped),
+		"AzureWebJobsStorage=" + storageconn.DevConnectionString("", stopped)}
 	code, _, errOut := runCommand(t, env, "runs")
 	if code == 0 || !strings.Contains(errOut, "start it with `make run`") {
 		t.Errorf("runs against a stopped Azurite: exit %d, stderr %q", code, errOut)
@@ -268,7 +272,8 @@ func TestLocalModeWithoutAzurite(t *testing.T) {
 	env := []string{"PATH=" + os.Getenv("PATH"), "LOCAL_PORT=" + strconv.Itoa(port),
 		"APP_CLIENT_ID=" + testAppID, "APP_CLIENT_SECRET=" + testAppSecret,
 		"FUNCTIONS_APP_ROOT_PATH=..",
-		"TENANT_REGISTRY_CONNECTION=" + tablestore.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1")}
+		"TENANT_REGISTRY_CONNECTION=" + tablestore.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1"),
+		"AzureWebJobsStorage=" + storageconn.DevConnectionString("", "http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1")}
 	cmd := exec.Command(binary(t), "local")
 	cmd.Env = env
 	var stderr logtest.Buffer

@@ -12,6 +12,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
+	"github.com/tenantsweep/tenantsweep/internal/workqueue"
 )
 
 const usage = `usage:
@@ -215,6 +216,11 @@ func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
 	if cfg.Registry.Connection != "" {
 		if err := tablestore.CheckConnectionString(cfg.Registry.Connection); err != nil {
 			return env{}, configError{&config.SettingError{Name: cfg.Registry.ConnectionSetting, Reason: err.Error()}}
+		}
+	}
+	if cfg.Queue.Connection != "" {
+		if err := workqueue.CheckConnectionString(cfg.Queue.Connection); err != nil {
+			return env{}, configError{&config.SettingError{Name: cfg.Queue.ConnectionSetting, Reason: err.Error()}}
 		}
 	}
 	return env{cfg: cfg, getenv: getenv, appRoot: root}, nil

@@ -137,6 +137,20 @@ func Open(ctx context.Context, cfg config.Queue, opts Options) (*Queue, error) {
 	return q, nil
 }
 
+// CheckConnectionString reports whether cs is a connection string the queue
+// can use, without connecting, so that a malformed one stops the start. Its
+// errors never echo a value.
+func CheckConnectionString(cs string) error {
+	c, err := storageconn.Parse(cs)
+	if err != nil {
+		return err
+	}
+	if c.QueueEndpoint == "" {
+		return errors.New("connection string has neither QueueEndpoint nor AccountName")
+	}
+	return nil
+}
+
 func serviceClient(cfg config.Queue, opts Options) (*azqueue.ServiceClient, error) {
 	switch {
 	case cfg.ServiceURL != "" && cfg.Connection != "":
@@ -147,13 +161,10 @@ func serviceClient(cfg config.Queue, opts Options) (*azqueue.ServiceClient, erro
 		}
 		return azqueue.NewServiceClient(strings.TrimRight(cfg.ServiceURL, "/"), opts.Credential, opts.ClientOptions)
 	case cfg.Connection != "":
-		c, err := storageconn.Parse(cfg.Connection)
-		if err != nil {
+		if err := CheckConnectionString(cfg.Connection); err != nil {
 			return nil, err
 		}
-		if c.QueueEndpoint == "" {
-			return nil, errors.New("connection string has neither QueueEndpoint nor AccountName")
-		}
+		c, _ := storageconn.Parse(cfg.Connection)
 		if c.SAS != "" {
 			return azqueue.NewServiceClientWithNoCredential(c.QueueEndpoint+"/?"+c.SAS, opts.ClientOptions)
 		}
