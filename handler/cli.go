@@ -157,6 +157,16 @@ func printRuns(ctx context.Context, reg config.Registry, q config.Queue, last in
 	if err != nil {
 		return fmt.Errorf("read run history: %w", err)
 	}
+	poisoned, err := queue.Poisoned(ctx, 32)
+	if err != nil {
+		return fmt.Errorf("read poison queue: %w", err)
+	}
+	poisonedOf := map[string]int{}
+	for _, m := range poisoned {
+		if w, err := sweep.ParseWork([]byte(m.Text)); err == nil {
+			poisonedOf[w.Run]++
+		}
+	}
 	for _, r := range runs {
 		status := "finished"
 		if r.Mode == sweep.ModeQueue {
@@ -176,11 +186,11 @@ func printRuns(ctx context.Context, reg config.Registry, q config.Queue, last in
 			}
 			status = st.Status
 		}
-		fmt.Fprintf(stdout, "%s  %-5s  %-10s  %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Trigger, status, r)
-	}
-	poisoned, err := queue.Poisoned(ctx, 32)
-	if err != nil {
-		return fmt.Errorf("read poison queue: %w", err)
+		line := r.String()
+		if n := poisonedOf[r.ID]; n > 0 {
+			line += fmt.Sprintf(", %d messages poisoned", n)
+		}
+		fmt.Fprintf(stdout, "%s  %-5s  %-10s  %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Trigger, status, line)
 	}
 	if len(poisoned) > 0 {
 		fmt.Fprintf(stdout, "\n%d poisoned work messages in %s-poison (delivered maxDequeueCount times without finishing; their tenants were not blamed):\n",

@@ -353,3 +353,42 @@ func mustJSON(v any) string {
 	b, _ := json.Marshal(v)
 	return string(b)
 }
+
+// A run whose work was poisoned (each message failed maxDequeueCount
+// deliveries, here moved as the host moves them) is incomplete: the next
+// timer plans a new run, and `handler runs` shows the run's state and the
+// poisoned messages with their tenant ids.
+func TestRunsShowsIncompleteRunsAndPoisonedWork(t *testing.T) {
+	fx := newFixture(t)
+	ok, _ := pipelineTenants(t, fx, 3, 0)
+	p := startHost(t, fx.env("SWEEP_MESSAGE_TENANTS=2"))
+	if code, raw := timer(t, p, "doomed"); code != http.StatusOK || !isPlanned(string(raw)) {
+		t.Fatalf("timer: %d %s", code, raw)
+	}
+	code, out, errOut := runCommand(t, fx.env(), "runs")
+	if code != 0 || !strings.Contains(out, "timer  running     sweep doomed") || !strings.Contains(out, "0 of 2 messages done") {
+		t.Fatalf("runs while the work is queued: exit %d\n%s%s", code, out, errOut)
+	}
+	msgs, err := fx.work.Receive(t.Context(), 32, time.Minute)
+	if err != nil || len(msgs) != 2 {
+		t.Fatalf("receive: %d messages, %v", len(msgs), err)
+	}
+	for _, m := range msgs {
+		if err := fx.work.MoveToPoison(t.Context(), m); err != nil {
+			t.Fatal(err)
+		}
+	}
+	code, out, errOut = runCommand(t, fx.env(), "runs")
+	if code != 0 || !strings.Contains(out, "timer  incomplete  sweep doomed") || !strings.Contains(out, "2 poisoned work messages") {
+		t.Fatalf("runs after the work was poisoned: exit %d\n%s%s", code, out, errOut)
+	}
+	for _, id := range ok {
+		if !strings.Contains(out, id) {
+			t.Errorf("runs does not name poisoned tenant %s:\n%s", id, out)
+		}
+	}
+	// Nothing is queued any more: the next timer plans.
+	if code, raw := timer(t, p, "next"); code != http.StatusOK || !isPlanned(string(raw)) {
+		t.Fatalf("timer after an incomplete run: %d %s", code, raw)
+	}
+}
