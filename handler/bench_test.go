@@ -107,14 +107,27 @@ func benchPlanner(b *testing.B, n int) {
 		changes[i] = tenant.Change{Base: tenant.Record{TenantID: id, DisplayName: "T " + id[:8], Status: tenant.StatusActive, Graph: true,
 			OnboardedAt: start, UpdatedAt: start}, Apply: func(*tenant.Record) {}}
 	}
-	for len(changes) > 0 {
-		m := min(len(changes), 5000)
-		for _, err := range fx.store.MutateMany(b.Context(), changes[:m]) {
-			if err != nil {
-				b.Fatal(err)
+	// Eight writers, each with its own partitions, so that every batch
+	// transaction is full.
+	groups := make([][]tenant.Change, 8)
+	for _, ch := range changes {
+		g := int(ch.Base.TenantID[1]) % len(groups)
+		groups[g] = append(groups[g], ch)
+	}
+	var wg sync.WaitGroup
+	for _, g := range groups {
+		wg.Go(func() {
+			for _, err := range fx.store.MutateMany(b.Context(), g) {
+				if err != nil {
+					b.Error(err)
+					return
+				}
 			}
-		}
-		changes = changes[m:]
+		})
+	}
+	wg.Wait()
+	if b.Failed() {
+		b.FailNow()
 	}
 	b.Logf("registry of %d tenants written in %s", n, time.Since(start).Round(time.Second))
 	p := startHost(b, fx.env("LOG_LEVEL=info", "SWEEP_BUDGET=9m"))

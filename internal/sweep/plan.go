@@ -142,17 +142,22 @@ func (l *RunLock) State(ctx context.Context, cur Lease) (RunState, error) {
 		return RunState{Active: true, Status: "planning", Pending: -1}, nil
 	}
 	// Planned, or a planner that died: active while its work is queued.
+	// The backlog is read first: a message leaves the queue only after its
+	// result is recorded, so results read after an empty backlog are all
+	// there are (read the other way round, the last message could finish
+	// in between and its run look incomplete).
+	pending, err := l.queue.Pending(ctx)
+	if err != nil {
+		return RunState{}, fmt.Errorf("read the work queue's backlog: %w", err)
+	}
 	results, err := l.leases.WorkResults(ctx, cur.RunID)
 	if err != nil {
 		return RunState{}, fmt.Errorf("read work results of run %s: %w", cur.RunID, err)
 	}
-	st := RunState{Done: doneMessages(results), Results: results, Pending: -1}
+	st := RunState{Done: doneMessages(results), Results: results, Pending: pending}
 	if cur.State == LeasePlanned && st.Done >= cur.Messages {
 		st.Status = "finished"
 		return st, nil
-	}
-	if st.Pending, err = l.queue.Pending(ctx); err != nil {
-		return RunState{}, fmt.Errorf("read the work queue's backlog: %w", err)
 	}
 	if st.Pending > 0 {
 		st.Active, st.Status = true, "running"

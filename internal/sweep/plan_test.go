@@ -401,3 +401,48 @@ func TestParseWork(t *testing.T) {
 		})
 	}
 }
+
+// finishingLeases completes the run's last message just after its results
+// are read: the worker records the result, then the host deletes the
+// message.
+type finishingLeases struct {
+	*memLeases
+	finish func()
+}
+
+func (f finishingLeases) WorkResults(ctx context.Context, runID string) ([]WorkResult, error) {
+	r, err := f.memLeases.WorkResults(ctx, runID)
+	if f.finish != nil {
+		f.finish()
+	}
+	return r, err
+}
+
+// The last message finishing while the state is read must not make a run
+// look incomplete.
+func TestRunStateRacesTheLastMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeline(active(2), 2)
+		if _, err := p.planner.Plan(t.Context(), Request{ID: "r", Trigger: "timer"}); err != nil {
+			t.Fatal(err)
+		}
+		last := p.queue.msgs[0]
+		fl := finishingLeases{memLeases: p.leases, finish: func() {
+			if _, err := p.worker.Do(context.Background(), last, 1); err != nil {
+				t.Error(err)
+			}
+			p.queue.take()
+		}}
+		st, err := NewRunLock(fl, p.queue).State(t.Context(), p.leases.lease)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Status == "incomplete" {
+			t.Fatalf("state = %+v: a run whose last message finished meanwhile looks incomplete", st)
+		}
+		st, err = NewRunLock(p.leases, p.queue).State(t.Context(), p.leases.lease)
+		if err != nil || st.Status != "finished" {
+			t.Fatalf("then: %+v, %v; want finished", st, err)
+		}
+	})
+}

@@ -203,30 +203,12 @@ func (s *Store) List(ctx context.Context, pageSize int, continuation string) (te
 // ListActive returns every active tenant in key order, filtering on the
 // server and following every page.
 func (s *Store) ListActive(ctx context.Context) ([]tenant.Record, error) {
-	pager := s.tenants.NewListEntitiesPager(&aztables.ListEntitiesOptions{
-		Filter: to.Ptr(fmt.Sprintf("Status eq '%s'", tenant.StatusActive)),
-		Top:    to.Ptr(int32(1000)),
-	})
 	var out []tenant.Record
-	for pager.More() {
-		var resp aztables.ListEntitiesResponse
-		err := s.call(ctx, func(ctx context.Context) (err error) {
-			resp, err = pager.NextPage(ctx)
-			return err
-		})
-		if hasCode(err, aztables.TableNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("list active tenants: %w", err)
-		}
-		recs, err := decodeAll(resp.Entities)
-		if err != nil {
-			return nil, fmt.Errorf("list active tenants: %w", err)
-		}
+	err := s.EachActive(ctx, func(recs []tenant.Record) error {
 		out = append(out, recs...)
-	}
-	return out, nil
+		return nil
+	})
+	return out, err
 }
 
 func decodeAll(entities [][]byte) ([]tenant.Record, error) {
