@@ -369,3 +369,38 @@ func TestProgressCountsEveryTenant(t *testing.T) {
 		}
 	})
 }
+
+// SIGTERM during an in-process run (`handler sweep`): the tenants in flight
+// are not recorded and count as not reached; those finished are recorded,
+// with the run's id.
+func TestRunInterruptedBlamesNoTenant(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		reg := tenanttest.New(active(4)...)
+		ctx, cancel := context.WithCancel(context.Background())
+		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
+		for i := 1; i < 4; i++ {
+			p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
+				time.Sleep(time.Second)
+				cancel() // the signal arrives while three tenants are in flight
+				<-ctx.Done()
+				return tenant.SweepResult{At: time.Now(), Outcome: outcome.UpstreamError, Message: "context canceled"}
+			}
+		}
+		s := New(reg, nil, p, Options{Concurrency: 4, TenantTimeout: time.Minute, Budget: time.Hour})
+		run, err := s.Run(ctx, Request{ID: "cli-run", Trigger: "cli"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.OK != 1 || sum(run.Failed) != 0 || run.NotReached != 3 {
+			t.Fatalf("summary = %+v, want 1 ok and 3 not reached", run)
+		}
+		if got := get(reg, id(0)); got.LastSweep == nil || got.LastSweep.RunID != "cli-run" {
+			t.Errorf("finished tenant: lastSweep %+v, want one of run cli-run", got.LastSweep)
+		}
+		for i := 1; i < 4; i++ {
+			if got := get(reg, id(i)); got.LastSweep != nil || got.ConsecutiveFailures != 0 {
+				t.Errorf("tenant %d blamed for the interruption: %+v", i, got)
+			}
+		}
+	})
+}
