@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"sync"
@@ -17,7 +18,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	azcloud "github.com/Azure/azure-sdk-for-go/sdk/azcore/cloud"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
@@ -114,10 +117,22 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	}
 	t := &Tenants{creds: lru.New[string, *tenantCredential](size), graphScope: cl.GraphScope(), vaultScope: cl.KeyVaultScope}
 	disableID := opts.DisableInstanceDiscovery
-
+	host := cl.AuthorityHost
+	if u, err := url.Parse(host); err != nil || u.Scheme != "https" {
+		return nil, errors.New("the cloud's authority host must be an https URL")
+	}
+	// One pipeline for every tenant's token requests: it holds no tenant
+	// state, and one per credential was a tenth of the live heap.
+	hc := newTokenHTTP(&co)
+	msal := func(tenantID string, cred confidential.Credential) azcore.TokenCredential {
+		return newMSALCredential(runtime.JoinPaths(host, tenantID), clientID, cred, hc, disableID)
+	}
 	secretCred := func(tenantID, secret string) (azcore.TokenCredential, error) {
-		return azidentity.NewClientSecretCredential(tenantID, clientID, secret,
-			&azidentity.ClientSecretCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: disableID})
+		cred, err := confidential.NewCredFromSecret(secret)
+		if err != nil {
+			return nil, err
+		}
+		return msal(tenantID, cred), nil
 	}
 
 	switch app.Method {
@@ -136,10 +151,11 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 		if err != nil {
 			return nil, fmt.Errorf("parse the app's certificate (PEM or PKCS#12 with its private key): %w", err)
 		}
-		t.build = func(tenantID, _ string) (azcore.TokenCredential, error) {
-			return azidentity.NewClientCertificateCredential(tenantID, clientID, certs, key,
-				&azidentity.ClientCertificateCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: disableID})
+		cred, err := confidential.NewCredFromCert(certs, key)
+		if err != nil {
+			return nil, fmt.Errorf("the app's certificate: %w", err)
 		}
+		t.build = func(tenantID, _ string) (azcore.TokenCredential, error) { return msal(tenantID, cred), nil }
 
 	case config.MethodKeyVault:
 		mi, err := newMI(app.ManagedIdentityClientID, miOpts)
@@ -174,10 +190,10 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 			tk, err := mi.GetToken(ctx, policy.TokenRequestOptions{Scopes: scope})
 			return tk.Token, err
 		}
-		t.build = func(tenantID, _ string) (azcore.TokenCredential, error) {
-			return azidentity.NewClientAssertionCredential(tenantID, clientID, assertion,
-				&azidentity.ClientAssertionCredentialOptions{ClientOptions: co, DisableInstanceDiscovery: disableID})
-		}
+		cred := confidential.NewCredFromAssertionCallback(func(ctx context.Context, _ confidential.AssertionRequestOptions) (string, error) {
+			return assertion(ctx)
+		})
+		t.build = func(tenantID, _ string) (azcore.TokenCredential, error) { return msal(tenantID, cred), nil }
 
 	default:
 		return nil, fmt.Errorf("unknown credential method %q", app.Method)
@@ -212,7 +228,7 @@ func (t *Tenants) Credential(tenantID string) (azcore.TokenCredential, error) {
 		return tc, nil
 	}
 	tc := &tenantCredential{t: t, tenantID: id}
-	if _, _, err := tc.current(kindDefault); err != nil {
+	if _, _, err := tc.current(); err != nil {
 		return nil, fmt.Errorf("credential for tenant %s: %w", id, err)
 	}
 	t.creds.Put(id, tc)
@@ -266,23 +282,23 @@ func (t *Tenants) Forget(tenantID string) {
 }
 
 // tenantCredential is one tenant's credential. It rebuilds its SDK
-// credentials when the app secret read from Key Vault changes.
+// credential when the app secret read from Key Vault changes.
 //
-// It keeps two SDK credentials of the tenant, one for Key Vault's scope and
-// one for everything else (Graph): azidentity holds one lock per credential
-// (and CAE mode) across a token request, so a cold tenant's Graph and Key
-// Vault tokens, both asked for with CAE as the SDKs do, are requested in
-// parallel only from two of them. The second is built on first use.
+// Its one MSAL client serves Key Vault's scope and Graph's at once (see
+// msalCredential), so a cold tenant's two tokens are requested in parallel.
+// Requests of one kind take turns, as they did in azidentity's credentials,
+// so that two concurrent cold requests for one scope make one token request.
 type tenantCredential struct {
 	t        *Tenants
 	tenantID string
+	turns    [2]sync.Mutex // by kind, held across a token request
 
 	mu    sync.Mutex
 	gen   uint64
-	inner [2]azcore.TokenCredential // by kind
+	inner azcore.TokenCredential
 }
 
-// The kinds of a tenantCredential's SDK credentials.
+// The kinds of token a tenantCredential requests.
 const (
 	kindDefault = 0
 	kindVault   = 1
@@ -297,8 +313,8 @@ func (c *tenantCredential) kind(tro policy.TokenRequestOptions) int {
 
 var _ azcore.TokenCredential = (*tenantCredential)(nil)
 
-// current returns the SDK credential of kind for the current app secret.
-func (c *tenantCredential) current(kind int) (azcore.TokenCredential, uint64, error) {
+// current returns the SDK credential for the current app secret.
+func (c *tenantCredential) current() (azcore.TokenCredential, uint64, error) {
 	secret, gen := "", uint64(0)
 	if c.t.secret != nil {
 		secret, gen = c.t.secret.current()
@@ -306,16 +322,16 @@ func (c *tenantCredential) current(kind int) (azcore.TokenCredential, uint64, er
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.gen != gen {
-		c.inner, c.gen = [2]azcore.TokenCredential{}, gen
+		c.inner, c.gen = nil, gen
 	}
-	if c.inner[kind] == nil {
+	if c.inner == nil {
 		inner, err := c.t.build(c.tenantID, secret)
 		if err != nil {
 			return nil, 0, err
 		}
-		c.inner[kind] = inner
+		c.inner = inner
 	}
-	return c.inner[kind], c.gen, nil
+	return c.inner, c.gen, nil
 }
 
 // GetToken gets a token in the credential's tenant, and only there.
@@ -327,8 +343,10 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 	}
 	tro.TenantID = c.tenantID
 	ctx = outcome.WithAttempts(ctx)
-	kind := c.kind(tro)
-	inner, gen, err := c.current(kind)
+	turn := &c.turns[c.kind(tro)]
+	turn.Lock()
+	defer turn.Unlock()
+	inner, gen, err := c.current()
 	if err != nil {
 		return azcore.AccessToken{}, outcome.New(outcome.InternalError, "the tenant's credential could not be built", err)
 	}
@@ -348,7 +366,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		return azcore.AccessToken{}, classify(ctx, err)
 	}
 	zerolog.Ctx(ctx).Info().Str("tenantId", c.tenantID).Msg("app secret changed in Key Vault; retrying the sign-in with it")
-	if inner, _, err = c.current(kind); err != nil {
+	if inner, _, err = c.current(); err != nil {
 		return azcore.AccessToken{}, outcome.New(outcome.InternalError, "the tenant's credential could not be built", err)
 	}
 	tk, err = inner.GetToken(ctx, tro)

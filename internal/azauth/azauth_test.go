@@ -17,7 +17,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/azauth"
@@ -393,9 +393,9 @@ func TestSignInFaults(t *testing.T) {
 			if oe.Code != tc.code || !strings.Contains(oe.Detail, tc.detail) {
 				t.Errorf("got %s %q, want %s containing %q", oe.Code, oe.Detail, tc.code, tc.detail)
 			}
-			var afe *azidentity.AuthenticationFailedError
-			if !errors.As(err, &afe) {
-				t.Error("the azidentity error is not kept")
+			var ce msalerrors.CallErr
+			if !errors.As(err, &ce) || ce.Resp == nil {
+				t.Error("MSAL's error with Entra ID's answer is not kept")
 			}
 			for _, leak := range []string{secret, "Trace ID", "{", cloudtest.TokenMarker} {
 				if strings.Contains(oe.Detail, leak) {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
+	msalerrors "github.com/AzureAD/microsoft-authentication-library-for-go/apps/errors"
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
@@ -47,13 +48,19 @@ func secretRejected(err error) bool {
 }
 
 // signInFailure extracts the AADSTS code, OAuth error and HTTP status of a
-// response carried by an azidentity error.
+// response carried by an MSAL error (the tenant credentials) or an
+// azidentity one (the managed identity).
 func signInFailure(err error) (aadsts int, oauthErr string, resp *http.Response) {
 	var afe *azidentity.AuthenticationFailedError
-	if !errors.As(err, &afe) || afe.RawResponse == nil {
+	var ce msalerrors.CallErr
+	switch {
+	case errors.As(err, &afe) && afe.RawResponse != nil:
+		resp = afe.RawResponse
+	case errors.As(err, &ce) && ce.Resp != nil:
+		resp = ce.Resp
+	default:
 		return 0, "", nil
 	}
-	resp = afe.RawResponse
 	body, _ := runtime.Payload(resp)
 	var e struct {
 		Error       string `json:"error"`
@@ -101,15 +108,14 @@ func classify(ctx context.Context, err error) error {
 			return outcome.New(outcome.UpstreamError, fmt.Sprintf("%s refused the sign-in with HTTP %d", who, st), err)
 		}
 	}
-	// azidentity flattens MSAL's errors into text, so a deadline inside MSAL
-	// may be visible only there.
+	// azidentity (and MSAL, for some failures) flattens errors into text, so
+	// a deadline may be visible only there.
 	if strings.Contains(err.Error(), context.DeadlineExceeded.Error()) {
 		return outcome.New(outcome.Timeout, "the sign-in did not finish in time", err)
 	}
 	// No answer: the host did not resolve, refused the connection (both
-	// not retried, see outcome.RetryWithin) or dropped it. azidentity keeps
-	// only the text of the cause; it holds the URL and the network error,
-	// no response body, so no token.
+	// not retried, see outcome.RetryWithin) or dropped it. The error holds
+	// the URL and the network error, no response body, so no token.
 	zerolog.Ctx(ctx).Debug().Err(err).Msg("the sign-in service could not be reached")
 	return outcome.New(outcome.UpstreamError, "the sign-in service could not be reached", err)
 }
