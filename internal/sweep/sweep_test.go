@@ -377,6 +377,7 @@ func TestRunInterruptedBlamesNoTenant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		reg := tenanttest.New(active(4)...)
 		ctx, cancel := context.WithCancel(context.Background())
+		defer cancel()
 		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
 		for i := 1; i < 4; i++ {
 			p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
