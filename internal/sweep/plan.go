@@ -220,6 +220,10 @@ type PlanSource interface {
 	// EachActive calls fn with each page of active tenants, in key order, so
 	// that the registry is never held in memory whole.
 	EachActive(ctx context.Context, fn func([]tenant.Record) error) error
+	// PartitionOf is a tenant's registry partition: the tenants of one
+	// message share one, so that the worker reads them in one request and
+	// writes them in one batch.
+	PartitionOf(tenantID string) string
 }
 
 // Enqueuer puts work messages on the work queue.
@@ -354,16 +358,12 @@ func (p *Planner) enqueue(ctx context.Context, runID string, todo []planEntry) (
 			}
 		})
 	}
-	n := p.opt.TenantsPerMessage
+	seq := 0
 feed:
-	for seq := 0; seq*n < len(todo); seq++ {
-		batch := todo[seq*n : min((seq+1)*n, len(todo))]
-		ids := make([]string, len(batch))
-		for i, e := range batch {
-			ids[i] = e.id
-		}
+	for _, ids := range p.batches(todo) {
 		select {
 		case work <- Work{Run: runID, Seq: seq, Tenants: ids}:
+			seq++
 		case <-ctx.Done():
 			break feed
 		}
@@ -371,6 +371,42 @@ feed:
 	close(work)
 	wg.Wait()
 	return messages, tenants, context.Cause(ctx)
+}
+
+// partitionsPerWindow is how many registry partitions a window of the
+// plan spans (the registry has 256).
+const partitionsPerWindow = 256
+
+// batches cuts todo, in its order (longest unswept first), into messages of
+// tenants of one partition each: todo is taken a window of
+// TenantsPerMessage × partitionsPerWindow tenants at a time, so that the
+// order holds window by window while most messages are full.
+func (p *Planner) batches(todo []planEntry) [][]string {
+	n := p.opt.TenantsPerMessage
+	window := n * partitionsPerWindow
+	var out [][]string
+	for len(todo) > 0 {
+		w := todo[:min(window, len(todo))]
+		todo = todo[len(w):]
+		var order []string
+		byPK := map[string][]string{}
+		for _, e := range w {
+			pk := p.reg.PartitionOf(e.id)
+			if _, ok := byPK[pk]; !ok {
+				order = append(order, pk)
+			}
+			byPK[pk] = append(byPK[pk], e.id)
+		}
+		for _, pk := range order {
+			ids := byPK[pk]
+			for len(ids) > 0 {
+				m := min(n, len(ids))
+				out = append(out, ids[:m:m])
+				ids = ids[m:]
+			}
+		}
+	}
+	return out
 }
 
 // Summarize completes a queued run's summary from its work results.

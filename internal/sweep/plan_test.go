@@ -446,3 +446,41 @@ func TestRunStateRacesTheLastMessage(t *testing.T) {
 		}
 	})
 }
+
+// A message's tenants share a registry partition, so that the worker reads
+// them in one request and writes them in one batch; across partitions the
+// longest-unswept still go first.
+func TestPlanGroupsMessagesByPartition(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		var recs []tenant.Record
+		for i := range 12 {
+			// Partitions "a0", "b0", "c0", four tenants each; older first in b0.
+			r := tenant.Record{TenantID: fmt.Sprintf("%c%07x-0000-4000-8000-000000000000", 'a'+i%3, i), Status: tenant.StatusActive}
+			r.LastSweep = &tenant.SweepResult{At: now.Add(-time.Duration(i) * time.Minute), Outcome: outcome.OK}
+			recs = append(recs, r)
+		}
+		p := newPipeline(recs, 3)
+		if _, err := p.planner.Plan(t.Context(), Request{ID: "g", Trigger: "timer"}); err != nil {
+			t.Fatal(err)
+		}
+		msgs := p.queue.msgs
+		slices.SortFunc(msgs, func(a, b Work) int { return a.Seq - b.Seq })
+		seen := 0
+		for _, w := range msgs {
+			for _, id := range w.Tenants {
+				if p.reg.PartitionOf(id) != p.reg.PartitionOf(w.Tenants[0]) {
+					t.Errorf("message %d mixes partitions: %v", w.Seq, w.Tenants)
+				}
+			}
+			seen += len(w.Tenants)
+		}
+		if seen != 12 || len(msgs) != 6 {
+			t.Fatalf("%d tenants in %d messages, want 12 in 6", seen, len(msgs))
+		}
+		// The oldest tenant (11, partition c0) leads the first message.
+		if msgs[0].Tenants[0] != recs[11].TenantID {
+			t.Errorf("first message %v, want it to start with the longest unswept %s", msgs[0].Tenants, recs[11].TenantID)
+		}
+	})
+}

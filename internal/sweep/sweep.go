@@ -22,8 +22,8 @@ import (
 type Registry interface {
 	// ListActive returns every active tenant, following every page.
 	ListActive(ctx context.Context) ([]tenant.Record, error)
-	// Get returns one tenant, or an error wrapping tenant.ErrNotFound.
-	Get(ctx context.Context, tenantID string) (tenant.Record, error)
+	// GetMany returns the tenants found among tenantIDs, by lower-case id.
+	GetMany(ctx context.Context, tenantIDs []string) (map[string]tenant.Record, error)
 	// MutateMany applies every change conditionally on Base.ETag; a change
 	// that lost to a concurrent writer is re-read and re-applied on its own.
 	// errs[i] is the error of changes[i] (nil on success, nil for a tenant

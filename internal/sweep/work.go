@@ -123,7 +123,6 @@ type workSlot struct {
 	// prior is this run's result already recorded by an earlier delivery.
 	prior              *tenant.SweepResult
 	gone, unreadable   bool
-	readErr            error
 	probed, unfinished bool
 }
 
@@ -138,20 +137,26 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 	log := zerolog.Ctx(ctx).With().Str("runId", work.Run).Int("seq", work.Seq).Int64("delivery", delivery).Logger()
 	budgetEnd := time.Now().Add(s.opt.Budget)
 	slots := make([]workSlot, len(work.Tenants))
+	// One read for the message: its tenants share a registry partition.
+	rctx, cancel := context.WithDeadline(ctx, budgetEnd)
+	recs, err := s.reg.GetMany(rctx, work.Tenants)
+	cancel()
+	if err != nil {
+		log.Warn().Err(err).Msg("read the message's tenants failed; the message will be redelivered")
+		return WorkResult{}, fmt.Errorf("%w: run %s message %d: read its tenants: %w", ErrInterrupted, work.Run, work.Seq, err)
+	}
 	var wg sync.WaitGroup
 	for i, id := range work.Tenants {
-		wg.Go(func() { slots[i] = w.one(ctx, work.Run, id, budgetEnd) })
+		rec, found := recs[id]
+		wg.Go(func() { slots[i] = w.one(ctx, work.Run, rec, found, budgetEnd) })
 	}
 	wg.Wait()
 
 	var changes []tenant.Change
-	var unfinished, readErrs int
+	var unfinished int
 	for i := range slots {
 		sl := &slots[i]
 		switch {
-		case sl.readErr != nil:
-			readErrs++
-			log.Warn().Err(sl.readErr).Str("tenantId", work.Tenants[i]).Msg("read tenant failed; the message will be redelivered")
 		case sl.unfinished:
 			unfinished++
 		case sl.probed:
@@ -168,15 +173,15 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 		}
 	}
 	writeErrs := w.write(ctx, changes)
-	if unfinished > 0 || readErrs > 0 || writeErrs > 0 {
+	if unfinished > 0 || writeErrs > 0 {
 		cause := "interrupted"
 		if ctx.Err() == nil && unfinished > 0 {
 			cause = "the invocation's budget ended"
 		}
-		log.Warn().Int("unfinished", unfinished).Int("readErrors", readErrs).Int("writeErrors", writeErrs).
+		log.Warn().Int("unfinished", unfinished).Int("writeErrors", writeErrs).
 			Int("recorded", len(changes)-writeErrs).Msg("work message not finished; it will be redelivered")
-		return WorkResult{}, fmt.Errorf("%w: run %s message %d: %d tenants unfinished (%s), %d not read, %d results not written",
-			ErrInterrupted, work.Run, work.Seq, unfinished, cause, readErrs, writeErrs)
+		return WorkResult{}, fmt.Errorf("%w: run %s message %d: %d tenants unfinished (%s), %d results not written",
+			ErrInterrupted, work.Run, work.Seq, unfinished, cause, writeErrs)
 	}
 
 	wr := WorkResult{Run: work.Run, Seq: work.Seq, Tenants: len(work.Tenants), Failed: map[outcome.Code]int{}, Delivery: delivery, FinishedAt: time.Now()}
@@ -213,19 +218,12 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 	return wr, nil
 }
 
-// one reads and probes one tenant of a work message.
-func (w *Worker) one(ctx context.Context, runID, tenantID string, budgetEnd time.Time) workSlot {
-	s := w.s
-	rctx, cancel := context.WithDeadline(ctx, budgetEnd)
-	rec, err := s.reg.Get(rctx, tenantID)
-	cancel()
+// one probes one tenant of a work message, as read (found false: not in
+// the registry any more).
+func (w *Worker) one(ctx context.Context, runID string, rec tenant.Record, found bool, budgetEnd time.Time) workSlot {
 	switch {
-	case errors.Is(err, tenant.ErrNotFound):
+	case !found:
 		return workSlot{gone: true}
-	case ctx.Err() != nil || time.Now().After(budgetEnd):
-		return workSlot{unfinished: true}
-	case err != nil:
-		return workSlot{readErr: err}
 	case rec.Damage != nil:
 		zerolog.Ctx(ctx).Error().Str("tenantId", rec.TenantID).Str("property", rec.Damage.Property).Str("detail", rec.Damage.Message).
 			Msg("tenant row does not decode; not swept")
@@ -235,7 +233,7 @@ func (w *Worker) one(ctx context.Context, runID, tenantID string, budgetEnd time
 	case rec.LastSweep != nil && rec.LastSweep.RunID == runID:
 		return workSlot{prior: rec.LastSweep}
 	}
-	r := s.one(ctx, rec, budgetEnd)
+	r := w.s.one(ctx, rec, budgetEnd)
 	if r.cut {
 		return workSlot{unfinished: true}
 	}

@@ -2,12 +2,14 @@ package tablestore_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore/tablestoretest"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 func TestRunLeaseIsConditional(t *testing.T) {
@@ -71,5 +73,33 @@ func TestWorkResultsPerRun(t *testing.T) {
 	}
 	if runs, err := s.RecentRuns(ctx, 10); err != nil || len(runs) != 0 {
 		t.Errorf("RecentRuns = %d runs, %v; work rows must not show as runs", len(runs), err)
+	}
+}
+
+func TestGetManyReadsAPartitionAtOnce(t *testing.T) {
+	s := tablestoretest.Open(t)
+	ctx := t.Context()
+	ids := []string{"ab000000-0000-4000-8000-000000000001", "ab000000-0000-4000-8000-000000000002", "cd000000-0000-4000-8000-000000000003"}
+	for _, id := range ids {
+		if _, _, err := s.Mutate(ctx, id, func(rec *tenant.Record, _ bool) error {
+			rec.DisplayName, rec.Status = "T", tenant.StatusActive
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	missing := "ab000000-0000-4000-8000-0000000000ff"
+	got, err := s.GetMany(ctx, []string{strings.ToUpper(ids[0]), ids[1], ids[2], missing, "not-a-guid"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != 3 || got[ids[0]].ETag == "" || got[ids[2]].DisplayName != "T" {
+		t.Fatalf("GetMany = %+v, want the three stored tenants with their ETags", got)
+	}
+	if _, ok := got[missing]; ok {
+		t.Error("a missing tenant was returned")
+	}
+	if s.PartitionOf(ids[0]) != s.PartitionOf(ids[1]) || s.PartitionOf(ids[0]) == s.PartitionOf(ids[2]) || s.PartitionOf("x") != "" {
+		t.Error("PartitionOf does not follow the registry's partitions")
 	}
 }

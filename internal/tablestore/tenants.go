@@ -409,3 +409,64 @@ func (s *Store) EachActive(ctx context.Context, fn func([]tenant.Record) error) 
 	}
 	return nil
 }
+
+// PartitionOf is the registry partition of a tenant ("" for an id that is
+// not one), so that a planner can put tenants that are read and written
+// together in one message.
+func (s *Store) PartitionOf(tenantID string) string {
+	key, err := tenantKey(tenantID)
+	if err != nil {
+		return ""
+	}
+	return partitionKey(key)
+}
+
+// GetMany reads tenants, one query per partition among them (a message's
+// tenants share one), and returns those found by lower-case id.
+func (s *Store) GetMany(ctx context.Context, tenantIDs []string) (map[string]tenant.Record, error) {
+	byPK := map[string][]string{}
+	var order []string
+	for _, id := range tenantIDs {
+		key, err := tenantKey(id)
+		if err != nil {
+			continue // no such row can exist
+		}
+		pk := partitionKey(key)
+		if _, ok := byPK[pk]; !ok {
+			order = append(order, pk)
+		}
+		byPK[pk] = append(byPK[pk], key)
+	}
+	out := make(map[string]tenant.Record, len(tenantIDs))
+	for _, pk := range order {
+		// Keys are canonical GUIDs: nothing in them needs OData escaping.
+		var rows []string
+		for _, key := range byPK[pk] {
+			rows = append(rows, "RowKey eq '"+key+"'")
+		}
+		pager := s.tenants.NewListEntitiesPager(&aztables.ListEntitiesOptions{
+			Filter: to.Ptr("PartitionKey eq '" + pk + "' and (" + strings.Join(rows, " or ") + ")"),
+		})
+		for pager.More() {
+			var resp aztables.ListEntitiesResponse
+			err := s.call(ctx, func(ctx context.Context) (err error) {
+				resp, err = pager.NextPage(ctx)
+				return err
+			})
+			if hasCode(err, aztables.TableNotFound) {
+				return out, nil
+			}
+			if err != nil {
+				return nil, fmt.Errorf("get tenants: %w", err)
+			}
+			recs, err := decodeAll(resp.Entities)
+			if err != nil {
+				return nil, fmt.Errorf("get tenants: %w", err)
+			}
+			for _, r := range recs {
+				out[r.TenantID] = r
+			}
+		}
+	}
+	return out, nil
+}

@@ -142,6 +142,31 @@ func (s *Store) Get(_ context.Context, tenantID string) (tenant.Record, error) {
 	return clone(r), nil
 }
 
+// GetMany returns the tenants found among tenantIDs, by lower-case id.
+func (s *Store) GetMany(_ context.Context, tenantIDs []string) (map[string]tenant.Record, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.err != nil {
+		return nil, s.err
+	}
+	out := map[string]tenant.Record{}
+	for _, id := range tenantIDs {
+		if r, ok := s.recs[strings.ToLower(id)]; ok {
+			out[r.TenantID] = clone(r)
+		}
+	}
+	return out, nil
+}
+
+// PartitionOf groups tenants by the first two characters of their id, as
+// the Table Storage registry does.
+func (s *Store) PartitionOf(tenantID string) string {
+	if len(tenantID) < 2 {
+		return ""
+	}
+	return strings.ToLower(tenantID[:2])
+}
+
 // Mutate reads the tenant, applies fn to a private copy and writes the
 // result on condition that the tenant is unchanged (or still absent),
 // re-reading and re-applying fn after a concurrent change. An error from fn
