@@ -75,7 +75,7 @@ func benchPipeline(b *testing.B, n, k, concurrency int) {
 	env := fx.env("LOG_LEVEL=info", "SWEEP_CONCURRENCY="+strconv.Itoa(concurrency), "SWEEP_BUDGET=9m")
 	var ins []*instance
 	for range k {
-		ins = append(ins, listen(b, fx, startHost(b, env)))
+		ins = append(ins, listenWith(b, fx, startHost(b, env), hostListenerOptions(b)))
 	}
 	for _, phase := range []struct {
 		name       string
@@ -200,7 +200,8 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	}
 	p := startHost(b, env)
 
-	in := listen(b, fx, p)
+	// The host's listener as host.json configures it.
+	in := listenWith(b, fx, p, hostListenerOptions(b))
 	sweepOnce := func(name string, roundTrips int) sweepStats {
 		fx.cloud.ResetCounters()
 		cpu0 := procCPU(b, p.cmd.Process.Pid)

@@ -90,11 +90,11 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds, err := azauth.New(ctx, cfg.App, cfg.Cloud, azauth.Options{Transport: transport})
+	creds, err := azauth.New(ctx, cfg.App, cfg.Cloud, azauth.Options{Transport: transport, MaxTenants: cfg.Sweep.CacheSize})
 	if err != nil {
 		return nil, fmt.Errorf("app credential: %w", err)
 	}
-	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport})
+	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport, MaxClients: cfg.Sweep.CacheSize})
 	prober := &tenant.Prober[azcore.TokenCredential]{
 		SignIn:        creds,
 		Directory:     graph.New(cfg.Cloud, graph.Options{Transport: roundTripper, Permissions: cfg.GraphPermissions}),

@@ -61,8 +61,25 @@ func startInstances(t testing.TB, fx *fixture, n int, env []string) []*instance 
 // listen puts a host's queue listener in front of p.
 func listen(t testing.TB, fx *fixture, p *proc) *instance {
 	t.Helper()
+	return listenWith(t, fx, p, testListenerOptions)
+}
+
+// hostListenerOptions are host.json's extensions.queues as the host reads
+// them, for the benchmarks.
+func hostListenerOptions(t testing.TB) local.ListenerOptions {
+	t.Helper()
+	o, err := local.QueueOptions("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
+}
+
+// listenWith is listen with the listener's options.
+func listenWith(t testing.TB, fx *fixture, p *proc, opts local.ListenerOptions) *instance {
+	t.Helper()
 	l := &local.QueueListener{Queue: fx.work, Function: workerFunction, Binding: workBinding, Target: p.base,
-		Options: testListenerOptions, Log: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)}
+		Options: opts, Log: zerolog.New(os.Stderr).Level(zerolog.WarnLevel)}
 	ctx, cancel := context.WithCancel(context.Background())
 	in := &instance{p: p, listener: l, stop: cancel, done: make(chan struct{})}
 	go func() { defer close(in.done); _ = l.Run(ctx) }()

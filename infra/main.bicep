@@ -50,6 +50,11 @@ param tenantSweepSchedule string = '0 */15 * * * *'
 @description('Tenants one sweep processes at once.')
 param sweepConcurrency int = 64
 
+@description('Tenants whose credential, tokens and Key Vault clients one instance keeps (about 40 KB each).')
+@minValue(100)
+@maxValue(1000000)
+param tenantCacheSize int = 20000
+
 @description('Time budget of one tenant in a sweep (Go duration).')
 param sweepTenantTimeout string = '60s'
 
@@ -275,6 +280,7 @@ var appSettings = {
   GRAPH_PERMISSIONS: graphPermissions
   SECRET_EXPIRY_WARNING: secretExpiryWarning
   SWEEP_CONCURRENCY: string(sweepConcurrency)
+  TENANT_CACHE_SIZE: string(tenantCacheSize)
   SWEEP_TENANT_TIMEOUT: sweepTenantTimeout
   SWEEP_BACKOFF_MAX: sweepBackoffMax
   SWEEP_QUEUE: sweepQueue
