@@ -126,8 +126,9 @@ type workSlot struct {
 	probed, unfinished bool
 }
 
-// Do executes one delivery of a work message: each tenant is read, probed
-// under its own deadline and recorded, isolated from the others as in a run.
+// Do executes one delivery of a work message: its tenants are read in one
+// request, then each is probed under its own deadline and recorded,
+// isolated from the others as in a run.
 // A tenant this run already recorded (an earlier delivery of the message) is
 // counted, not probed again. It returns the message's WorkResult, recorded in
 // the ledger, or an error wrapping ErrInterrupted when the message must be
