@@ -151,35 +151,27 @@ func (s *Store) WorkResults(ctx context.Context, runID string) ([]sweep.WorkResu
 	if err != nil {
 		return nil, fmt.Errorf("work results: %w", err)
 	}
-	pager := s.runs.NewListEntitiesPager(&aztables.ListEntitiesOptions{
+	var out []sweep.WorkResult
+	err = s.eachPage(ctx, s.runs, &aztables.ListEntitiesOptions{
 		Filter: to.Ptr("PartitionKey eq '" + pk + "'"),
 		Select: to.Ptr("Result"),
 		Top:    to.Ptr(int32(1000)),
-	})
-	var out []sweep.WorkResult
-	for pager.More() {
-		var resp aztables.ListEntitiesResponse
-		err := s.call(ctx, func(ctx context.Context) (err error) {
-			resp, err = pager.NextPage(ctx)
-			return err
-		})
-		if hasCode(err, aztables.TableNotFound) {
-			return nil, nil
-		}
-		if err != nil {
-			return nil, fmt.Errorf("work results of run %s: %w", runID, err)
-		}
-		for _, body := range resp.Entities {
+	}, func(entities [][]byte) error {
+		for _, body := range entities {
 			var e workEntity
 			var r sweep.WorkResult
 			if err := json.Unmarshal(body, &e); err != nil {
-				return nil, fmt.Errorf("work results of run %s: %w", runID, err)
+				return err
 			}
 			if err := json.Unmarshal([]byte(e.Result), &r); err != nil {
-				return nil, fmt.Errorf("work results of run %s: %w", runID, err)
+				return err
 			}
 			out = append(out, r)
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("work results of run %s: %w", runID, err)
 	}
 	return out, nil
 }

@@ -105,6 +105,30 @@ func (s *Store) call(ctx context.Context, fn func(ctx context.Context) error) er
 	return fmt.Errorf("%w: %w", tenant.ErrUnavailable, err)
 }
 
+// eachPage lists c's entities with opts, each page under its own deadline
+// (call), and hands fn each page's entity bodies. A missing table (dropped:
+// the next write recreates it) lists nothing.
+func (s *Store) eachPage(ctx context.Context, c *aztables.Client, opts *aztables.ListEntitiesOptions, fn func(entities [][]byte) error) error {
+	pager := c.NewListEntitiesPager(opts)
+	for pager.More() {
+		var resp aztables.ListEntitiesResponse
+		err := s.call(ctx, func(ctx context.Context) (err error) {
+			resp, err = pager.NextPage(ctx)
+			return err
+		})
+		if hasCode(err, aztables.TableNotFound) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := fn(resp.Entities); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // write is call for a write to c's table: when the table is missing (it was
 // dropped while the app ran), it is created again and the write retried
 // once, rather than failing every write until a restart.

@@ -381,33 +381,25 @@ func (s *Store) redo(ctx context.Context, key string, ch tenant.Change) error {
 }
 
 // EachActive calls fn with each page of active tenants, in key order,
-// filtering on the server; only one page is held at a time.
+// filtering on the server; only one page is held at a time. An error from
+// fn is returned as is.
 func (s *Store) EachActive(ctx context.Context, fn func([]tenant.Record) error) error {
-	pager := s.tenants.NewListEntitiesPager(&aztables.ListEntitiesOptions{
+	var fnErr error
+	err := s.eachPage(ctx, s.tenants, &aztables.ListEntitiesOptions{
 		Filter: to.Ptr(fmt.Sprintf("Status eq '%s'", tenant.StatusActive)),
 		Top:    to.Ptr(int32(1000)),
+	}, func(entities [][]byte) error {
+		recs, err := decodeAll(entities)
+		if err != nil {
+			return err
+		}
+		fnErr = fn(recs)
+		return fnErr
 	})
-	for pager.More() {
-		var resp aztables.ListEntitiesResponse
-		err := s.call(ctx, func(ctx context.Context) (err error) {
-			resp, err = pager.NextPage(ctx)
-			return err
-		})
-		if hasCode(err, aztables.TableNotFound) {
-			return nil
-		}
-		if err != nil {
-			return fmt.Errorf("list active tenants: %w", err)
-		}
-		recs, err := decodeAll(resp.Entities)
-		if err != nil {
-			return fmt.Errorf("list active tenants: %w", err)
-		}
-		if err := fn(recs); err != nil {
-			return err
-		}
+	if err != nil && err != fnErr {
+		return fmt.Errorf("list active tenants: %w", err)
 	}
-	return nil
+	return err
 }
 
 // PartitionOf is the registry partition of a tenant ("" for an id that is
@@ -444,28 +436,17 @@ func (s *Store) GetMany(ctx context.Context, tenantIDs []string) (map[string]ten
 		for _, key := range byPK[pk] {
 			rows = append(rows, "RowKey eq '"+key+"'")
 		}
-		pager := s.tenants.NewListEntitiesPager(&aztables.ListEntitiesOptions{
+		err := s.eachPage(ctx, s.tenants, &aztables.ListEntitiesOptions{
 			Filter: to.Ptr("PartitionKey eq '" + pk + "' and (" + strings.Join(rows, " or ") + ")"),
-		})
-		for pager.More() {
-			var resp aztables.ListEntitiesResponse
-			err := s.call(ctx, func(ctx context.Context) (err error) {
-				resp, err = pager.NextPage(ctx)
-				return err
-			})
-			if hasCode(err, aztables.TableNotFound) {
-				return out, nil
-			}
-			if err != nil {
-				return nil, fmt.Errorf("get tenants: %w", err)
-			}
-			recs, err := decodeAll(resp.Entities)
-			if err != nil {
-				return nil, fmt.Errorf("get tenants: %w", err)
-			}
+		}, func(entities [][]byte) error {
+			recs, err := decodeAll(entities)
 			for _, r := range recs {
 				out[r.TenantID] = r
 			}
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("get tenants: %w", err)
 		}
 	}
 	return out, nil
