@@ -169,22 +169,25 @@ func printRuns(ctx context.Context, reg config.Registry, q config.Queue, last in
 	}
 	for _, r := range runs {
 		status := "finished"
-		if r.Mode == sweep.ModeQueue {
-			results, err := store.WorkResults(ctx, r.ID)
-			if err != nil {
-				return err
-			}
-			r = sweep.Summarize(r, results)
-			if r.MessagesDone < r.Messages {
-				status = "incomplete"
-			}
-		}
+		var results []sweep.WorkResult
 		if r.ID == lease.RunID {
+			// The lease's run: its state says, and has read its results.
 			st, err := lock.State(ctx, lease)
 			if err != nil {
 				return err
 			}
-			status = st.Status
+			status, results = st.Status, st.Results
+		}
+		if r.Mode == sweep.ModeQueue {
+			if results == nil {
+				if results, err = store.WorkResults(ctx, r.ID); err != nil {
+					return err
+				}
+			}
+			r = sweep.Summarize(r, results)
+			if r.ID != lease.RunID && r.MessagesDone < r.Messages {
+				status = "incomplete"
+			}
 		}
 		line := r.String()
 		if n := poisonedOf[r.ID]; n > 0 {
