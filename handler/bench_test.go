@@ -214,6 +214,7 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 		if st.Status != "finished" || run.OK != n {
 			b.Fatalf("%s sweep %s: %s", name, st.Status, run)
 		}
+		b.Logf("%s: %s", name, run)
 		return sweepStats{
 			wall:    time.Duration(run.WallMs) * time.Millisecond,
 			ideal:   time.Duration(n*roundTrips) * benchLatency / time.Duration(concurrency),

@@ -8,7 +8,9 @@ package main
 // this.
 
 import (
+	"encoding/json"
 	"os"
+	"runtime"
 	"runtime/pprof"
 	"strconv"
 	"time"
@@ -19,6 +21,8 @@ func init() {
 	if path == "" {
 		return
 	}
+	// A finer heap sample than the default 512 KB, to see per-tenant state.
+	runtime.MemProfileRate = 16 << 10
 	f, err := os.Create(path)
 	if err != nil {
 		return
@@ -36,6 +40,15 @@ func init() {
 		if h, err := os.Create(path + ".heap"); err == nil {
 			_ = pprof.Lookup("heap").WriteTo(h, 0)
 			h.Close()
+		}
+		// And where the resident memory is: heap, stacks, runtime.
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		if b, err := json.MarshalIndent(map[string]uint64{
+			"HeapAlloc": ms.HeapAlloc, "HeapInuse": ms.HeapInuse, "HeapIdle": ms.HeapIdle,
+			"HeapReleased": ms.HeapReleased, "StackInuse": ms.StackInuse, "Sys": ms.Sys, "NumGC": uint64(ms.NumGC),
+		}, "", "  "); err == nil {
+			_ = os.WriteFile(path+".memstats", b, 0o600)
 		}
 	}()
 }

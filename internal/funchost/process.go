@@ -90,7 +90,7 @@ func functionTimeout(hostJSON []byte) (time.Duration, error) {
 	return parseTimeSpan(*h.FunctionTimeout)
 }
 
-var timeSpanRE = regexp.MustCompile(`^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})$`)
+var timeSpanRE = regexp.MustCompile(`^(?:(\d+)\.)?(\d{1,2}):(\d{2}):(\d{2})(?:\.(\d{1,7}))?$`)
 
 // parseTimeSpan parses a .NET TimeSpan as host.json writes it; "-1" is 0
 // (unbounded).
@@ -112,6 +112,8 @@ func parseTimeSpan(s string) (time.Duration, error) {
 	if mi > 59 || sec > 59 {
 		return 0, fmt.Errorf("%q is not a TimeSpan like 00:10:00", s)
 	}
+	// .NET's fraction of a second: up to seven digits, in ticks of 100 ns.
+	ticks, _ := strconv.Atoi((m[5] + "0000000")[:7])
 	return time.Duration(days)*24*time.Hour + time.Duration(h)*time.Hour +
-		time.Duration(mi)*time.Minute + time.Duration(sec)*time.Second, nil
+		time.Duration(mi)*time.Minute + time.Duration(sec)*time.Second + time.Duration(ticks)*100, nil
 }

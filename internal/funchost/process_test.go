@@ -19,6 +19,8 @@ func TestFunctionTimeout(t *testing.T) {
 		{`{"functionTimeout":"00:05:00"}`, 5 * time.Minute},
 		{`{"functionTimeout":"01:00:00"}`, time.Hour},
 		{`{"functionTimeout":"1.02:03:04"}`, 26*time.Hour + 3*time.Minute + 4*time.Second},
+		{`{"functionTimeout":"00:00:00.5"}`, 500 * time.Millisecond},
+		{`{"functionTimeout":"00:00:01.2500001"}`, 1250*time.Millisecond + 100},
 		{`{"functionTimeout":"-1"}`, 0}, // unbounded
 		{`{"version":"2.0"}`, 5 * time.Minute},
 	} {
@@ -31,7 +33,7 @@ func TestFunctionTimeout(t *testing.T) {
 			t.Errorf("%s: timeout %s, err %v; want %s", tt.host, got, err, tt.want)
 		}
 	}
-	for _, bad := range []string{`{"functionTimeout":"ten minutes"}`, `{"functionTimeout":"00:60:00"}`, `{"functionTimeout":`} {
+	for _, bad := range []string{`{"functionTimeout":"ten minutes"}`, `{"functionTimeout":"00:60:00"}`, `{"functionTimeout":"00:00:01.12345678"}`, `{"functionTimeout":"00:00:01."}`, `{"functionTimeout":`} {
 		root := t.TempDir()
 		if err := os.WriteFile(filepath.Join(root, "host.json"), []byte(bad), 0o600); err != nil {
 			t.Fatal(err)

@@ -41,6 +41,11 @@ func TestQueueOptions(t *testing.T) {
 			want:     ListenerOptions{BatchSize: 8, NewBatchThreshold: 4, MaxDequeueCount: 5, VisibilityTimeout: 30 * time.Second, Lease: 10 * time.Minute, MaxPollingInterval: 2 * time.Second, MessageEncoding: "base64"},
 		},
 		{
+			name:     "a TimeSpan with a fraction of a second",
+			hostJSON: `{"extensions":{"queues":{"maxPollingInterval":"00:00:00.250","visibilityTimeout":"00:00:01.5"}}}`,
+			want:     ListenerOptions{BatchSize: 16, NewBatchThreshold: 8 * runtime.NumCPU(), MaxDequeueCount: 5, VisibilityTimeout: 1500 * time.Millisecond, Lease: 10 * time.Minute, MaxPollingInterval: 250 * time.Millisecond, MessageEncoding: "base64"},
+		},
+		{
 			name:     "keys in any case, numbers as strings, default threshold from batchSize",
 			hostJSON: `{"Extensions":{"Queues":{"BatchSize":"4","MaxDequeueCount":2,"MessageEncoding":"None"}}}`,
 			want:     ListenerOptions{BatchSize: 4, NewBatchThreshold: 2 * runtime.NumCPU(), MaxDequeueCount: 2, Lease: 10 * time.Minute, MaxPollingInterval: time.Minute, MessageEncoding: "none"},
