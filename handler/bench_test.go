@@ -193,9 +193,10 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	if os.Getenv("BENCH_PROFILE") != "" {
 		// The binary is built with -tags pprof (handler/pprof.go): a CPU
 		// profile of the handler over both sweeps (they end within a
-		// minute at 2,000 tenants; the naive loop runs after them).
+		// minute at 2,000 tenants and two at 10,000; the naive loop runs
+		// after them).
 		prof := filepath.Join(os.TempDir(), fmt.Sprintf("tenantsweep-cpu-%d.pprof", n))
-		env = append(env, "TENANTSWEEP_CPUPROFILE="+prof, "TENANTSWEEP_CPUPROFILE_SECONDS=60")
+		env = append(env, "TENANTSWEEP_CPUPROFILE="+prof, "TENANTSWEEP_CPUPROFILE_SECONDS="+strconv.Itoa(60*max(1, n/5000)))
 		b.Logf("handler CPU profile: %s (go tool pprof -top %s)", prof, prof)
 	}
 	p := startHost(b, env)

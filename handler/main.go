@@ -90,7 +90,15 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	creds, err := azauth.New(ctx, cfg.App, cfg.Cloud, azauth.Options{Transport: transport, MaxTenants: cfg.Sweep.CacheSize})
+	creds, err := azauth.New(ctx, cfg.App, cfg.Cloud, azauth.Options{
+		Transport:  transport,
+		MaxTenants: cfg.Sweep.CacheSize,
+		// The authority is one of the cloud package's fixed Microsoft sign-in
+		// hosts, never a configured URL, so MSAL's instance metadata (one
+		// request and ~0.9 KB kept per tenant credential, for validating an
+		// authority and learning its cache aliases) adds nothing here.
+		DisableInstanceDiscovery: true,
+	})
 	if err != nil {
 		return nil, fmt.Errorf("app credential: %w", err)
 	}

@@ -36,7 +36,10 @@ func init() {
 		time.Sleep(time.Duration(max(secs, 1)) * time.Second)
 		pprof.StopCPUProfile()
 		f.Close()
-		// And what the heap holds then: the warm process's live memory.
+		// And what the heap holds then: the warm process's live memory (a
+		// heap profile is as of the last collection, which may have been
+		// mid-sweep).
+		runtime.GC()
 		if h, err := os.Create(path + ".heap"); err == nil {
 			_ = pprof.Lookup("heap").WriteTo(h, 0)
 			h.Close()
