@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
+	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -177,6 +179,9 @@ func BenchmarkSweepConcurrency(b *testing.B) {
 type sweepStats struct {
 	wall, ideal, cpu       time.Duration
 	tokens, conns, resumed int
+	// machine is the CPU time the whole machine spent (handler, fakes,
+	// listener, Azurite) while the sweep ran, over its cores × wall.
+	machine float64
 }
 
 func benchSweep(b *testing.B, n, concurrency int, naive bool) {
@@ -206,6 +211,7 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	sweepOnce := func(name string, roundTrips int) sweepStats {
 		fx.cloud.ResetCounters()
 		cpu0 := procCPU(b, p.cmd.Process.Pid)
+		busy0, t0 := machineCPU(b), time.Now()
 		// The whole run as in Azure with one instance: the timer plans onto
 		// the queue, the host's listener delivers the work to SweepWorker.
 		if code, raw := timer(b, p, "bench-"+name); code != http.StatusOK {
@@ -216,6 +222,7 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 			b.Fatalf("%s sweep %s: %s", name, st.Status, run)
 		}
 		b.Logf("%s: %s", name, run)
+		b.Logf("%s: %s", name, timeline(b, p, run, st.Results, concurrency))
 		return sweepStats{
 			wall:    time.Duration(run.WallMs) * time.Millisecond,
 			ideal:   time.Duration(n*roundTrips) * benchLatency / time.Duration(concurrency),
@@ -223,6 +230,7 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 			tokens:  fx.cloud.TotalTokenRequests(),
 			conns:   fx.cloud.Connections(),
 			resumed: fx.cloud.ResumedConnections(),
+			machine: (machineCPU(b) - busy0).Seconds() / (time.Since(t0).Seconds() * float64(runtime.NumCPU())),
 		}
 	}
 	cold := sweepOnce("cold", 2)
@@ -247,8 +255,9 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 			line += fmt.Sprintf(", naive serial net/http %6.2fs (%.2f× ours)", s.naive.Seconds(), s.naive.Seconds()/s.st.wall.Seconds())
 			b.ReportMetric(s.naive.Seconds(), s.name+"-naive-s")
 		}
-		line += fmt.Sprintf(", CPU %.2f ms/tenant, %d TLS connections (%d resumed), %d token requests",
-			s.st.cpu.Seconds()*1000/float64(n), s.st.conns, s.st.resumed, s.st.tokens)
+		line += fmt.Sprintf(", CPU %.2f ms/tenant, %d TLS connections (%d resumed), %d token requests, the %d cores %.0f%% busy (the handler %.0f%%)",
+			s.st.cpu.Seconds()*1000/float64(n), s.st.conns, s.st.resumed, s.st.tokens,
+			runtime.NumCPU(), 100*s.st.machine, 100*s.st.cpu.Seconds()/(s.st.wall.Seconds()*float64(runtime.NumCPU())))
 		b.Log(line)
 		b.ReportMetric(ratio, s.name+"-ratio")
 		b.ReportMetric(s.st.wall.Seconds(), s.name+"-wall-s")
@@ -262,6 +271,31 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 		cpuAvg, mb, mb*1000/float64(n), mb*100000/float64(n))
 	b.ReportMetric(cpuAvg, "cpu-ms/tenant-sweep")
 	b.ReportMetric(mb, "peak-RSS-MB")
+}
+
+// timeline says where a queued run's wall time went: planning (the
+// planner's own log line), the first message's completion, and how busy
+// the process's C slots were (the tenants' durations over C × wall).
+func timeline(tb testing.TB, p *proc, run sweep.Run, results []sweep.WorkResult, concurrency int) string {
+	var planned float64
+	for _, l := range p.stdout.Lines(tb) {
+		if l["message"] == "sweep planned" && l["runId"] == run.ID {
+			planned, _ = l["wallMs"].(float64)
+		}
+	}
+	var busy int64
+	first := time.Time{}
+	for _, r := range results {
+		for _, d := range r.DurationsMs {
+			busy += d
+		}
+		if first.IsZero() || r.FinishedAt.Before(first) {
+			first = r.FinishedAt
+		}
+	}
+	wall := float64(run.WallMs)
+	return fmt.Sprintf("planned in %.2fs, first message done at +%.2fs, slots busy %.0f%% of the wall",
+		planned/1000, first.Sub(run.StartedAt).Seconds(), 100*float64(busy)/(wall*float64(concurrency)))
 }
 
 // naiveSweeps is the baseline: for each tenant, plain net/http requests one
@@ -346,6 +380,26 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
 	const clockTicks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clockTicks
+}
+
+// machineCPU is the CPU time all cores have spent busy so far: every
+// field of /proc/stat's cpu line but idle and iowait.
+func machineCPU(tb testing.TB) time.Duration {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	fields := strings.Fields(line)[1:]
+	var busy int64
+	for i, f := range fields {
+		v, _ := strconv.ParseInt(f, 10, 64)
+		if i != 3 && i != 4 && i < 7 { // user, nice, system, irq, softirq: not idle, iowait, steal; guest is in user already
+			busy += v
+		}
+	}
+	const clockTicks = 100 // USER_HZ on Linux
+	return time.Duration(busy) * time.Second / clockTicks
 }
 
 // peakRSS is the process's high-water resident set size in bytes.
