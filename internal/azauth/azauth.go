@@ -296,6 +296,55 @@ type tenantCredential struct {
 	mu    sync.Mutex
 	gen   uint64
 	inner azcore.TokenCredential
+	last  [2]lastToken // by kind
+}
+
+// lastToken is the token the tenant's MSAL client returned last for a kind.
+// A warm tenant asks for its Graph token twice a sweep (its sign-in, then
+// Graph's authentication) and for its Key Vault token once (the sign-in's
+// prefetch); answering those from here instead of searching MSAL's cache
+// again saves a few percent of a warm sweep's CPU for ~100 bytes a tenant.
+type lastToken struct {
+	scope string
+	cae   bool
+	gen   uint64 // of the app secret it was acquired with
+	tk    azcore.AccessToken
+}
+
+// tokenRefreshMargin is how long before its expiry a remembered token is no
+// longer handed out, as MSAL does not hand out a cached one either.
+const tokenRefreshMargin = 5 * time.Minute
+
+// remembered returns the kind's last token when it answers tro as MSAL's
+// cache would: same scope and CAE mode, no claims challenge, acquired with
+// the current app secret, neither due for refresh nor near its expiry.
+func (c *tenantCredential) remembered(kind int, tro policy.TokenRequestOptions, now time.Time) (azcore.AccessToken, bool) {
+	if tro.Claims != "" || len(tro.Scopes) != 1 {
+		return azcore.AccessToken{}, false
+	}
+	gen := uint64(0)
+	if c.t.secret != nil {
+		_, gen = c.t.secret.current()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	l := c.last[kind]
+	if l.tk.Token == "" || l.scope != tro.Scopes[0] || l.cae != tro.EnableCAE || l.gen != gen ||
+		!now.Before(l.tk.ExpiresOn.Add(-tokenRefreshMargin)) || (!l.tk.RefreshOn.IsZero() && !now.Before(l.tk.RefreshOn)) {
+		return azcore.AccessToken{}, false
+	}
+	return l.tk, true
+}
+
+// remember keeps tk as the kind's last token. A token acquired for a claims
+// challenge replaces the last one too, as it does in MSAL's cache.
+func (c *tenantCredential) remember(kind int, tro policy.TokenRequestOptions, gen uint64, tk azcore.AccessToken) {
+	if len(tro.Scopes) != 1 {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last[kind] = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, tk: tk}
 }
 
 // The kinds of token a tenantCredential requests.
@@ -342,8 +391,12 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 			fmt.Errorf("%w: credential of %s, requested %q", ErrWrongTenant, c.tenantID, tro.TenantID))
 	}
 	tro.TenantID = c.tenantID
+	kind := c.kind(tro)
+	if tk, ok := c.remembered(kind, tro, time.Now()); ok {
+		return tk, nil
+	}
 	ctx = outcome.WithAttempts(ctx)
-	turn := &c.turns[c.kind(tro)]
+	turn := &c.turns[kind]
 	turn.Lock()
 	defer turn.Unlock()
 	inner, gen, err := c.current()
@@ -352,6 +405,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 	}
 	tk, err := inner.GetToken(ctx, tro)
 	if err == nil {
+		c.remember(kind, tro, gen, tk)
 		return tk, nil
 	}
 	if c.t.secret == nil || !secretRejected(err) {
@@ -366,13 +420,14 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		return azcore.AccessToken{}, classify(ctx, err)
 	}
 	zerolog.Ctx(ctx).Info().Str("tenantId", c.tenantID).Msg("app secret changed in Key Vault; retrying the sign-in with it")
-	if inner, _, err = c.current(); err != nil {
+	if inner, gen, err = c.current(); err != nil {
 		return azcore.AccessToken{}, outcome.New(outcome.InternalError, "the tenant's credential could not be built", err)
 	}
 	tk, err = inner.GetToken(ctx, tro)
 	if err != nil {
 		return azcore.AccessToken{}, classify(ctx, err)
 	}
+	c.remember(kind, tro, gen, tk)
 	return tk, nil
 }
 
