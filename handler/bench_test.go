@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -180,8 +179,11 @@ type sweepStats struct {
 	wall, ideal, cpu       time.Duration
 	tokens, conns, resumed int
 	// machine is the CPU time the whole machine spent (handler, fakes,
-	// listener, Azurite) while the sweep ran, over its cores × wall.
+	// listener, Azurite, anything else running) from the timer to the
+	// run's end, over its cores × that time.
 	machine float64
+	elapsed time.Duration
+	cores   int
 }
 
 func benchSweep(b *testing.B, n, concurrency int, naive bool) {
@@ -201,7 +203,7 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 		// minute at 2,000 tenants and two at 10,000; the naive loop runs
 		// after them).
 		prof := filepath.Join(os.TempDir(), fmt.Sprintf("tenantsweep-cpu-%d.pprof", n))
-		env = append(env, "TENANTSWEEP_CPUPROFILE="+prof, "TENANTSWEEP_CPUPROFILE_SECONDS="+strconv.Itoa(60*max(1, n/5000)))
+		env = append(env, "TENANTSWEEP_CPUPROFILE="+prof, "TENANTSWEEP_CPUPROFILE_SECONDS="+strconv.Itoa(60*max(1, (n+4999)/5000)))
 		b.Logf("handler CPU profile: %s (go tool pprof -top %s)", prof, prof)
 	}
 	p := startHost(b, env)
@@ -218,6 +220,8 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 			b.Fatalf("%s sweep: %d %s", name, code, raw)
 		}
 		run, st := waitRun(b, fx, "bench-"+name, 20*time.Minute)
+		busy1, cores, elapsed := machineCPU(b), machineCores(b), time.Since(t0)
+		cpu1 := procCPU(b, p.cmd.Process.Pid)
 		if st.Status != "finished" || run.OK != n {
 			b.Fatalf("%s sweep %s: %s", name, st.Status, run)
 		}
@@ -226,11 +230,13 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 		return sweepStats{
 			wall:    time.Duration(run.WallMs) * time.Millisecond,
 			ideal:   time.Duration(n*roundTrips) * benchLatency / time.Duration(concurrency),
-			cpu:     procCPU(b, p.cmd.Process.Pid) - cpu0,
+			cpu:     cpu1 - cpu0,
 			tokens:  fx.cloud.TotalTokenRequests(),
 			conns:   fx.cloud.Connections(),
 			resumed: fx.cloud.ResumedConnections(),
-			machine: (machineCPU(b) - busy0).Seconds() / (time.Since(t0).Seconds() * float64(runtime.NumCPU())),
+			machine: (busy1 - busy0).Seconds() / (elapsed.Seconds() * float64(cores)),
+			elapsed: elapsed,
+			cores:   cores,
 		}
 	}
 	cold := sweepOnce("cold", 2)
@@ -255,9 +261,9 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 			line += fmt.Sprintf(", naive serial net/http %6.2fs (%.2f× ours)", s.naive.Seconds(), s.naive.Seconds()/s.st.wall.Seconds())
 			b.ReportMetric(s.naive.Seconds(), s.name+"-naive-s")
 		}
-		line += fmt.Sprintf(", CPU %.2f ms/tenant, %d TLS connections (%d resumed), %d token requests, the %d cores %.0f%% busy (the handler %.0f%%)",
+		line += fmt.Sprintf(", CPU %.2f ms/tenant, %d TLS connections (%d resumed), %d token requests, the machine's %d cores %.0f%% busy (the handler %.0f%%)",
 			s.st.cpu.Seconds()*1000/float64(n), s.st.conns, s.st.resumed, s.st.tokens,
-			runtime.NumCPU(), 100*s.st.machine, 100*s.st.cpu.Seconds()/(s.st.wall.Seconds()*float64(runtime.NumCPU())))
+			s.st.cores, 100*s.st.machine, 100*s.st.cpu.Seconds()/(s.st.elapsed.Seconds()*float64(s.st.cores)))
 		b.Log(line)
 		b.ReportMetric(ratio, s.name+"-ratio")
 		b.ReportMetric(s.st.wall.Seconds(), s.name+"-wall-s")
@@ -278,8 +284,10 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 // the process's C slots were (the tenants' durations over C × wall).
 func timeline(tb testing.TB, p *proc, run sweep.Run, results []sweep.WorkResult, concurrency int) string {
 	var planned float64
-	for _, l := range p.stdout.Lines(tb) {
-		if l["message"] == "sweep planned" && l["runId"] == run.ID {
+	// The handler is still running: a last line may be half written.
+	for line := range strings.Lines(p.stdout.String()) {
+		var l map[string]any
+		if json.Unmarshal([]byte(line), &l) == nil && l["message"] == "sweep planned" && l["runId"] == run.ID {
 			planned, _ = l["wallMs"].(float64)
 		}
 	}
@@ -294,6 +302,9 @@ func timeline(tb testing.TB, p *proc, run sweep.Run, results []sweep.WorkResult,
 		}
 	}
 	wall := float64(run.WallMs)
+	if len(results) == 0 || wall <= 0 {
+		return "no work results"
+	}
 	return fmt.Sprintf("planned in %.2fs, first message done at +%.2fs, slots busy %.0f%% of the wall",
 		planned/1000, first.Sub(run.StartedAt).Seconds(), 100*float64(busy)/(wall*float64(concurrency)))
 }
@@ -382,8 +393,9 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	return time.Duration(utime+stime) * time.Second / clockTicks
 }
 
-// machineCPU is the CPU time all cores have spent busy so far: every
-// field of /proc/stat's cpu line but idle and iowait.
+// machineCPU is the CPU time all cores have spent busy so far: user, nice,
+// system, irq and softirq of /proc/stat's cpu line (not idle, iowait or
+// steal; guest time is counted in user already).
 func machineCPU(tb testing.TB) time.Duration {
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
@@ -394,12 +406,28 @@ func machineCPU(tb testing.TB) time.Duration {
 	var busy int64
 	for i, f := range fields {
 		v, _ := strconv.ParseInt(f, 10, 64)
-		if i != 3 && i != 4 && i < 7 { // user, nice, system, irq, softirq: not idle, iowait, steal; guest is in user already
+		if i != 3 && i != 4 && i < 7 {
 			busy += v
 		}
 	}
 	const clockTicks = 100 // USER_HZ on Linux
 	return time.Duration(busy) * time.Second / clockTicks
+}
+
+// machineCores is the number of cores /proc/stat counts (cpuN lines), the
+// denominator of machineCPU whatever this process's affinity.
+func machineCores(tb testing.TB) int {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	n := 0
+	for line := range strings.Lines(string(raw)) {
+		if rest, ok := strings.CutPrefix(line, "cpu"); ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' {
+			n++
+		}
+	}
+	return max(n, 1)
 }
 
 // peakRSS is the process's high-water resident set size in bytes.

@@ -33,7 +33,8 @@ import (
 // DefaultMaxTenants bounds the cached credentials when Options.MaxTenants is 0.
 const DefaultMaxTenants = 100000
 
-// Options tune New. The zero value is right for production.
+// Options tune New. The zero value works; production also sets
+// DisableInstanceDiscovery.
 type Options struct {
 	// Transport sends every request (Entra ID, the managed identity endpoint
 	// and Key Vault). Nil means the SDK's default transport, which honours
@@ -42,7 +43,9 @@ type Options struct {
 	// Retry overrides azcore's retry options of the credentials.
 	Retry *policy.RetryOptions
 	// DisableInstanceDiscovery skips MSAL's instance metadata request (one
-	// GET /common/discovery/instance per tenant credential).
+	// GET /common/discovery/instance per MSAL client). Set it only when the
+	// cloud is one of internal/cloud's, whose authority hosts are Microsoft's
+	// own: MSAL then has nothing to validate.
 	DisableInstanceDiscovery bool
 	// MaxTenants bounds the cached tenant credentials; the least recently
 	// used is dropped past it. 0 means DefaultMaxTenants.
@@ -307,7 +310,8 @@ type tenantCredential struct {
 type lastToken struct {
 	scope string
 	cae   bool
-	gen   uint64 // of the app secret it was acquired with
+	gen   uint64    // of the app secret it was acquired with
+	at    time.Time // when it was acquired
 	tk    azcore.AccessToken
 }
 
@@ -329,7 +333,9 @@ func (c *tenantCredential) remembered(kind int, tro policy.TokenRequestOptions, 
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	l := c.last[kind]
-	if l.tk.Token == "" || l.scope != tro.Scopes[0] || l.cae != tro.EnableCAE || l.gen != gen ||
+	// A clock set back past the acquisition is not trusted, as MSAL does not
+	// trust a cache entry from the future.
+	if l.tk.Token == "" || l.scope != tro.Scopes[0] || l.cae != tro.EnableCAE || l.gen != gen || now.Before(l.at) ||
 		!now.Before(l.tk.ExpiresOn.Add(-tokenRefreshMargin)) || (!l.tk.RefreshOn.IsZero() && !now.Before(l.tk.RefreshOn)) {
 		return azcore.AccessToken{}, false
 	}
@@ -344,7 +350,13 @@ func (c *tenantCredential) remember(kind int, tro policy.TokenRequestOptions, ge
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.last[kind] = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, tk: tk}
+	c.last[kind] = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, at: time.Now(), tk: tk}
+}
+
+func (c *tenantCredential) forgetLast(kind int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.last[kind] = lastToken{}
 }
 
 // The kinds of token a tenantCredential requests.
@@ -392,13 +404,21 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 	}
 	tro.TenantID = c.tenantID
 	kind := c.kind(tro)
-	if tk, ok := c.remembered(kind, tro, time.Now()); ok {
+	if tro.Claims != "" {
+		// The resource refused the last token: nobody gets it again while
+		// the claims request runs.
+		c.forgetLast(kind)
+	} else if tk, ok := c.remembered(kind, tro, time.Now()); ok {
 		return tk, nil
 	}
 	ctx = outcome.WithAttempts(ctx)
 	turn := &c.turns[kind]
 	turn.Lock()
 	defer turn.Unlock()
+	// Another request of this kind may have got the token meanwhile.
+	if tk, ok := c.remembered(kind, tro, time.Now()); ok {
+		return tk, nil
+	}
 	inner, gen, err := c.current()
 	if err != nil {
 		return azcore.AccessToken{}, outcome.New(outcome.InternalError, "the tenant's credential could not be built", err)

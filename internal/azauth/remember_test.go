@@ -2,6 +2,7 @@ package azauth
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"testing"
 	"time"
@@ -13,13 +14,17 @@ import (
 // countingCredential stands for the tenant's MSAL client: it counts what it
 // is asked and mints a new token each time, with the lifetime set.
 type countingCredential struct {
-	calls     int
-	expiresIn time.Duration
-	refreshIn time.Duration
+	calls      int
+	expiresIn  time.Duration
+	refreshIn  time.Duration
+	failClaims bool
 }
 
 func (f *countingCredential) GetToken(_ context.Context, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	f.calls++
+	if f.failClaims && tro.Claims != "" {
+		return azcore.AccessToken{}, errors.New("claims request failed")
+	}
 	now := time.Now()
 	tk := azcore.AccessToken{Token: fmt.Sprintf("token-%d-%s-%s", f.calls, tro.Scopes[0], tro.Claims), ExpiresOn: now.Add(f.expiresIn)}
 	if f.refreshIn != 0 {
@@ -52,7 +57,9 @@ func TestRememberedTokens(t *testing.T) {
 		{name: "another CAE mode asks", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), noCAE}, wantCalls: 2},
 		{name: "another scope of the same kind asks", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), ask("api://other/.default"), ask(graph)}, wantCalls: 3},
 		{name: "near its expiry asks", expiresIn: 4 * time.Minute, asks: []policy.TokenRequestOptions{ask(graph), ask(graph)}, wantCalls: 2},
+		{name: "just outside the expiry margin is kept", expiresIn: 6 * time.Minute, asks: []policy.TokenRequestOptions{ask(graph), ask(graph)}, wantCalls: 1},
 		{name: "due for refresh asks", expiresIn: time.Hour, refreshIn: -time.Second, asks: []policy.TokenRequestOptions{ask(graph), ask(graph)}, wantCalls: 2},
+		{name: "not yet due for refresh is kept", expiresIn: time.Hour, refreshIn: 30 * time.Minute, asks: []policy.TokenRequestOptions{ask(graph), ask(graph)}, wantCalls: 1},
 		{name: "a rotated app secret asks", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), ask(graph)}, rotate: true, wantCalls: 2},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
@@ -91,6 +98,37 @@ func TestRememberedTokens(t *testing.T) {
 		}
 		if want := "token-2-" + graph + "-" + withClaims.Claims; tk.Token != want || inner.calls != 2 {
 			t.Errorf("token %q after %d requests, want %q after 2", tk.Token, inner.calls, want)
+		}
+	})
+
+	t.Run("a claims challenge forgets the refused token, even when it fails", func(t *testing.T) {
+		inner := &countingCredential{expiresIn: time.Hour, failClaims: true}
+		ts := &Tenants{graphScope: graph, vaultScope: vault, build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
+		c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
+		if _, err := c.GetToken(t.Context(), ask(graph)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.GetToken(t.Context(), withClaims); err == nil {
+			t.Fatal("the claims request succeeded")
+		}
+		if _, err := c.GetToken(t.Context(), ask(graph)); err != nil {
+			t.Fatal(err)
+		}
+		if inner.calls != 3 {
+			t.Errorf("%d requests to MSAL, want 3: the refused token was handed out again", inner.calls)
+		}
+	})
+
+	t.Run("a clock set back before the token was acquired asks", func(t *testing.T) {
+		ts := &Tenants{graphScope: graph, vaultScope: vault}
+		c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
+		now := time.Now()
+		c.remember(kindDefault, ask(graph), 0, azcore.AccessToken{Token: "t", ExpiresOn: now.Add(time.Hour)})
+		if _, ok := c.remembered(kindDefault, ask(graph), now.Add(time.Minute)); !ok {
+			t.Error("a fresh token was not remembered")
+		}
+		if _, ok := c.remembered(kindDefault, ask(graph), now.Add(-time.Minute)); ok {
+			t.Error("a token acquired in the future was handed out")
 		}
 	})
 }
