@@ -425,6 +425,40 @@ func TestListAndListActiveAcrossPages(t *testing.T) {
 			t.Fatalf("ListActive gave %d tenants, want %d in key order", len(got), len(wantActive))
 		}
 	})
+
+	t.Run("EachActive", func(t *testing.T) {
+		seen := map[string]int{}
+		err := s.EachActive(t.Context(), func(recs []tenant.Record) error {
+			if len(recs) > 1000 {
+				t.Errorf("a page of %d", len(recs))
+			}
+			for _, r := range recs {
+				seen[r.TenantID]++
+			}
+			return nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, id := range wantActive {
+			if seen[id] != 1 {
+				t.Errorf("%s listed %d times, want once", id, seen[id])
+			}
+		}
+		if len(seen) != len(wantActive) {
+			t.Errorf("listed %d tenants, want %d", len(seen), len(wantActive))
+		}
+
+		stop := errors.New("stop")
+		calls := 0
+		err = s.EachActive(t.Context(), func([]tenant.Record) error {
+			calls++
+			return stop
+		})
+		if err != stop || calls != 1 {
+			t.Errorf("an error from fn: EachActive = %v after %d calls, want it as is after 1", err, calls)
+		}
+	})
 }
 
 func TestListBadContinuation(t *testing.T) {

@@ -3,6 +3,7 @@ package tablestore
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"reflect"
 	"slices"
 	"strings"
@@ -221,6 +222,38 @@ func TestRunRowKeyOrder(t *testing.T) {
 	for _, r := range []sweep.Run{{ID: "a/b", StartedAt: t0}, {ID: "x"}, {ID: "a\x01", StartedAt: t0}} {
 		if _, err := runRowKey(r); err == nil {
 			t.Errorf("runRowKey(%+v) accepted", r)
+		}
+	}
+}
+
+// Every partition key falls in exactly one of EachActive's ranges, and so
+// does a key outside the hex alphabet (a row written by another tool).
+func TestShardFiltersCoverEveryPartition(t *testing.T) {
+	inRange := func(f, pk string) bool {
+		for cond := range strings.SplitSeq(strings.TrimSuffix(f, " and "), " and ") {
+			var op, bound string
+			if _, err := fmt.Sscanf(cond, "PartitionKey %s '%2s'", &op, &bound); err != nil {
+				t.Fatalf("filter %q: %v", f, err)
+			}
+			if (op == "ge" && pk < bound) || (op == "lt" && pk >= bound) {
+				return false
+			}
+		}
+		return true
+	}
+	keys := []string{"", "!", "zz", "FF"}
+	for i := range 256 {
+		keys = append(keys, fmt.Sprintf("%02x", i))
+	}
+	for _, pk := range keys {
+		n := 0
+		for i := range listShards {
+			if inRange(shardFilter(i), pk) {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("partition %q is in %d ranges, want 1", pk, n)
 		}
 	}
 }
