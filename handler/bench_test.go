@@ -213,14 +213,16 @@ func benchSweep(b *testing.B, n, concurrency int, naive bool) {
 	sweepOnce := func(name string, roundTrips int) sweepStats {
 		fx.cloud.ResetCounters()
 		cpu0 := procCPU(b, p.cmd.Process.Pid)
-		busy0, t0 := machineCPU(b), time.Now()
+		busy0, _ := machineCPU(b)
+		t0 := time.Now()
 		// The whole run as in Azure with one instance: the timer plans onto
 		// the queue, the host's listener delivers the work to SweepWorker.
 		if code, raw := timer(b, p, "bench-"+name); code != http.StatusOK {
 			b.Fatalf("%s sweep: %d %s", name, code, raw)
 		}
 		run, st := waitRun(b, fx, "bench-"+name, 20*time.Minute)
-		busy1, cores, elapsed := machineCPU(b), machineCores(b), time.Since(t0)
+		busy1, cores := machineCPU(b)
+		elapsed := time.Since(t0)
 		cpu1 := procCPU(b, p.cmd.Process.Pid)
 		if st.Status != "finished" || run.OK != n {
 			b.Fatalf("%s sweep %s: %s", name, st.Status, run)
@@ -379,6 +381,9 @@ func naiveSweeps(b *testing.B, c *cloudtest.Cloud, n, concurrency int) (cold, wa
 	return sweep(true), sweep(false)
 }
 
+// clockTicks is USER_HZ, the unit of /proc's CPU times on Linux.
+const clockTicks = 100
+
 // procCPU is the user+system CPU time the process has used so far.
 func procCPU(tb testing.TB, pid int) time.Duration {
 	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
@@ -389,45 +394,34 @@ func procCPU(tb testing.TB, pid int) time.Duration {
 	fields := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+2:]))
 	utime, _ := strconv.ParseInt(fields[11], 10, 64)
 	stime, _ := strconv.ParseInt(fields[12], 10, 64)
-	const clockTicks = 100 // USER_HZ on Linux
 	return time.Duration(utime+stime) * time.Second / clockTicks
 }
 
-// machineCPU is the CPU time all cores have spent busy so far: user, nice,
-// system, irq and softirq of /proc/stat's cpu line (not idle, iowait or
-// steal; guest time is counted in user already).
-func machineCPU(tb testing.TB) time.Duration {
+// machineCPU is the CPU time all cores have spent busy so far (user, nice,
+// system, irq and softirq of /proc/stat's cpu line: not idle, iowait or
+// steal; guest time is counted in user already), and the number of cores
+// /proc/stat counts (its cpuN lines), whatever this process's affinity.
+func machineCPU(tb testing.TB) (busy time.Duration, cores int) {
 	raw, err := os.ReadFile("/proc/stat")
 	if err != nil {
 		tb.Fatal(err)
 	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	fields := strings.Fields(line)[1:]
-	var busy int64
-	for i, f := range fields {
-		v, _ := strconv.ParseInt(f, 10, 64)
-		if i != 3 && i != 4 && i < 7 {
-			busy += v
-		}
-	}
-	const clockTicks = 100 // USER_HZ on Linux
-	return time.Duration(busy) * time.Second / clockTicks
-}
-
-// machineCores is the number of cores /proc/stat counts (cpuN lines), the
-// denominator of machineCPU whatever this process's affinity.
-func machineCores(tb testing.TB) int {
-	raw, err := os.ReadFile("/proc/stat")
-	if err != nil {
-		tb.Fatal(err)
-	}
-	n := 0
+	var ticks int64
 	for line := range strings.Lines(string(raw)) {
-		if rest, ok := strings.CutPrefix(line, "cpu"); ok && rest != "" && rest[0] >= '0' && rest[0] <= '9' {
-			n++
+		rest, ok := strings.CutPrefix(line, "cpu")
+		switch {
+		case !ok:
+		case strings.HasPrefix(rest, " "):
+			for i, f := range strings.Fields(rest) {
+				if v, _ := strconv.ParseInt(f, 10, 64); i != 3 && i != 4 && i < 7 {
+					ticks += v
+				}
+			}
+		case rest != "" && rest[0] >= '0' && rest[0] <= '9':
+			cores++
 		}
 	}
-	return max(n, 1)
+	return time.Duration(ticks) * time.Second / clockTicks, max(cores, 1)
 }
 
 // peakRSS is the process's high-water resident set size in bytes.
