@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/runid"
 )
 
 func TestInvokeResponseMarshal(t *testing.T) {
@@ -114,7 +116,7 @@ func TestBeginWithoutID(t *testing.T) {
 func TestNewInvocationID(t *testing.T) {
 	seen := map[string]bool{}
 	for range 1000 {
-		id := newInvocationID()
+		id := runid.New()
 		if !uuidV4.MatchString(id) {
 			t.Fatalf("%q is not UUID v4 shaped", id)
 		}

@@ -2,13 +2,14 @@ package funchost
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
 	"net/http"
 	"runtime/debug"
 	"strings"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/runid"
 )
 
 type invocationKey struct{}
@@ -20,7 +21,7 @@ type invocationKey struct{}
 // operator CLI); InvocationID(ctx) then tells what was chosen.
 func Begin(ctx context.Context, log zerolog.Logger, function, id string) (context.Context, zerolog.Logger) {
 	if id == "" {
-		id = newInvocationID()
+		id = runid.New()
 	}
 	l := log.With().Str("invocationId", id).Str("function", function).Logger()
 	return l.WithContext(context.WithValue(ctx, invocationKey{}, id)), l
@@ -32,10 +33,6 @@ func InvocationID(ctx context.Context) string {
 	id, _ := ctx.Value(invocationKey{}).(string)
 	return id
 }
-
-// maxIDLen keeps a forwarded caller from stamping a huge value onto every log
-// line of an invocation; host ids are 36-character GUIDs.
-const maxIDLen = 128
 
 // invocationID prefers the host's header. In forwarding mode the host copies
 // the caller's headers and then adds its own, and .NET folds repeated values
@@ -50,22 +47,13 @@ func invocationID(h http.Header) string {
 		}
 		last := vs[len(vs)-1]
 		id := strings.TrimSpace(last[strings.LastIndexByte(last, ',')+1:])
-		if id != "" && len(id) <= maxIDLen {
+		// A caller's value that runid refuses (too long, odd characters)
+		// would be stamped on every log line and become a run's id.
+		if runid.Check(id) == nil {
 			return id
 		}
 	}
 	return ""
-}
-
-// newInvocationID makes a UUID v4 so that locally generated ids look like the
-// host's and sort into the same log queries. It is the app's only id
-// generator.
-func newInvocationID() string {
-	var b [16]byte
-	rand.Read(b[:]) // never fails since Go 1.24
-	b[6] = b[6]&0x0f | 0x40
-	b[8] = b[8]&0x3f | 0x80
-	return fmt.Sprintf("%x-%x-%x-%x-%x", b[0:4], b[4:6], b[6:8], b[8:10], b[10:])
 }
 
 // begin is Begin for a request from the host.

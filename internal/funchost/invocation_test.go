@@ -24,6 +24,7 @@ func TestForwardedInvocationID(t *testing.T) {
 		{name: "none", headers: nil},
 		{name: "empty", headers: map[string][]string{"X-Azure-Functions-InvocationId": {""}}},
 		{name: "oversized", headers: map[string][]string{"X-Azure-Functions-InvocationId": {strings.Repeat("a", 200)}}},
+		{name: "characters a run id cannot hold", headers: map[string][]string{"X-Azure-Functions-InvocationId": {"run/1'x"}}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/tenantsweep/tenantsweep/internal/runid"
 )
 
 // timerCall records what fn saw.
@@ -323,7 +325,7 @@ func TestTimerConcurrentInvocations(t *testing.T) {
 	recs := make([]*httptest.ResponseRecorder, n)
 	var wg sync.WaitGroup
 	for i := range n {
-		ids[i], recs[i] = newInvocationID(), httptest.NewRecorder()
+		ids[i], recs[i] = runid.New(), httptest.NewRecorder()
 		wg.Go(func() {
 			h.ServeHTTP(recs[i], hostRequest(http.MethodPost, "/CleanupTimer", payload, ids[i]))
 		})

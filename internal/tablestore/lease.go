@@ -3,15 +3,14 @@ package tablestore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/tenantsweep/tenantsweep/internal/runid"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 )
 
@@ -111,8 +110,8 @@ type workEntity struct {
 }
 
 func workPartition(runID string) (string, error) {
-	if runID == "" || len(runID) > 200 || strings.ContainsAny(runID, `/\#?'`) || strings.ContainsFunc(runID, func(c rune) bool { return c < 0x20 || (c >= 0x7f && c < 0xa0) }) {
-		return "", errors.New("run id is empty, too long, or has a character Table Storage forbids in keys")
+	if err := runid.Check(runID); err != nil {
+		return "", fmt.Errorf("run id: %w", err)
 	}
 	return workPrefix + runID, nil
 }

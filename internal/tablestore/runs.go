@@ -3,14 +3,13 @@ package tablestore
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"math"
-	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
+	"github.com/tenantsweep/tenantsweep/internal/runid"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 )
 
@@ -36,11 +35,8 @@ func runRowKey(r sweep.Run) (string, error) {
 	if r.StartedAt.Year() < 1970 || r.StartedAt.Year() > 2261 {
 		return "", fmt.Errorf("run %q: startedAt %s is out of range", truncate(r.ID, 64), r.StartedAt)
 	}
-	if strings.ContainsAny(r.ID, `/\#?`) || strings.ContainsFunc(r.ID, func(c rune) bool { return c < 0x20 || (c >= 0x7f && c < 0xa0) }) {
-		return "", fmt.Errorf("run %q: id has a character Table Storage forbids in keys", truncate(r.ID, 64))
-	}
-	if len(r.ID) > 200 {
-		return "", errors.New("run id is longer than 200 characters")
+	if err := runid.Check(r.ID); err != nil {
+		return "", fmt.Errorf("run %q: %w", truncate(r.ID, runid.MaxLen), err)
 	}
 	return fmt.Sprintf("%019d-%s", math.MaxInt64-r.StartedAt.UnixNano(), r.ID), nil
 }
