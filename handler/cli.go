@@ -45,53 +45,88 @@ func (e runActive) Unwrap() error { return e.err }
 // ExitCode 4 tells a script "not now" from a failure.
 func (runActive) ExitCode() int { return 4 }
 
-// inProcessGrace is how long past its budget an in-process run's lease
-// lasts: a run killed with its lease held blocks the next one no longer.
-const inProcessGrace = time.Minute
+// holdGrace is how long past its budget a `handler sweep` run holds the
+// run lease: a process killed with its lease held blocks the next run no
+// longer.
+const holdGrace = time.Minute
 
-// sweepOnce is `handler sweep`: one sweep with the same settings as the
-// function, planned and executed in this process, logs to stderr and the
-// summary on stdout. It holds the run lease, so it refuses while another run
+// sweepOnce is `handler sweep`: one run now, planned by the planner
+// TenantSweep uses into a queue of this process's own, whose every message
+// runs through the Worker that SweepWorker uses; logs go to stderr and the
+// summary to stdout. It holds the run lease, so it refuses while another run
 // is active unless force.
 func sweepOnce(ctx context.Context, e env, tenantID string, force bool, stdout, stderr io.Writer) error {
-	ctx, _ = funchost.Begin(ctx, funchost.NewLogger(e.cfg.LogLevel, stderr, stderr), sweepFunction, "")
+	ctx, log := funchost.Begin(ctx, funchost.NewLogger(e.cfg.LogLevel, stderr, stderr), sweepFunction, "")
+	warnRetired(log, e.getenv)
 	a, err := newApp(ctx, e.cfg, deps{})
 	if err != nil {
 		return err
 	}
-	id := funchost.InvocationID(ctx)
-	now := time.Now()
-	lease, err := a.lock.Acquire(ctx, sweep.Lease{RunID: id, Trigger: "cli", State: sweep.LeaseInProcess, StartedAt: now,
-		ExpiresAt: now.Add(e.cfg.Sweep.Budget + inProcessGrace)}, force)
-	if errors.Is(err, sweep.ErrRunActive) {
+	run, err := a.sweepNow(ctx, tenantID, force, stderr)
+	switch {
+	case errors.Is(err, sweep.ErrRunActive):
 		return runActive{err}
+	case err != nil && !errors.Is(err, sweep.ErrAppWide):
+		return sweepFailed{err}
 	}
-	if err != nil {
-		return err
-	}
-	defer func() {
-		lease.State = sweep.LeaseReleased
-		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-		defer cancel()
-		if _, err := a.lock.Update(wctx, lease); err != nil {
-			// It expires on its own at ExpiresAt.
-			zerolog.Ctx(ctx).Warn().Err(err).Msg("release run lease")
-		}
-	}()
-	req := sweep.Request{ID: id, Trigger: "cli", TenantID: tenantID}
-	if isTerminal(stderr) {
-		var p progressLine
-		req.Progress = func(pr sweep.Progress) { p.show(stderr, pr) }
-		defer p.end(stderr)
-	}
-	run, err := a.sweeper.Run(ctx, req)
-	if err == nil || errors.Is(err, sweep.ErrAppWide) {
-		fmt.Fprintln(stdout, run.String())
-	}
+	fmt.Fprintln(stdout, run.String())
+	logFinished(&log, run)
 	if err != nil {
 		return sweepFailed{err}
 	}
 	return nil
+}
+
+// sweepNow runs one sweep in this process, through the planner and the
+// worker, and returns its summary; ErrAppWide (with the summary) when no
+// tenant accepted the app's own credential. Progress goes to progress when
+// it is a terminal.
+func (a *app) sweepNow(ctx context.Context, tenantID string, force bool, progress io.Writer) (sweep.Run, error) {
+	budget := a.cfg.Sweep.Budget
+	rctx, cancel := context.WithTimeout(ctx, budget)
+	defer cancel()
+	var opts sweep.LocalOptions
+	if isTerminal(progress) {
+		var p progressLine
+		opts.Progress = func(pr sweep.Progress) { p.show(progress, pr) }
+		defer p.end(progress)
+	}
+	local := sweep.NewLocal(rctx, a.worker, opts)
+	id := funchost.InvocationID(ctx)
+	run, err := a.planner.Into(local).Plan(rctx, sweep.Request{ID: id, Trigger: "cli", TenantID: tenantID, Force: force, Hold: budget + holdGrace})
+	results := local.Wait()
+	if err != nil {
+		return run, err
+	}
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer wcancel()
+	if err := a.planner.Release(wctx, id); err != nil {
+		// It lapses on its own at HeldUntil.
+		zerolog.Ctx(ctx).Warn().Err(err).Msg("release the run lease")
+	}
+	run = sweep.Summarize(run, results)
+	if run.AppWideFailure != "" {
+		// The run ends on it: stopped before its last messages, or with
+		// none left to start.
+		run.Stopped = true
+		return run, fmt.Errorf("%w: %s", sweep.ErrAppWide, run.AppWideFailure)
+	}
+	return run, nil
+}
+
+// logFinished logs a finished run's summary line.
+func logFinished(log *zerolog.Logger, run sweep.Run) {
+	failed := zerolog.Dict()
+	for code, n := range run.Failed {
+		failed.Int(string(code), n)
+	}
+	ev := log.Info()
+	if run.AppWideFailure != "" {
+		ev = log.Error().Str("appWideFailure", run.AppWideFailure)
+	}
+	ev.Str("runId", run.ID).Str("trigger", run.Trigger).Int("total", run.Total).Int("ok", run.OK).Dict("failed", failed).
+		Int("skippedBackoff", run.SkippedBackoff).Int("notReached", run.NotReached).Int("unreadable", len(run.Unreadable)).
+		Int64("p50Ms", run.P50Ms).Int64("p95Ms", run.P95Ms).Int64("wallMs", run.WallMs).Msg("sweep finished")
 }
 
 // isTerminal reports whether w is a terminal, where a progress line that

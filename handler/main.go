@@ -4,11 +4,12 @@
 //
 // This file wires the application: the registry (internal/tablestore), the
 // app's credential and one per customer tenant (internal/azauth), the Graph
-// and Key Vault readers (internal/graph, internal/keyvault), the per-tenant
-// probe (internal/tenant), the work queue (internal/workqueue), and the
-// functions: TenantSweep, which plans a run onto the queue, and SweepWorker,
-// which executes it (internal/sweep), and OnboardTenant and its
-// ConsentCallback (internal/onboard).
+// and Key Vault readers (internal/graph, internal/keyvault), the tasks that
+// SWEEP_TASKS chooses (internal/tasks) and their runner (internal/task),
+// the work queue (internal/workqueue), and the functions: TenantSweep, which
+// plans a run onto the queue, and SweepWorker, which executes it
+// (internal/sweep), and OnboardTenant and its ConsentCallback
+// (internal/onboard).
 package main
 
 import (
@@ -20,7 +21,6 @@ import (
 	"os/signal"
 	"strings"
 	"syscall"
-	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -35,6 +35,8 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/onboard"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
+	"github.com/tenantsweep/tenantsweep/internal/task"
+	"github.com/tenantsweep/tenantsweep/internal/tasks"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 	"github.com/tenantsweep/tenantsweep/internal/workqueue"
 )
@@ -65,14 +67,15 @@ type deps struct {
 // app is the wired application: one registry, one set of per-tenant
 // credentials and clients, shared by both functions for the process's life.
 type app struct {
-	sweeper *sweep.Sweeper
 	// planner is TenantSweep: it plans a run onto the work queue, which
 	// worker drains as SweepWorker; lock keeps one run at a time.
 	planner *sweep.Planner
 	worker  *sweep.Worker
 	lock    *sweep.RunLock
 	queue   *workqueue.Queue
+	store   *tablestore.Store
 	api     *onboard.API
+	cfg     config.Config
 }
 
 func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
@@ -103,20 +106,28 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		return nil, fmt.Errorf("app credential: %w", err)
 	}
 	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport, MaxClients: cfg.Sweep.CacheSize})
-	prober := &tenant.Prober[azcore.TokenCredential]{
+	graphReader := graph.New(cfg.Cloud, graph.Options{Transport: roundTripper})
+	chosen, err := tasks.Select(tasks.All(tasks.Deps{Directory: graphReader, Vaults: vaults, SecretExpiryWarning: cfg.SecretExpiryWarning}), cfg.Sweep.Tasks)
+	if err != nil { // loadEnv checked the names: only a bug
+		return nil, err
+	}
+	runner, err := task.New(task.Config{
+		Tasks:         chosen,
 		SignIn:        creds,
-		Directory:     graph.New(cfg.Cloud, graph.Options{Transport: roundTripper, Permissions: cfg.GraphPermissions}),
-		Vaults:        vaults,
+		Graph:         graphReader,
 		Advisor:       tenant.Advisor{AppID: cfg.App.ClientID, Cloud: cfg.Cloud},
-		ExpiryWarning: cfg.SecretExpiryWarning,
-		Now:           time.Now,
+		Cloud:         cfg.Cloud,
+		ClientOptions: azcore.ClientOptions{Transport: transport},
+	})
+	if err != nil {
+		return nil, err
 	}
 
-	var sweepProber sweep.Prober = prober
+	var prober sweep.Prober = runner
 	if d.wrapProber != nil {
-		sweepProber = d.wrapProber(prober)
+		prober = d.wrapProber(runner)
 	}
-	sweeper := sweep.New(store, store, sweepProber, sweep.Options{
+	worker := sweep.NewWorker(store, prober, store, sweep.Options{
 		Concurrency:   cfg.Sweep.Concurrency,
 		TenantTimeout: cfg.Sweep.TenantTimeout,
 		Budget:        cfg.Sweep.Budget,
@@ -129,7 +140,7 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	})
 	api := onboard.New(onboard.Config{
 		Store:    store,
-		Verifier: prober,
+		Verifier: runner,
 		// An offboarded tenant's credential, tokens and vault clients go.
 		Forget:        []onboard.Forgetter{creds, vaults},
 		Cloud:         cfg.Cloud,
@@ -138,7 +149,7 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		RedirectURI:   cfg.Onboard.RedirectURI,
 		StateKey:      cfg.Onboard.StateKey,
 	})
-	return &app{sweeper: sweeper, planner: planner, worker: sweep.NewWorker(sweeper, store), lock: lock, queue: queue, api: api}, nil
+	return &app{planner: planner, worker: worker, lock: lock, queue: queue, store: store, api: api, cfg: cfg}, nil
 }
 
 // azuriteHint tells a developer whose registry is the local emulator how to

@@ -130,8 +130,10 @@ func TestSweepCommand(t *testing.T) {
 	if code, out, errOut = run(fx.env(), "--force"); code != 0 || !strings.Contains(out, "2 tenants, 2 ok") {
 		t.Fatalf("sweep --force: exit %d, stdout %q, stderr %s", code, out, errOut)
 	}
-	if l, err := lock.Read(t.Context()); err != nil || l.State != sweep.LeaseReleased {
+	if l, err := lock.Read(t.Context()); err != nil || !l.HeldUntil.IsZero() {
 		t.Fatalf("after sweep --force the lease is %+v, %v; want released", l, err)
+	} else if st, err := lock.State(t.Context(), l); err != nil || st.Active || st.Status != "finished" {
+		t.Fatalf("after sweep --force the run is %+v, %v; want finished", st, err)
 	}
 
 	fx.cloud.UpdateApp(func(a *cloudtest.App) { a.Secret = "rotated-away" })

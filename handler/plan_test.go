@@ -11,6 +11,8 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/task"
+	"github.com/tenantsweep/tenantsweep/internal/tasks"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -72,9 +74,13 @@ func TestProbeIsOneRoundTripWarmAndTwoCold(t *testing.T) {
 	r.c.AddVault("plan-kv2", reachTenantA, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{
 		"s3": {Value: reachSecret, Enabled: true},
 	}})
-	p := &tenant.Prober[azcore.TokenCredential]{
-		SignIn: r.creds, Directory: r.graph, Vaults: r.vaults,
-		Advisor: tenant.Advisor{AppID: testAppID, Cloud: cloud.AzurePublic}, Now: time.Now,
+	p, err := task.New(task.Config{
+		Tasks:  []task.Task{tasks.Access{Directory: r.graph, Vaults: r.vaults}},
+		SignIn: r.creds, Graph: r.graph, Advisor: tenant.Advisor{AppID: testAppID, Cloud: cloud.AzurePublic}, Cloud: cloud.AzurePublic,
+		ClientOptions: azcore.ClientOptions{Transport: r.c.HTTPClient()},
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
 	rec := tenant.Record{TenantID: reachTenantA, Status: tenant.StatusActive, Graph: true, KeyVaults: []tenant.KeyVault{
 		{VaultURL: cloudtest.VaultURL("plan-kv1") + "/", Secrets: []string{"s2", "s1"}},

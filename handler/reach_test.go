@@ -28,6 +28,9 @@ const (
 	reachSecret  = "hunter2-do-not-leak"
 )
 
+// graphOnly is a sign-in's scopes for the Graph token alone.
+var graphOnly = []string{cloud.AzurePublic.GraphScope()}
+
 type reach struct {
 	c      *cloudtest.Cloud
 	creds  *azauth.Tenants
@@ -70,7 +73,7 @@ func TestReachOneTenant(t *testing.T) {
 	}})
 	ctx := context.Background()
 
-	cred, err := r.creds.SignIn(ctx, reachTenantA, false)
+	cred, err := r.creds.SignIn(ctx, reachTenantA, graphOnly)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +143,7 @@ func TestReachFaults(t *testing.T) {
 			noLeak(t, err.Error())
 		}
 	}
-	_, err := r.creds.SignIn(ctx, reachTenantA, false)
+	_, err := r.creds.SignIn(ctx, reachTenantA, graphOnly)
 	check("sign-in, app not in tenant", err, outcome.AppNotInTenant)
 	credA, err := r.creds.Credential(reachTenantA)
 	if err != nil {
@@ -151,7 +154,7 @@ func TestReachFaults(t *testing.T) {
 	_, err = r.vaults.Secret(ctx, reachTenantA, cloudtest.VaultURL("contoso-kv"), "s", credA)
 	check("secret, app not in tenant", err, outcome.AppNotInTenant)
 
-	credB, err := r.creds.SignIn(ctx, reachTenantB, false)
+	credB, err := r.creds.SignIn(ctx, reachTenantB, graphOnly)
 	check("sign-in", err, outcome.OK)
 	_, err = r.graph.Organization(ctx, credB)
 	check("organization, no consent", err, outcome.GraphConsentMissing)
@@ -195,7 +198,7 @@ func TestReachForget(t *testing.T) {
 	ctx := context.Background()
 	probe := func() {
 		t.Helper()
-		cred, err := r.creds.SignIn(ctx, reachTenantA, false)
+		cred, err := r.creds.SignIn(ctx, reachTenantA, graphOnly)
 		if err != nil {
 			t.Fatal(err)
 		}

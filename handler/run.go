@@ -8,10 +8,14 @@ import (
 	"io"
 	"os"
 
+	"github.com/rs/zerolog"
+
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
+	"github.com/tenantsweep/tenantsweep/internal/task"
+	"github.com/tenantsweep/tenantsweep/internal/tasks"
 	"github.com/tenantsweep/tenantsweep/internal/workqueue"
 )
 
@@ -223,5 +227,27 @@ func loadEnv(getenv func(string) string, settingsFile string) (env, error) {
 			return env{}, configError{&config.SettingError{Name: cfg.Queue.ConnectionSetting, Reason: err.Error()}}
 		}
 	}
+	if err := checkTasks(cfg.Sweep.Tasks); err != nil {
+		return env{}, configError{&config.SettingError{Name: "SWEEP_TASKS", Reason: err.Error()}}
+	}
 	return env{cfg: cfg, getenv: getenv, appRoot: root}, nil
+}
+
+// checkTasks reports whether names are tasks of this binary that can run
+// together (no name twice).
+func checkTasks(names []string) error {
+	chosen, err := tasks.Select(tasks.All(tasks.Deps{}), names)
+	if err != nil {
+		return err
+	}
+	_, err = task.New(task.Config{Tasks: chosen})
+	return err
+}
+
+// warnRetired tells a deployment that still sets a setting the app no
+// longer reads what replaced it.
+func warnRetired(log zerolog.Logger, getenv func(string) string) {
+	for name, instead := range config.RetiredSet(getenv) {
+		log.Warn().Str("setting", name).Msg("setting " + name + " is no longer read: " + instead)
+	}
 }

@@ -129,6 +129,7 @@ func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
 		return fmt.Errorf("listen: %w", err)
 	}
 	log := funchost.NewLogger(e.cfg.LogLevel, stdout, stderr)
+	warnRetired(log, e.getenv)
 	log.Info().Str("addr", ln.Addr().String()).Str("cloud", e.cfg.Cloud.Name).
 		Str("credential", string(e.cfg.App.Method)).Msg("custom handler listening")
 	l := startApp(ctx, e.cfg, deps{}, log)
@@ -141,6 +142,7 @@ func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
 func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 	log := funchost.NewLogger(e.cfg.LogLevel, stdout, stderr)
 	log.Warn().Msg("DEVELOPMENT MODE: serving without the Azure Functions host (no function keys, no host retries); use `func start` or Azure for anything else")
+	warnRetired(log, e.getenv)
 	schedule, err := local.TimerSchedule(e.appRoot, sweepFunction, func(name string) string {
 		if name == "TenantSweepSchedule" {
 			return e.cfg.Sweep.Schedule // validated, with its default

@@ -4,13 +4,17 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -45,6 +49,14 @@ func (fx *fixture) inProcess(t testing.TB, d deps, settings ...string) *app {
 		t.Fatal(err)
 	}
 	return a
+}
+
+// sweepIn runs one sweep in process as `handler sweep` does: planned into a
+// queue of the process's own whose every message runs through the worker
+// SweepWorker uses. An empty id gets a new one.
+func sweepIn(a *app, id string) (sweep.Run, error) {
+	ctx, _ := funchost.Begin(context.Background(), zerolog.Nop(), sweepFunction, id)
+	return a.sweepNow(ctx, "", false, io.Discard)
 }
 
 // onboard records tenants straight in the registry, as the API would.
@@ -204,7 +216,7 @@ func TestMixedFaultSweep(t *testing.T) {
 		return faultProber{Prober: p, panics: panics, hangs: hangs}
 	}}, "SWEEP_TENANT_TIMEOUT", "5s", "SWEEP_CONCURRENCY", "32") // 5 s: -race on 2 shared cores makes a cold tenant cost up to ~2 s of CPU wait
 	start := time.Now()
-	run, err := a.sweeper.Run(context.Background(), sweep.Request{ID: "mixed", Trigger: "test"})
+	run, err := sweepIn(a, "mixed")
 	if err != nil {
 		t.Fatalf("sweep: %v", err)
 	}
@@ -253,9 +265,18 @@ func TestMixedFaultSweep(t *testing.T) {
 			}
 		}
 	}
+	// The history holds the run as planned; its work results complete it,
+	// as `handler runs` shows it.
 	runs, err := fx.store.RecentRuns(context.Background(), 5)
-	if err != nil || len(runs) != 1 || runs[0].ID != "mixed" || runs[0].OK != run.OK {
+	if err != nil || len(runs) != 1 || runs[0].ID != "mixed" {
 		t.Fatalf("run history = %+v, %v", runs, err)
+	}
+	results, err := fx.store.WorkResults(context.Background(), "mixed")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := sweep.Summarize(runs[0], results); h.OK != run.OK || h.Total != run.Total || h.MessagesDone != h.Messages {
+		t.Fatalf("run history adds up to %s, want %s", h, run)
 	}
 }
 
@@ -264,14 +285,14 @@ func TestSecondSweepReusesTokens(t *testing.T) {
 	regs := fx.healthyTenants(2000, 20, "tv", true)
 	fx.onboard(t, regs...)
 	a := fx.inProcess(t, deps{})
-	if _, err := a.sweeper.Run(context.Background(), sweep.Request{ID: "cold"}); err != nil {
+	if _, err := sweepIn(a, "cold"); err != nil {
 		t.Fatal(err)
 	}
 	cold := fx.cloud.TotalTokenRequests()
 	if cold == 0 {
 		t.Fatal("first sweep made no token request")
 	}
-	run, err := a.sweeper.Run(context.Background(), sweep.Request{ID: "warm"})
+	run, err := sweepIn(a, "warm")
 	if err != nil || run.OK != 20 {
 		t.Fatalf("second sweep: %+v, %v", run, err)
 	}
@@ -291,7 +312,7 @@ func TestAppWideFailureStopsTheSweep(t *testing.T) {
 	fx.onboard(t, regs...)
 	fx.cloud.UpdateApp(func(app *cloudtest.App) { app.Secret = "rotated-away" })
 	a := fx.inProcess(t, deps{}, "SWEEP_CONCURRENCY", "4")
-	run, err := a.sweeper.Run(context.Background(), sweep.Request{ID: "aw"})
+	run, err := sweepIn(a, "aw")
 	if !errors.Is(err, sweep.ErrAppWide) || run.AppWideFailure == "" || run.NotReached < 80 {
 		t.Fatalf("run = %+v, err = %v; want an early app-wide stop", run, err)
 	}
@@ -313,7 +334,7 @@ func TestBackoffAndReonboarding(t *testing.T) {
 	fx.onboard(t, reg(id, true, ""))
 	a := fx.inProcess(t, deps{})
 	for range 3 {
-		if _, err := a.sweeper.Run(context.Background(), sweep.Request{}); err != nil {
+		if _, err := sweepIn(a, ""); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -321,14 +342,14 @@ func TestBackoffAndReonboarding(t *testing.T) {
 	if rec.ConsecutiveFailures != 3 || !rec.BackedOff(time.Now()) {
 		t.Fatalf("after 3 failures: %+v", rec)
 	}
-	run, _ := a.sweeper.Run(context.Background(), sweep.Request{})
+	run, _ := sweepIn(a, "")
 	if run.SkippedBackoff != 1 || run.OK+len(run.Failed) != 0 {
 		t.Fatalf("backed-off tenant was swept: %+v", run)
 	}
 	// The customer grants consent and onboards again: backoff is lifted.
 	fx.cloud.UpdateTenant(id, func(tn *cloudtest.Tenant) { tn.GraphStatus = 0 })
 	fx.onboard(t, reg(id, true, ""))
-	run, _ = a.sweeper.Run(context.Background(), sweep.Request{})
+	run, _ = sweepIn(a, "")
 	if run.OK != 1 {
 		t.Fatalf("re-onboarded tenant did not resume: %+v", run)
 	}
@@ -343,7 +364,7 @@ func TestDeadlineLeavesTheRestForNextTime(t *testing.T) {
 	fx.onboard(t, regs...)
 	fx.cloud.SetLatency(150 * time.Millisecond)
 	a := fx.inProcess(t, deps{}, "SWEEP_CONCURRENCY", "2", "SWEEP_BUDGET", "2s")
-	run, err := a.sweeper.Run(context.Background(), sweep.Request{ID: "short"})
+	run, err := sweepIn(a, "short")
 	if err != nil || run.OK == 0 || run.NotReached == 0 || run.OK+run.NotReached != 30 {
 		t.Fatalf("run = %+v, %v: want some ok and the rest not reached", run, err)
 	}
@@ -369,7 +390,7 @@ func TestConcurrentOnboardingDuringSweepLosesNothing(t *testing.T) {
 	a := fx.inProcess(t, deps{}, "SWEEP_CONCURRENCY", "8")
 	done := make(chan sweep.Run)
 	go func() {
-		run, _ := a.sweeper.Run(context.Background(), sweep.Request{ID: "busy"})
+		run, _ := sweepIn(a, "busy")
 		done <- run
 	}()
 	for i := range 60 {

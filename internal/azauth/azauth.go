@@ -74,10 +74,8 @@ type builder func(tenantID, secret string) (azcore.TokenCredential, error)
 
 // Tenants hands out one credential per customer tenant.
 type Tenants struct {
-	build      builder
-	secret     *secretSource // keyvault-secret method only
-	graphScope string
-	vaultScope string
+	build  builder
+	secret *secretSource // keyvault-secret method only
 
 	mu    sync.Mutex
 	creds *lru.Cache[string, *tenantCredential]
@@ -118,7 +116,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	if size <= 0 {
 		size = DefaultMaxTenants
 	}
-	t := &Tenants{creds: lru.New[string, *tenantCredential](size), graphScope: cl.GraphScope(), vaultScope: cl.KeyVaultScope}
+	t := &Tenants{creds: lru.New[string, *tenantCredential](size)}
 	disableID := opts.DisableInstanceDiscovery
 	host := cl.AuthorityHost
 	if u, err := url.Parse(host); err != nil || u.Scheme != "https" {
@@ -238,39 +236,38 @@ func (t *Tenants) Credential(tenantID string) (azcore.TokenCredential, error) {
 	return tc, nil
 }
 
-// SignIn obtains (or reuses) a Microsoft Graph token in the tenant and
-// returns the tenant's credential for the reads that follow. It asks with CAE
-// enabled, as the Graph SDK does, because MSAL keeps CAE and non-CAE tokens
-// in separate caches: the token it gets is the one Graph then reuses.
+// SignIn requests (or reuses) the tenant's token of every scope at once and
+// returns the tenant's credential, which then hands them out from its cache:
+// a cold tenant's work waits for one token round trip, however many
+// resources it uses (see tenantCredential for why the requests really run
+// at once). Each is asked for with CAE enabled, as the Azure SDK's clients
+// and the Graph SDK ask, because MSAL keeps CAE and non-CAE tokens in
+// separate caches: the token it gets is the one the clients then reuse.
 //
-// With keyVault it gets the tenant's Key Vault token at the same time, for
-// the cloud's Key Vault scope with CAE, as Key Vault's challenge policy asks
-// for it, so that the challenge then finds it cached: a cold tenant's reads
-// wait for one token round trip, not two (see tenantCredential for why the
-// two requests really run at once). A failed Key Vault token is not the
-// sign-in's failure: the vault read asks again and reports its own outcome.
-// Its errors are *outcome.Error, or a cancellation.
-func (t *Tenants) SignIn(ctx context.Context, tenantID string, keyVault bool) (azcore.TokenCredential, error) {
+// It fails only when every request failed, with the first scope's error;
+// a scope that failed alone is asked for again by the request that needs
+// it, which then reports its own outcome. With no scopes it makes no
+// request. Its errors are *outcome.Error, or a cancellation.
+func (t *Tenants) SignIn(ctx context.Context, tenantID string, scopes []string) (azcore.TokenCredential, error) {
 	cred, err := t.Credential(tenantID)
-	if err != nil {
-		return nil, err
+	if err != nil || len(scopes) == 0 {
+		return cred, err
 	}
-	var prefetched chan struct{}
-	if keyVault && t.vaultScope != "" {
-		prefetched = make(chan struct{})
-		go func() {
-			defer close(prefetched)
-			_, _ = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{t.vaultScope}, EnableCAE: true})
-		}()
+	errs := make([]error, len(scopes))
+	var wg sync.WaitGroup
+	for i, scope := range scopes[1:] {
+		wg.Go(func() {
+			_, errs[i+1] = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}, EnableCAE: true})
+		})
 	}
-	_, err = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{t.graphScope}, EnableCAE: true})
-	if prefetched != nil {
-		<-prefetched
+	_, errs[0] = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scopes[0]}, EnableCAE: true})
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil {
+			return cred, nil
+		}
 	}
-	if err != nil {
-		return nil, err
-	}
-	return cred, nil
+	return nil, errs[0]
 }
 
 // Forget drops the tenant's credential and its cached tokens.
@@ -287,26 +284,35 @@ func (t *Tenants) Forget(tenantID string) {
 // tenantCredential is one tenant's credential. It rebuilds its SDK
 // credential when the app secret read from Key Vault changes.
 //
-// Its one MSAL client serves Key Vault's scope and Graph's at once (see
-// msalCredential), so a cold tenant's two tokens are requested in parallel.
-// Requests of one kind take turns, as they did in azidentity's credentials,
-// so that two concurrent cold requests for one scope make one token request.
+// Its one MSAL client serves every scope at once (see msalCredential), so a
+// cold tenant's tokens are requested in parallel. Requests for one scope
+// take turns, as they did in azidentity's credentials, so that two
+// concurrent cold requests for one scope make one token request.
 type tenantCredential struct {
 	t        *Tenants
 	tenantID string
-	turns    [2]sync.Mutex // by kind, held across a token request
 
-	mu    sync.Mutex
-	gen   uint64
-	inner azcore.TokenCredential
-	last  [2]lastToken // by kind
+	mu     sync.Mutex
+	gen    uint64
+	inner  azcore.TokenCredential
+	scopes []*scopeState // a tenant's tasks use a handful of resources
 }
 
-// lastToken is the token the tenant's MSAL client returned last for a kind.
-// A warm tenant asks for its Graph token twice a sweep (its sign-in, then
-// Graph's authentication) and for its Key Vault token once (the sign-in's
-// prefetch); answering those from here instead of searching MSAL's cache
-// again saves a few percent of a warm sweep's CPU for ~100 bytes a tenant.
+// scopeState is what a tenant credential keeps for one scope: the turn its
+// requests take, and the last token MSAL returned for it. A warm tenant
+// asks for its Graph token twice a sweep (its sign-in, then Graph's
+// authentication) and for its Key Vault token twice (the sign-in, then the
+// vault's challenge); answering those from here instead of searching
+// MSAL's cache again saves a few percent of a warm sweep's CPU for ~100
+// bytes a scope.
+type scopeState struct {
+	scope string // lower case
+	turn  sync.Mutex
+	last  lastToken
+}
+
+// lastToken is the token the tenant's MSAL client returned last for a
+// scope.
 type lastToken struct {
 	scope string
 	cae   bool
@@ -322,8 +328,8 @@ const tokenRefreshMargin = 5 * time.Minute
 // remembered returns the kind's last token when it answers tro as MSAL's
 // cache would: same scope and CAE mode, no claims challenge, acquired with
 // the current app secret, neither due for refresh nor near its expiry.
-func (c *tenantCredential) remembered(kind int, tro policy.TokenRequestOptions, now time.Time) (azcore.AccessToken, bool) {
-	if tro.Claims != "" || len(tro.Scopes) != 1 {
+func (c *tenantCredential) remembered(st *scopeState, tro policy.TokenRequestOptions, now time.Time) (azcore.AccessToken, bool) {
+	if st == nil || tro.Claims != "" {
 		return azcore.AccessToken{}, false
 	}
 	gen := uint64(0)
@@ -332,7 +338,7 @@ func (c *tenantCredential) remembered(kind int, tro policy.TokenRequestOptions, 
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	l := c.last[kind]
+	l := st.last
 	// A clock set back past the acquisition is not trusted, as MSAL does not
 	// trust a cache entry from the future.
 	if l.tk.Token == "" || l.scope != tro.Scopes[0] || l.cae != tro.EnableCAE || l.gen != gen || now.Before(l.at) ||
@@ -344,32 +350,48 @@ func (c *tenantCredential) remembered(kind int, tro policy.TokenRequestOptions, 
 
 // remember keeps tk as the kind's last token. A token acquired for a claims
 // challenge replaces the last one too, as it does in MSAL's cache.
-func (c *tenantCredential) remember(kind int, tro policy.TokenRequestOptions, gen uint64, tk azcore.AccessToken) {
-	if len(tro.Scopes) != 1 {
+func (c *tenantCredential) remember(st *scopeState, tro policy.TokenRequestOptions, gen uint64, tk azcore.AccessToken) {
+	if st == nil {
 		return
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.last[kind] = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, at: time.Now(), tk: tk}
+	st.last = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, at: time.Now(), tk: tk}
 }
 
-func (c *tenantCredential) forgetLast(kind int) {
+func (c *tenantCredential) forgetLast(st *scopeState) {
+	if st == nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.last[kind] = lastToken{}
+	st.last = lastToken{}
 }
 
-// The kinds of token a tenantCredential requests.
-const (
-	kindDefault = 0
-	kindVault   = 1
-)
+// maxScopes bounds the scopes a tenant credential keeps state for; a
+// request for yet another scope goes to MSAL's cache without a turn.
+const maxScopes = 8
 
-func (c *tenantCredential) kind(tro policy.TokenRequestOptions) int {
-	if c.t.vaultScope != "" && len(tro.Scopes) == 1 && strings.EqualFold(tro.Scopes[0], c.t.vaultScope) {
-		return kindVault
+// state is the scope's state, created on first use; nil for a request of
+// several scopes (which the SDKs never make) or past maxScopes.
+func (c *tenantCredential) state(tro policy.TokenRequestOptions) *scopeState {
+	if len(tro.Scopes) != 1 {
+		return nil
 	}
-	return kindDefault
+	scope := strings.ToLower(tro.Scopes[0])
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.scopes {
+		if st.scope == scope {
+			return st
+		}
+	}
+	if len(c.scopes) == maxScopes {
+		return nil
+	}
+	st := &scopeState{scope: scope}
+	c.scopes = append(c.scopes, st)
+	return st
 }
 
 var _ azcore.TokenCredential = (*tenantCredential)(nil)
@@ -403,21 +425,22 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 			fmt.Errorf("%w: credential of %s, requested %q", ErrWrongTenant, c.tenantID, tro.TenantID))
 	}
 	tro.TenantID = c.tenantID
-	kind := c.kind(tro)
+	st := c.state(tro)
 	if tro.Claims != "" {
 		// The resource refused the last token: nobody gets it again while
 		// the claims request runs.
-		c.forgetLast(kind)
-	} else if tk, ok := c.remembered(kind, tro, time.Now()); ok {
+		c.forgetLast(st)
+	} else if tk, ok := c.remembered(st, tro, time.Now()); ok {
 		return tk, nil
 	}
 	ctx = outcome.WithAttempts(ctx)
-	turn := &c.turns[kind]
-	turn.Lock()
-	defer turn.Unlock()
-	// Another request of this kind may have got the token meanwhile.
-	if tk, ok := c.remembered(kind, tro, time.Now()); ok {
-		return tk, nil
+	if st != nil {
+		st.turn.Lock()
+		defer st.turn.Unlock()
+		// Another request for this scope may have got the token meanwhile.
+		if tk, ok := c.remembered(st, tro, time.Now()); ok {
+			return tk, nil
+		}
 	}
 	inner, gen, err := c.current()
 	if err != nil {
@@ -425,7 +448,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 	}
 	tk, err := inner.GetToken(ctx, tro)
 	if err == nil {
-		c.remember(kind, tro, gen, tk)
+		c.remember(st, tro, gen, tk)
 		return tk, nil
 	}
 	if c.t.secret == nil || !secretRejected(err) {
@@ -447,7 +470,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 	if err != nil {
 		return azcore.AccessToken{}, classify(ctx, err)
 	}
-	c.remember(kind, tro, gen, tk)
+	c.remember(st, tro, gen, tk)
 	return tk, nil
 }
 

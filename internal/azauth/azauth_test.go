@@ -534,28 +534,65 @@ func TestNewRejectsBadApps(t *testing.T) {
 	}
 }
 
-// SignIn asks for the token the Graph SDK asks for (its scope, with CAE), so
-// that Graph's first call reuses it instead of signing in again.
+// SignIn asks for every token the way the SDKs ask (each scope, with CAE),
+// all at once, so that the clients' first calls reuse them instead of
+// signing in again.
 func TestSignInAsksLikeTheSDKs(t *testing.T) {
 	c := cloudtest.Start(t)
 	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
 	c.AddTenant(tenantA, cloudtest.Tenant{})
 	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
-	cred, err := ts.SignIn(ctx, tenantA, false)
+	vaultTRO := policy.TokenRequestOptions{Scopes: []string{cloud.AzurePublic.KeyVaultScope}, EnableCAE: true}
+	const latency = 150 * time.Millisecond
+	c.SetLatency(latency)
+	defer c.SetLatency(0)
+	start := time.Now()
+	cred, err := ts.SignIn(ctx, tenantA, []string{graphTRO.Scopes[0], vaultTRO.Scopes[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if n := c.TokenRequests(tenantA); n != 1 {
-		t.Fatalf("token requests after SignIn = %d, want 1", n)
+	if took := time.Since(start); took > 2*latency {
+		t.Errorf("SignIn took %s for two token requests of %s each: they did not run at once", took, latency)
 	}
-	if _, err := cred.GetToken(ctx, graphTRO); err != nil {
-		t.Fatal(err)
+	if n := c.TokenRequests(tenantA); n != 2 {
+		t.Fatalf("token requests after SignIn = %d, want 2", n)
 	}
-	if n := c.TokenRequests(tenantA); n != 1 {
-		t.Errorf("token requests after the SDK's own request = %d, want still 1", n)
+	for _, tro := range []policy.TokenRequestOptions{graphTRO, vaultTRO, graphTRO} {
+		if _, err := cred.GetToken(ctx, tro); err != nil {
+			t.Fatal(err)
+		}
 	}
-	if _, err := ts.SignIn(ctx, "common", false); !errors.Is(err, azauth.ErrInvalidTenantID) {
+	if n := c.TokenRequests(tenantA); n != 2 {
+		t.Errorf("token requests after the SDKs' own requests = %d, want still 2", n)
+	}
+	if _, err := ts.SignIn(ctx, "common", []string{graphTRO.Scopes[0]}); !errors.Is(err, azauth.ErrInvalidTenantID) {
 		t.Errorf("SignIn(common) = %v", err)
+	}
+	before := c.TokenRequests(tenantA)
+	if cred, err := ts.SignIn(ctx, tenantA, nil); err != nil || cred == nil {
+		t.Errorf("SignIn without scopes = %v, %v; want the credential", cred, err)
+	}
+	if n := c.TokenRequests(tenantA); n != before {
+		t.Errorf("SignIn without scopes made %d token requests", n-before)
+	}
+}
+
+// SignIn fails only when no token could be had; a scope that failed alone
+// is left to the request that needs it.
+func TestSignInFailsWhenEveryScopeFails(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{SignIn: cloudtest.FaultAppNotInTenant})
+	c.AddTenant(tenantB, cloudtest.Tenant{})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	scopes := []string{graphTRO.Scopes[0], cloud.AzurePublic.KeyVaultScope}
+	if _, err := ts.SignIn(ctx, tenantA, scopes); outcome.Of(err) != outcome.AppNotInTenant {
+		t.Errorf("SignIn where every request fails = %v, want %s", err, outcome.AppNotInTenant)
+	}
+	// An unknown resource fails alone (AADSTS500011 in Entra ID; invalid
+	// scope in the fake): the Graph token still makes the sign-in.
+	if _, err := ts.SignIn(ctx, tenantB, []string{graphTRO.Scopes[0], "not-a-scope"}); err != nil {
+		t.Errorf("SignIn with one failing scope = %v, want the credential", err)
 	}
 }
 

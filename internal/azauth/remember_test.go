@@ -52,10 +52,10 @@ func TestRememberedTokens(t *testing.T) {
 		wantCalls int
 	}{
 		{name: "the same scope again", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), ask(graph), ask(graph)}, wantCalls: 1},
-		{name: "each kind its own", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), ask(vault), ask(graph), ask(vault)}, wantCalls: 2},
+		{name: "each scope its own", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), ask(vault), ask(graph), ask(vault)}, wantCalls: 2},
 		{name: "a claims challenge asks", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), withClaims}, wantCalls: 2},
 		{name: "another CAE mode asks", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), noCAE}, wantCalls: 2},
-		{name: "another scope of the same kind asks", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), ask("api://other/.default"), ask(graph)}, wantCalls: 3},
+		{name: "a third scope keeps its own", expiresIn: time.Hour, asks: []policy.TokenRequestOptions{ask(graph), ask("api://other/.default"), ask(graph), ask("api://other/.default")}, wantCalls: 2},
 		{name: "near its expiry asks", expiresIn: 4 * time.Minute, asks: []policy.TokenRequestOptions{ask(graph), ask(graph)}, wantCalls: 2},
 		{name: "just outside the expiry margin is kept", expiresIn: 6 * time.Minute, asks: []policy.TokenRequestOptions{ask(graph), ask(graph)}, wantCalls: 1},
 		{name: "due for refresh asks", expiresIn: time.Hour, refreshIn: -time.Second, asks: []policy.TokenRequestOptions{ask(graph), ask(graph)}, wantCalls: 2},
@@ -64,7 +64,7 @@ func TestRememberedTokens(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			inner := &countingCredential{expiresIn: tt.expiresIn, refreshIn: tt.refreshIn}
-			ts := &Tenants{graphScope: graph, vaultScope: vault, secret: &secretSource{value: "s1", gen: 1},
+			ts := &Tenants{secret: &secretSource{value: "s1", gen: 1},
 				build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
 			c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
 			for i, tro := range tt.asks {
@@ -85,7 +85,7 @@ func TestRememberedTokens(t *testing.T) {
 
 	t.Run("the claims token replaces the last one", func(t *testing.T) {
 		inner := &countingCredential{expiresIn: time.Hour}
-		ts := &Tenants{graphScope: graph, vaultScope: vault, build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
+		ts := &Tenants{build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
 		c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
 		for _, tro := range []policy.TokenRequestOptions{ask(graph), withClaims} {
 			if _, err := c.GetToken(t.Context(), tro); err != nil {
@@ -103,7 +103,7 @@ func TestRememberedTokens(t *testing.T) {
 
 	t.Run("a claims challenge forgets the refused token, even when it fails", func(t *testing.T) {
 		inner := &countingCredential{expiresIn: time.Hour, failClaims: true}
-		ts := &Tenants{graphScope: graph, vaultScope: vault, build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
+		ts := &Tenants{build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
 		c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
 		if _, err := c.GetToken(t.Context(), ask(graph)); err != nil {
 			t.Fatal(err)
@@ -120,14 +120,15 @@ func TestRememberedTokens(t *testing.T) {
 	})
 
 	t.Run("a clock set back before the token was acquired asks", func(t *testing.T) {
-		ts := &Tenants{graphScope: graph, vaultScope: vault}
+		ts := &Tenants{}
 		c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
 		now := time.Now()
-		c.remember(kindDefault, ask(graph), 0, azcore.AccessToken{Token: "t", ExpiresOn: now.Add(time.Hour)})
-		if _, ok := c.remembered(kindDefault, ask(graph), now.Add(time.Minute)); !ok {
+		st := c.state(ask(graph))
+		c.remember(st, ask(graph), 0, azcore.AccessToken{Token: "t", ExpiresOn: now.Add(time.Hour)})
+		if _, ok := c.remembered(st, ask(graph), now.Add(time.Minute)); !ok {
 			t.Error("a fresh token was not remembered")
 		}
-		if _, ok := c.remembered(kindDefault, ask(graph), now.Add(-time.Minute)); ok {
+		if _, ok := c.remembered(st, ask(graph), now.Add(-time.Minute)); ok {
 			t.Error("a token acquired in the future was handed out")
 		}
 	})

@@ -56,7 +56,7 @@ var Settings = []Setting{
 	{Name: "APP_CLIENT_SECRET_URI", Description: "Credential method 3: `https://<vault>.vault.azure.net/secrets/<name>` holding the app's secret, read with the Function App's managed identity."},
 	{Name: "APP_FEDERATED_IDENTITY_CLIENT_ID", Description: "Credential method 4 (secretless): client id of the user-assigned managed identity trusted by the app as a federated credential."},
 	{Name: "AZURE_CLIENT_ID", Description: "Client id of the user-assigned managed identity used for the registry and APP_CLIENT_SECRET_URI (read by azidentity)."},
-	{Name: "GRAPH_PERMISSIONS", Default: DefaultGraphPermissions, Description: "Microsoft Graph application permissions the app needs, checked against each tenant's token before Graph is read: comma-separated needs, each `A|B` alternatives of which one suffices (a granted `X.ReadWrite.All` also counts for `X.Read.All`). A tenant lacking one is reported `graph_permission_missing`."},
+	{Name: "SWEEP_TASKS", Default: "access", Description: "The per-tenant tasks that run, comma-separated, in the order their outcomes count (`handler tasks` lists those the binary has, with the permissions each needs): `access` is the access check; `groups` is the worked example. A name the binary lacks stops the start."},
 	{Name: "SECRET_EXPIRY_WARNING", Default: "720h", Description: "A Key Vault secret expiring within this duration is flagged (`720h`, or days as `30d`)."},
 	{Name: "SWEEP_CONCURRENCY", Default: "64", Description: "Tenants processed at once by one sweep (1-1000)."},
 	{Name: "TENANT_CACHE_SIZE", Default: "20000", Description: "Tenants whose credential, tokens and Key Vault clients one process keeps (least recently used dropped; 100-1000000). About 40 KB each: 800 MB at the default, within a 2,048 MB instance; a dropped tenant only signs in again."},
@@ -70,10 +70,23 @@ var Settings = []Setting{
 	{Name: "LOCAL_PORT", Default: "7071", Description: "Port of local mode (`handler local`), which serves /api/... without the Functions host."},
 }
 
-// DefaultGraphPermissions is what the Graph reads need: GET /organization
-// (Organization.Read.All) and GET /users/$count (User.Read.All), either of
-// which Directory.Read.All also grants.
-const DefaultGraphPermissions = "Organization.Read.All|Directory.Read.All,User.Read.All|Directory.Read.All"
+// Retired are settings the app no longer reads, and what replaced each; a
+// deployment that still sets one is told so at start.
+var Retired = map[string]string{
+	"GRAPH_PERMISSIONS": "each task declares the Graph permissions it needs (SWEEP_TASKS; `handler tasks` lists them)",
+}
+
+// RetiredSet lists the retired settings that are set, with what replaced
+// each.
+func RetiredSet(getenv func(string) string) map[string]string {
+	set := map[string]string{}
+	for name, instead := range Retired {
+		if strings.TrimSpace(getenv(name)) != "" {
+			set[name] = instead
+		}
+	}
+	return set
+}
 
 // CredentialMethod names how the app proves its identity to Entra ID.
 type CredentialMethod string
@@ -135,7 +148,10 @@ type Sweep struct {
 	Schedule    string
 	Concurrency int
 	// CacheSize bounds the tenants whose clients a process keeps.
-	CacheSize     int
+	CacheSize int
+	// Tasks are the names of the tasks that run, in order; which names
+	// exist is the binary's business (internal/tasks).
+	Tasks         []string
 	TenantTimeout time.Duration
 	Budget        time.Duration
 	BackoffMax    time.Duration
@@ -157,11 +173,8 @@ type Config struct {
 	Sweep               Sweep
 	Onboard             Onboard
 	SecretExpiryWarning time.Duration
-	// GraphPermissions are the Graph application permissions the app needs,
-	// each as its alternatives.
-	GraphPermissions [][]string
-	LogLevel         zerolog.Level
-	LocalPort        int
+	LogLevel            zerolog.Level
+	LocalPort           int
 }
 
 var (
@@ -208,7 +221,7 @@ func Load(getenv func(string) string, functionTimeout time.Duration) (Config, er
 	if c.Sweep.Budget, err = sweepBudget(l, functionTimeout); err != nil {
 		return c, err
 	}
-	if c.GraphPermissions, err = graphPermissions(l.str("GRAPH_PERMISSIONS")); err != nil {
+	if c.Sweep.Tasks, err = taskNames(l.str("SWEEP_TASKS")); err != nil {
 		return c, err
 	}
 	if c.SecretExpiryWarning, err = l.duration("SECRET_EXPIRY_WARNING", 0, 3650*24*time.Hour); err != nil {
@@ -447,23 +460,18 @@ func loadOnboard(l loader) (Onboard, error) {
 	return o, nil
 }
 
-var permissionRE = regexp.MustCompile(`^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+$`)
-
-// graphPermissions parses GRAPH_PERMISSIONS: "A|B,C" needs A or B, and C.
-func graphPermissions(v string) ([][]string, error) {
-	var needs [][]string
-	for need := range strings.SplitSeq(v, ",") {
-		var alts []string
-		for alt := range strings.SplitSeq(need, "|") {
-			alt = strings.TrimSpace(alt)
-			if !permissionRE.MatchString(alt) {
-				return nil, settingErr("GRAPH_PERMISSIONS", fmt.Sprintf("%q is not a permission name such as User.Read.All (want comma-separated needs, each A|B alternatives)", truncate(alt, 64)))
-			}
-			alts = append(alts, alt)
+// taskNames splits SWEEP_TASKS; whether each name is a task of the binary
+// is checked where the tasks are (handler).
+func taskNames(v string) ([]string, error) {
+	var names []string
+	for n := range strings.SplitSeq(v, ",") {
+		n = strings.TrimSpace(n)
+		if n == "" {
+			return nil, settingErr("SWEEP_TASKS", "want comma-separated task names such as access,groups")
 		}
-		needs = append(needs, alts)
+		names = append(names, n)
 	}
-	return needs, nil
+	return names, nil
 }
 
 func isLoopback(host string) bool {

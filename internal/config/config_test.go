@@ -186,28 +186,42 @@ func pfxFile(t *testing.T) string {
 	return cloudtest.WritePKCS12(t, pemData, "p")
 }
 
-func TestGraphPermissions(t *testing.T) {
-	c, err := Load(with(), 5*time.Minute)
-	if err != nil {
-		t.Fatal(err)
+func TestSweepTasks(t *testing.T) {
+	for _, tt := range []struct {
+		value string
+		want  []string
+	}{
+		{"", []string{"access"}},
+		{"access", []string{"access"}},
+		{" access , groups ", []string{"access", "groups"}},
+	} {
+		c, err := Load(with("SWEEP_TASKS", tt.value), 5*time.Minute)
+		if err != nil || !reflect.DeepEqual(c.Sweep.Tasks, tt.want) {
+			t.Errorf("SWEEP_TASKS=%q: %q, %v; want %q", tt.value, c.Sweep.Tasks, err, tt.want)
+		}
 	}
-	want := [][]string{{"Organization.Read.All", "Directory.Read.All"}, {"User.Read.All", "Directory.Read.All"}}
-	if !reflect.DeepEqual(c.GraphPermissions, want) {
-		t.Errorf("default GraphPermissions = %q, want %q", c.GraphPermissions, want)
-	}
-	c, err = Load(with("GRAPH_PERMISSIONS", " User.Read.All | Directory.Read.All , AuditLog.Read.All "), 5*time.Minute)
-	if err != nil {
-		t.Fatal(err)
-	}
-	want = [][]string{{"User.Read.All", "Directory.Read.All"}, {"AuditLog.Read.All"}}
-	if !reflect.DeepEqual(c.GraphPermissions, want) {
-		t.Errorf("GraphPermissions = %q, want %q", c.GraphPermissions, want)
-	}
-	for _, bad := range []string{"User.Read.All,", "User.Read.All||Directory.Read.All", "User Read", "<script>"} {
-		_, err := Load(with("GRAPH_PERMISSIONS", bad), 5*time.Minute)
+	for _, bad := range []string{"access,", ",access", "access,,groups"} {
+		_, err := Load(with("SWEEP_TASKS", bad), 5*time.Minute)
 		var se *SettingError
-		if !errors.As(err, &se) || se.Name != "GRAPH_PERMISSIONS" {
-			t.Errorf("GRAPH_PERMISSIONS=%q: err = %v, want a GRAPH_PERMISSIONS error", bad, err)
+		if !errors.As(err, &se) || se.Name != "SWEEP_TASKS" {
+			t.Errorf("SWEEP_TASKS=%q: err = %v, want a SWEEP_TASKS error", bad, err)
+		}
+	}
+}
+
+func TestRetiredSettings(t *testing.T) {
+	set := RetiredSet(with("GRAPH_PERMISSIONS", "User.Read.All"))
+	if _, ok := set["GRAPH_PERMISSIONS"]; !ok || len(set) != 1 {
+		t.Errorf("RetiredSet = %v, want GRAPH_PERMISSIONS", set)
+	}
+	if set := RetiredSet(with()); len(set) != 0 {
+		t.Errorf("RetiredSet with none set = %v", set)
+	}
+	for name := range Retired {
+		for _, s := range Settings {
+			if s.Name == name {
+				t.Errorf("%s is both a setting and retired", name)
+			}
 		}
 	}
 }

@@ -28,8 +28,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-// Options tune a Reader. Production sets Permissions only; the zero value
-// reads without checking the token's permissions.
+// Options tune a Reader. The zero value is right for production.
 type Options struct {
 	// Transport is the parent transport under kiota's middleware; nil means
 	// kiota's default transport. Tests pass one that dials a local fake.
@@ -37,13 +36,6 @@ type Options struct {
 	// Retry replaces kiota's default retry options (tests shorten them). The
 	// Reader still refuses to wait for a retry past the context's deadline.
 	Retry *khttp.RetryHandlerOptions
-	// Permissions are the Graph application permissions the reads need
-	// (config's GRAPH_PERMISSIONS), each as its alternatives: any one of
-	// them granted satisfies it, and a granted X.ReadWrite.All satisfies
-	// X.Read.All. A tenant whose token's roles lack one is reported
-	// graph_permission_missing before any request is sent; none means no
-	// check.
-	Permissions [][]string
 }
 
 // Reader reads Microsoft Graph in customer tenants. It is safe for
@@ -55,10 +47,8 @@ type Options struct {
 // msgraph.NewGraphServiceClient writes a kiota package-level variable
 // (EnableBackingStore) that their deserialisation reads: a data race.
 type Reader struct {
-	gsc    *msgraph.GraphServiceClient
-	err    error // of building gsc; only a bug
-	scopes []string
-	needs  [][]string
+	gsc *msgraph.GraphServiceClient
+	err error // of building gsc; only a bug
 }
 
 // New returns a Reader for the Graph endpoint of cl. Every request it sends,
@@ -94,7 +84,7 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 		return &Reader{err: fmt.Errorf("graph: request adapter: %w", err)}
 	}
 	adapter.SetBaseUrl(cl.GraphEndpoint + "/v1.0")
-	return &Reader{gsc: msgraph.NewGraphServiceClient(adapter), scopes: auth.scopes, needs: opts.Permissions}
+	return &Reader{gsc: msgraph.NewGraphServiceClient(adapter)}
 }
 
 type credentialKey struct{}
@@ -123,17 +113,13 @@ func (a tenantAuth) AuthenticateRequest(ctx context.Context, req *abs.RequestInf
 // one JSON $batch request, one round trip; a step that Graph throttled or
 // failed transiently (429, 503, 504) is sent again on its own, through
 // kiota's retry handler, and a user count that the advanced query cannot
-// give (400, 404) is paged instead. A token that lacks a needed permission
-// stops it before the batch is sent.
+// give (400, 404) is paged instead.
 func (r *Reader) Organization(ctx context.Context, cred azcore.TokenCredential) (tenant.GraphInfo, error) {
 	if r.err != nil {
 		return tenant.GraphInfo{}, r.err
 	}
 	if cred == nil {
 		return tenant.GraphInfo{}, errNoCredential
-	}
-	if err := r.checkRoles(ctx, cred); err != nil {
-		return tenant.GraphInfo{}, err
 	}
 	ctx = context.WithValue(ctx, credentialKey{}, cred)
 	// Each request counts its own tries, for classify to name them.

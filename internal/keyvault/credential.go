@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -24,9 +25,18 @@ var (
 // "isn't configured to acquire tokens for tenant" error) and no token for
 // another resource is ever minted for a vault.
 type tenantCredential struct {
-	cred     azcore.TokenCredential
 	tenantID string
 	scope    string
+
+	mu   sync.Mutex
+	cred azcore.TokenCredential
+}
+
+// use makes cred the credential of the next token requests.
+func (c *tenantCredential) use(cred azcore.TokenCredential) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cred = cred
 }
 
 func (c *tenantCredential) GetToken(ctx context.Context, opts policy.TokenRequestOptions) (azcore.AccessToken, error) {
@@ -42,5 +52,8 @@ func (c *tenantCredential) GetToken(ctx context.Context, opts policy.TokenReques
 	// The customer's tenant as registered, not the challenge's spelling of it,
 	// so the credential uses the cache of its own tenant.
 	opts.TenantID = c.tenantID
-	return c.cred.GetToken(ctx, opts)
+	c.mu.Lock()
+	cred := c.cred
+	c.mu.Unlock()
+	return cred.GetToken(ctx, opts)
 }

@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -62,8 +61,8 @@ type Reader struct {
 type clientKey struct{ tenantID, vaultHost string }
 
 type client struct {
-	cred azcore.TokenCredential
-	sc   *azsecrets.Client
+	bound *tenantCredential
+	sc    *azsecrets.Client
 }
 
 // New returns a Reader for the vaults of cl.
@@ -145,7 +144,12 @@ func (r *Reader) client(tenantID, host string, cred azcore.TokenCredential) (*cl
 	k := clientKey{tenantID: tenantID, vaultHost: host}
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if c, ok := r.clients.Get(k); ok && sameCredential(c.cred, cred) {
+	if c, ok := r.clients.Get(k); ok {
+		// Every credential handed in for the tenant is that tenant's (a
+		// task's gated view of it, or a new one after the cache dropped
+		// the old): the client keeps its vault's challenge and uses the
+		// latest.
+		c.bound.use(cred)
 		return c, nil
 	}
 	opts := &azsecrets.ClientOptions{ClientOptions: azcore.ClientOptions{
@@ -157,12 +161,13 @@ func (r *Reader) client(tenantID, host string, cred azcore.TokenCredential) (*cl
 	} else {
 		opts.Transport = vaultHTTP
 	}
-	bound := &tenantCredential{cred: cred, tenantID: tenantID, scope: r.cl.KeyVaultScope}
+	bound := &tenantCredential{tenantID: tenantID, scope: r.cl.KeyVaultScope}
+	bound.use(cred)
 	sc, err := azsecrets.NewClient("https://"+host, bound, opts)
 	if err != nil {
 		return nil, fmt.Errorf("keyvault: new client: %w", err)
 	}
-	c := &client{cred: cred, sc: sc}
+	c := &client{bound: bound, sc: sc}
 	r.clients.Put(k, c)
 	return c, nil
 }
@@ -184,13 +189,6 @@ func (r *Reader) boundRetry(ctx context.Context) context.Context {
 		o.MaxRetryDelay = left
 	}
 	return policy.WithRetryOptions(ctx, o)
-}
-
-func sameCredential(a, b azcore.TokenCredential) bool {
-	if reflect.TypeOf(a) != reflect.TypeOf(b) || !reflect.TypeOf(a).Comparable() {
-		return false
-	}
-	return a == b
 }
 
 // disabledMeta reads the metadata of a disabled secret, whose value Key Vault

@@ -352,7 +352,7 @@ func TestVerificationDoesNotChangeStatus(t *testing.T) {
 		t.Fatalf("status %d", rr.Code)
 	}
 	rec := decodeRecord(t, rr)
-	if rec.Verification == nil || *rec.Verification != e.ver.result {
+	if rec.Verification == nil || !reflect.DeepEqual(*rec.Verification, e.ver.result) {
 		t.Errorf("verification = %+v, want %+v", rec.Verification, e.ver.result)
 	}
 }

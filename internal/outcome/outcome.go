@@ -28,11 +28,17 @@ const (
 	Timeout                Code = "timeout"
 	UpstreamError          Code = "upstream_error" // 5xx or network after retries
 	InternalError          Code = "internal_error" // a bug of ours (a recovered panic)
+	// AccessDenied: an Azure resource other than Graph and Key Vault
+	// answered a task 403: the role of seed step 5 is missing.
+	AccessDenied Code = "access_denied"
+	// ResourceNotFound: a resource a task reads answered 404.
+	ResourceNotFound Code = "resource_not_found"
 )
 
 // Codes lists every code, in the order they are documented.
 var Codes = []Code{OK, AppNotInTenant, TenantNotFound, AppCredentialInvalid, GraphConsentMissing,
-	GraphPermissionMissing, KeyVaultAccessDenied, SecretNotFound, Throttled, Timeout, UpstreamError, InternalError}
+	GraphPermissionMissing, KeyVaultAccessDenied, SecretNotFound, AccessDenied, ResourceNotFound, Throttled, Timeout,
+	UpstreamError, InternalError}
 
 // Error is a classified failure. Detail is safe to show to the customer and to
 // store: it never holds a token or a secret value.
@@ -111,16 +117,6 @@ func Detail(err error) string {
 	default:
 		return "an upstream service failed"
 	}
-}
-
-// CustomerSide reports whether the customer's admin, not the app's developer,
-// can fix the outcome.
-func (c Code) CustomerSide() bool {
-	switch c {
-	case AppNotInTenant, TenantNotFound, GraphConsentMissing, GraphPermissionMissing, KeyVaultAccessDenied, SecretNotFound:
-		return true
-	}
-	return false
 }
 
 // AppWide reports whether the outcome is a fault of the whole app rather than

@@ -35,14 +35,11 @@ func TestOfAndDetail(t *testing.T) {
 	}
 }
 
-func TestCodeSides(t *testing.T) {
+func TestAppWide(t *testing.T) {
 	for _, c := range Codes {
-		if c.AppWide() && c.CustomerSide() {
-			t.Errorf("%s is both app-wide and customer-side", c)
+		if got, want := c.AppWide(), c == AppCredentialInvalid; got != want {
+			t.Errorf("%s.AppWide() = %v, want %v", c, got, want)
 		}
-	}
-	if !AppCredentialInvalid.AppWide() || !KeyVaultAccessDenied.CustomerSide() || Throttled.CustomerSide() {
-		t.Error("sides misassigned")
 	}
 }
 

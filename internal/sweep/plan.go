@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/runid"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -23,10 +24,6 @@ const (
 	LeasePlanning LeaseState = "planning"
 	// LeasePlanned: every message is enqueued; workers are on it.
 	LeasePlanned LeaseState = "planned"
-	// LeaseInProcess: `handler sweep` runs the whole run itself.
-	LeaseInProcess LeaseState = "in-process"
-	// LeaseReleased: the in-process run finished.
-	LeaseReleased LeaseState = "released"
 )
 
 // Lease is the registry's record of the run in progress, so that runs do
@@ -37,9 +34,13 @@ type Lease struct {
 	Trigger   string     `json:"trigger"`
 	State     LeaseState `json:"state"`
 	StartedAt time.Time  `json:"startedAt"`
-	// ExpiresAt is when a holder still planning or sweeping in process is
-	// presumed dead (its instance was killed).
+	// ExpiresAt is when a holder still planning is presumed dead (its
+	// instance was killed).
 	ExpiresAt time.Time `json:"expiresAt"`
+	// HeldUntil is, for a run whose queue is the planning process's own
+	// (`handler sweep`), when that process is presumed gone: its work is not
+	// on the shared queue, whose backlog then says nothing of it.
+	HeldUntil time.Time `json:"heldUntil,omitzero"`
 	// Messages is how many work messages the run enqueued.
 	Messages int `json:"messages"`
 	// ETag is the store's concurrency token of the version read; empty when
@@ -131,13 +132,8 @@ func (l *RunLock) Read(ctx context.Context) (Lease, error) {
 func (l *RunLock) State(ctx context.Context, cur Lease) (RunState, error) {
 	now := time.Now()
 	switch {
-	case cur.RunID == "" || cur.State == LeaseReleased:
+	case cur.RunID == "":
 		return RunState{Status: "finished", Pending: -1}, nil
-	case cur.State == LeaseInProcess:
-		if now.Before(cur.ExpiresAt) {
-			return RunState{Active: true, Status: "running", Pending: -1}, nil
-		}
-		return RunState{Status: "incomplete", Pending: -1}, nil
 	case cur.State == LeasePlanning && now.Before(cur.ExpiresAt):
 		return RunState{Active: true, Status: "planning", Pending: -1}, nil
 	}
@@ -159,7 +155,7 @@ func (l *RunLock) State(ctx context.Context, cur Lease) (RunState, error) {
 		st.Status = "finished"
 		return st, nil
 	}
-	if st.Pending > 0 {
+	if st.Pending > 0 || now.Before(cur.HeldUntil) {
 		st.Active, st.Status = true, "running"
 	} else {
 		st.Status = "incomplete"
@@ -220,6 +216,8 @@ type PlanSource interface {
 	// EachActive calls fn with each page of active tenants, in key order, so
 	// that the registry is never held in memory whole.
 	EachActive(ctx context.Context, fn func([]tenant.Record) error) error
+	// GetMany returns the tenants found among tenantIDs, by lower-case id.
+	GetMany(ctx context.Context, tenantIDs []string) (map[string]tenant.Record, error)
 	// PartitionOf is a tenant's registry partition: the tenants of one
 	// message share one, so that the worker reads them in one request and
 	// writes them in one batch.
@@ -257,46 +255,98 @@ func NewPlanner(reg PlanSource, queue Enqueuer, lock *RunLock, hist History, opt
 	return &Planner{reg: reg, queue: queue, lock: lock, hist: hist, opt: opt}
 }
 
+// Into returns a planner like p that enqueues into q, `handler sweep`'s
+// queue of its own, one message at a time: enqueuing costs no round trip
+// there, and its work starts in the plan's order (longest unswept first).
+func (p *Planner) Into(q Enqueuer) *Planner {
+	c := *p
+	c.queue = q
+	c.opt.Enqueuers = 1
+	return &c
+}
+
 type planEntry struct {
 	id   string
 	last time.Time
 }
 
+// Request describes one run.
+type Request struct {
+	ID      string
+	Trigger string
+	PastDue bool
+	// TenantID, when set, plans only that tenant, ignoring its backoff.
+	TenantID string
+	// Force takes the run lease even while another run is active.
+	Force bool
+	// Hold is, for a queue of the planning process's own, how long that
+	// process may take to run the work (Lease.HeldUntil).
+	Hold time.Duration
+}
+
+// Errors of Plan.
+var (
+	// ErrTenantNotActive means a one-tenant run named a tenant that is not
+	// onboarded, is disabled, or whose row does not decode.
+	ErrTenantNotActive = errors.New("tenant is not an active onboarded tenant")
+	// ErrAppWide means the app itself could not sign in; no tenant was
+	// blamed.
+	ErrAppWide = errors.New("app-wide sign-in failure")
+)
+
 // Plan takes the run lease, lists the active tenants page by page, skips
 // the backed-off ones and enqueues the rest, those swept longest ago first,
 // in messages of TenantsPerMessage. It returns an *ActiveRunError, and
-// enqueues nothing, while another run is active. The run's summary starts
-// in the history; the workers' results complete it (Summarize).
+// enqueues nothing, while another run is active (unless Force). The run's
+// summary starts in the history; the workers' results complete it
+// (Summarize).
 func (p *Planner) Plan(ctx context.Context, req Request) (Run, error) {
 	log := zerolog.Ctx(ctx)
 	start := time.Now()
 	run := Run{ID: req.ID, Trigger: req.Trigger, PastDue: req.PastDue, StartedAt: start, Mode: ModeQueue, Failed: map[outcome.Code]int{}}
-	lease, err := p.lock.Acquire(ctx, Lease{RunID: req.ID, Trigger: req.Trigger, State: LeasePlanning, StartedAt: start, ExpiresAt: start.Add(p.opt.Budget)}, false)
+	if err := runid.Check(req.ID); err != nil {
+		return run, fmt.Errorf("run id %q: %w", truncate(req.ID, runid.MaxLen), err)
+	}
+	var only []planEntry
+	if req.TenantID != "" {
+		var err error
+		if only, err = p.oneTenant(ctx, req.TenantID); err != nil {
+			return run, err
+		}
+	}
+	next := Lease{RunID: req.ID, Trigger: req.Trigger, State: LeasePlanning, StartedAt: start, ExpiresAt: start.Add(p.opt.Budget)}
+	if req.Hold > 0 {
+		next.HeldUntil = start.Add(req.Hold)
+	}
+	lease, err := p.lock.Acquire(ctx, next, req.Force)
 	if err != nil {
 		return run, err
 	}
 	pctx, cancel := context.WithDeadline(ctx, start.Add(p.opt.Budget))
 	defer cancel()
 
-	var todo []planEntry
-	err = p.reg.EachActive(pctx, func(recs []tenant.Record) error {
-		for _, r := range recs {
-			switch {
-			case r.Damage != nil:
-				log.Error().Str("tenantId", r.TenantID).Str("property", r.Damage.Property).Str("detail", r.Damage.Message).
-					Msg("tenant row does not decode; not swept")
-				run.Unreadable = append(run.Unreadable, Unreadable{TenantID: r.TenantID, Property: r.Damage.Property})
-			case r.BackedOff(start):
-				run.SkippedBackoff++
-			default:
-				todo = append(todo, planEntry{id: r.TenantID, last: lastSweepAt(r)})
+	todo := only
+	if req.TenantID == "" {
+		err = p.reg.EachActive(pctx, func(recs []tenant.Record) error {
+			for _, r := range recs {
+				switch {
+				case r.Damage != nil:
+					log.Error().Str("tenantId", r.TenantID).Str("property", r.Damage.Property).Str("detail", r.Damage.Message).
+						Msg("tenant row does not decode; not swept")
+					run.Unreadable = append(run.Unreadable, Unreadable{TenantID: r.TenantID, Property: r.Damage.Property})
+				case r.BackedOff(start):
+					run.SkippedBackoff++
+				default:
+					todo = append(todo, planEntry{id: r.TenantID, last: lastSweepAt(r)})
+				}
 			}
-		}
-		return nil
-	})
+			return nil
+		})
+	}
 	run.Total = len(todo) + run.SkippedBackoff + len(run.Unreadable)
 	if err != nil {
-		lease.State, lease.ExpiresAt = LeasePlanned, start // nothing queued: not active
+		// Nothing queued: not active.
+		lease.State, lease.ExpiresAt, lease.HeldUntil = LeasePlanned, start, time.Time{}
 		p.finish(ctx, lease, run)
 		return run, fmt.Errorf("list active tenants: %w", err)
 	}
@@ -317,6 +367,44 @@ func (p *Planner) Plan(ctx context.Context, req Request) (Run, error) {
 		return run, fmt.Errorf("enqueue work: %w (%d of %d tenants queued)", err, run.Queued, len(todo))
 	}
 	return run, nil
+}
+
+// oneTenant is the plan of a one-tenant run: the tenant, whatever its
+// backoff, when it is active and its row decodes.
+func (p *Planner) oneTenant(ctx context.Context, tenantID string) ([]planEntry, error) {
+	id, err := tenant.ParseTenantID(tenantID)
+	if err != nil {
+		return nil, fmt.Errorf("sweep tenant %q: %w: %w", truncate(tenantID, 64), ErrTenantNotActive, err)
+	}
+	recs, err := p.reg.GetMany(ctx, []string{id})
+	if err != nil {
+		return nil, fmt.Errorf("read tenant %s: %w", id, err)
+	}
+	r, ok := recs[id]
+	if !ok || !r.Active() || r.Damage != nil {
+		return nil, fmt.Errorf("sweep tenant %s: %w", id, ErrTenantNotActive)
+	}
+	return []planEntry{{id: id, last: lastSweepAt(r)}}, nil
+}
+
+// Release ends the hold of a run whose process ran its work itself, once
+// that process is done, so that the run reads as finished or incomplete at
+// once rather than at HeldUntil. A lease another run took meanwhile is left
+// alone.
+func (p *Planner) Release(ctx context.Context, runID string) error {
+	cur, err := p.lock.Read(ctx)
+	if err != nil {
+		return err
+	}
+	if cur.RunID != runID || cur.HeldUntil.IsZero() {
+		return nil
+	}
+	cur.HeldUntil = time.Time{}
+	if cur.State == LeasePlanning {
+		cur.ExpiresAt = time.Now()
+	}
+	_, err = p.lock.Update(ctx, cur)
+	return err
 }
 
 // finish stores the lease and the run's first history row; they outlive
@@ -409,40 +497,9 @@ func (p *Planner) batches(todo []planEntry) [][]string {
 	return out
 }
 
-// Summarize completes a queued run's summary from its work results.
-func Summarize(run Run, results []WorkResult) Run {
-	if run.Mode != ModeQueue {
-		return run
+func lastSweepAt(r tenant.Record) time.Time {
+	if r.LastSweep == nil {
+		return time.Time{}
 	}
-	run.Failed = map[outcome.Code]int{}
-	run.OK, run.Gone, run.Redeliveries = 0, 0, 0
-	seen := map[int]bool{}
-	var durations []int64
-	var last time.Time
-	done := 0
-	for _, r := range results {
-		if seen[r.Seq] { // a result recorded twice (a redelivery after its write)
-			continue
-		}
-		seen[r.Seq] = true
-		done += r.Tenants
-		run.OK += r.OK
-		for c, n := range r.Failed {
-			run.Failed[c] += n
-		}
-		run.Gone += r.Gone + r.Unreadable
-		run.Redeliveries += int(max(r.Delivery-1, 0))
-		durations = append(durations, r.DurationsMs...)
-		if r.FinishedAt.After(last) {
-			last = r.FinishedAt
-		}
-	}
-	run.MessagesDone = len(seen)
-	run.NotReached = run.Queued - done
-	run.P50Ms, run.P95Ms = percentile(durations, 50), percentile(durations, 95)
-	if !last.IsZero() {
-		run.FinishedAt = last
-		run.WallMs = last.Sub(run.StartedAt).Milliseconds()
-	}
-	return run
+	return r.LastSweep.At
 }

@@ -118,6 +118,10 @@ func (h *memHistory) AddRun(_ context.Context, r Run) error {
 }
 
 func newPipeline(recs []tenant.Record, perMessage int) *pipeline {
+	return newPipelineWith(recs, perMessage, Options{Concurrency: 4, TenantTimeout: 10 * time.Second, Budget: time.Minute})
+}
+
+func newPipelineWith(recs []tenant.Record, perMessage int, opt Options) *pipeline {
 	p := &pipeline{reg: tenanttest.New(), leases: &memLeases{}, queue: &memQueue{}, hist: &memHistory{},
 		prober: &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}}
 	for _, r := range recs {
@@ -125,7 +129,7 @@ func newPipeline(recs []tenant.Record, perMessage int) *pipeline {
 	}
 	lock := NewRunLock(p.leases, p.queue)
 	p.planner = NewPlanner(p.reg, p.queue, lock, p.hist, PlanOptions{TenantsPerMessage: perMessage})
-	p.worker = NewWorker(New(p.reg, nil, p.prober, Options{Concurrency: 4, TenantTimeout: 10 * time.Second, Budget: time.Minute}), p.leases)
+	p.worker = NewWorker(p.reg, p.prober, p.leases, opt)
 	return p
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -13,11 +14,15 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/logtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/runid"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 	"github.com/tenantsweep/tenantsweep/internal/tenant/tenanttest"
 )
 
-var _ Registry = (*tenanttest.Store)(nil)
+var (
+	_ Registry   = (*tenanttest.Store)(nil)
+	_ PlanSource = (*tenanttest.Store)(nil)
+)
 
 // get returns a tenant as stored (the zero record when missing).
 func get(reg *tenanttest.Store, id string) tenant.Record {
@@ -59,42 +64,59 @@ func fails(code outcome.Code) func(context.Context) tenant.SweepResult {
 	}
 }
 
-func TestRunRecordsEveryOutcome(t *testing.T) {
+// localRun is `handler sweep`: the planner plans into a Local queue whose
+// messages run through the worker, and the summary adds up their results.
+func (p *pipeline) localRun(ctx context.Context, req Request, opt LocalOptions) (Run, error) {
+	if req.ID == "" {
+		req.ID = runid.New()
+	}
+	l := NewLocal(ctx, p.worker, opt)
+	run, err := p.planner.Into(l).Plan(ctx, req)
+	results := l.Wait()
+	if err != nil {
+		return run, err
+	}
+	if err := p.planner.Release(context.WithoutCancel(ctx), req.ID); err != nil {
+		return run, err
+	}
+	return Summarize(run, results), nil
+}
+
+func TestLocalRunRecordsEveryOutcome(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		recs := active(40)
 		recs[39].Status = tenant.StatusDisabled
-		reg := tenanttest.New(recs...)
+		p := newPipelineWith(recs, 4, Options{Concurrency: 8, TenantTimeout: 200 * time.Millisecond, Budget: time.Minute})
 		codes := []outcome.Code{outcome.AppNotInTenant, outcome.TenantNotFound, outcome.GraphConsentMissing,
 			outcome.KeyVaultAccessDenied, outcome.SecretNotFound, outcome.Throttled, outcome.UpstreamError}
-		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
 		want := map[string]outcome.Code{}
 		for i, c := range codes {
-			p.script[id(i)] = fails(c)
+			p.prober.script[id(i)] = fails(c)
 			want[id(i)] = c
 		}
-		p.script[id(10)] = func(context.Context) tenant.SweepResult { panic("boom") }
+		p.prober.script[id(10)] = func(context.Context) tenant.SweepResult { panic("boom") }
 		want[id(10)] = outcome.InternalError
-		p.script[id(11)] = func(ctx context.Context) tenant.SweepResult {
+		p.prober.script[id(11)] = func(ctx context.Context) tenant.SweepResult {
 			<-ctx.Done() // honours its deadline
 			return tenant.SweepResult{At: time.Now(), Outcome: outcome.UpstreamError}
 		}
 		want[id(11)] = outcome.Timeout
-		p.script[id(12)] = func(ctx context.Context) tenant.SweepResult {
+		p.prober.script[id(12)] = func(ctx context.Context) tenant.SweepResult {
 			time.Sleep(3 * time.Second) // ignores its deadline: abandoned after the grace
 			return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
 		}
 		want[id(12)] = outcome.Timeout
 
-		s := New(reg, nil, p, Options{Concurrency: 8, TenantTimeout: 200 * time.Millisecond, Budget: time.Minute})
-		run, err := s.Run(context.Background(), Request{ID: "r1", Trigger: "test", PastDue: true})
+		run, err := p.localRun(t.Context(), Request{ID: "r1", Trigger: "cli", PastDue: true}, LocalOptions{})
 		if err != nil {
-			t.Fatalf("Run: %v", err)
+			t.Fatalf("run: %v", err)
 		}
-		if run.Total != 39 || run.OK != 39-len(want) || sum(run.Failed) != len(want) || run.NotReached != 0 || !run.PastDue {
+		if run.Total != 39 || run.OK != 39-len(want) || sum(run.Failed) != len(want) || run.NotReached != 0 || !run.PastDue ||
+			run.MessagesDone != run.Messages || run.Messages != 10 {
 			t.Fatalf("summary = %+v", run)
 		}
 		for i := range 39 {
-			got := get(reg, id(i))
+			got := get(p.reg, id(i))
 			if got.LastSweep == nil {
 				t.Fatalf("tenant %d has no lastSweep", i)
 			}
@@ -102,8 +124,8 @@ func TestRunRecordsEveryOutcome(t *testing.T) {
 			if c, ok := want[id(i)]; ok {
 				wantCode = c
 			}
-			if got.LastSweep.Outcome != wantCode {
-				t.Errorf("tenant %d outcome = %s, want %s", i, got.LastSweep.Outcome, wantCode)
+			if got.LastSweep.Outcome != wantCode || got.LastSweep.RunID != "r1" {
+				t.Errorf("tenant %d outcome = %s of run %s, want %s of r1", i, got.LastSweep.Outcome, got.LastSweep.RunID, wantCode)
 			}
 			wantFailures := 0
 			if wantCode != outcome.OK {
@@ -113,8 +135,12 @@ func TestRunRecordsEveryOutcome(t *testing.T) {
 				t.Errorf("tenant %d consecutiveFailures = %d, want %d", i, got.ConsecutiveFailures, wantFailures)
 			}
 		}
-		if get(reg, id(39)).LastSweep != nil {
+		if get(p.reg, id(39)).LastSweep != nil {
 			t.Error("disabled tenant was swept")
+		}
+		// The run is over: the next one may start.
+		if st, err := p.planner.lock.State(t.Context(), p.leases.lease); err != nil || st.Active || st.Status != "finished" {
+			t.Errorf("after the run its state is %+v, %v; want finished", st, err)
 		}
 		// The abandoned work of id(12) still sleeps; the bubble must not end
 		// before it does.
@@ -122,26 +148,56 @@ func TestRunRecordsEveryOutcome(t *testing.T) {
 	})
 }
 
-func TestRunStopsOnAppWideFailure(t *testing.T) {
+// While a local run works, its lease holds the run lock (its work is in
+// its process, not on the shared queue): a timer plans nothing.
+func TestLocalRunHoldsTheLease(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := tenanttest.New(active(200)...)
-		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
+		p := newPipeline(active(4), 2)
+		started := make(chan struct{})
+		release := make(chan struct{})
+		p.prober.script[id(0)] = func(context.Context) tenant.SweepResult {
+			close(started)
+			<-release
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
+		}
+		done := make(chan error)
+		go func() {
+			_, err := p.localRun(t.Context(), Request{ID: "cli", Trigger: "cli", Hold: time.Hour}, LocalOptions{})
+			done <- err
+		}()
+		<-started
+		synctest.Wait()
+		if _, err := p.planner.Plan(t.Context(), Request{ID: "timer", Trigger: "timer"}); !errors.Is(err, ErrRunActive) {
+			t.Errorf("a timer during a local run: %v, want ErrRunActive", err)
+		}
+		close(release)
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.planner.Plan(t.Context(), Request{ID: "timer", Trigger: "timer"}); err != nil {
+			t.Errorf("a timer after the local run released its lease: %v", err)
+		}
+	})
+}
+
+func TestLocalRunStopsOnAppWideFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipelineWith(active(200), 4, Options{Concurrency: 4, Budget: time.Minute})
 		for i := range 200 {
-			p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
+			p.prober.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
 				time.Sleep(time.Millisecond)
 				return tenant.SweepResult{At: time.Now(), Outcome: outcome.AppCredentialInvalid, Message: "secret expired"}
 			}
 		}
-		s := New(reg, nil, p, Options{Concurrency: 4, Budget: time.Minute})
-		run, err := s.Run(context.Background(), Request{ID: "r"})
-		if !errors.Is(err, ErrAppWide) {
-			t.Fatalf("err = %v, want ErrAppWide", err)
+		run, err := p.localRun(t.Context(), Request{ID: "r"}, LocalOptions{InFlight: 1})
+		if err != nil {
+			t.Fatal(err)
 		}
-		if run.AppWideFailure == "" || run.NotReached < 150 {
-			t.Fatalf("summary = %+v: want the fan-out stopped early", run)
+		if run.AppWideFailure != "secret expired" || run.NotReached < 150 {
+			t.Fatalf("summary = %+v: want the run stopped early on the app-wide failure", run)
 		}
 		for i := range 200 {
-			if r := get(reg, id(i)); r.ConsecutiveFailures != 0 || r.LastSweep != nil {
+			if r := get(p.reg, id(i)); r.ConsecutiveFailures != 0 || r.LastSweep != nil {
 				t.Fatalf("tenant %d was blamed for an app-wide failure: %+v", i, r)
 			}
 		}
@@ -150,18 +206,18 @@ func TestRunStopsOnAppWideFailure(t *testing.T) {
 
 func TestAppWideFailureBelowTheStopCount(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := tenanttest.New(active(2)...)
-		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{
-			id(0): fails(outcome.AppCredentialInvalid), id(1): fails(outcome.AppCredentialInvalid)}}
-		run, err := New(reg, nil, p, Options{}).Run(context.Background(), Request{})
-		if !errors.Is(err, ErrAppWide) || run.AppWideFailure == "" {
+		p := newPipeline(active(2), 16)
+		p.prober.script[id(0)] = fails(outcome.AppCredentialInvalid)
+		p.prober.script[id(1)] = fails(outcome.AppCredentialInvalid)
+		run, err := p.localRun(t.Context(), Request{}, LocalOptions{})
+		if err != nil || run.AppWideFailure == "" {
 			t.Fatalf("run = %+v, err = %v; want the app-wide failure reported", run, err)
 		}
 		// One tenant refusing our credential while another accepts it is that
 		// tenant's problem, not the app's.
-		reg = tenanttest.New(active(2)...)
-		p = &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): fails(outcome.AppCredentialInvalid)}}
-		if run, err := New(reg, nil, p, Options{}).Run(context.Background(), Request{}); err != nil || run.AppWideFailure != "" {
+		p = newPipeline(active(2), 16)
+		p.prober.script[id(0)] = fails(outcome.AppCredentialInvalid)
+		if run, err := p.localRun(t.Context(), Request{}, LocalOptions{}); err != nil || run.AppWideFailure != "" {
 			t.Fatalf("run = %+v, err = %v; want no app-wide failure", run, err)
 		}
 	})
@@ -172,17 +228,16 @@ func TestBackoffSkipsAndResumes(t *testing.T) {
 		// In the bubble the clock moves only when every goroutine waits, so
 		// three instant runs all happen at now.
 		now := time.Now()
-		reg := tenanttest.New(active(1)...)
+		p := newPipelineWith(active(1), 16, Options{Budget: time.Minute})
 		failing := true
-		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): func(context.Context) tenant.SweepResult {
+		p.prober.script[id(0)] = func(context.Context) tenant.SweepResult {
 			if failing {
 				return tenant.SweepResult{At: time.Now(), Outcome: outcome.GraphConsentMissing}
 			}
 			return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
-		}}}
-		s := New(reg, nil, p, Options{Budget: time.Minute})
+		}
 		for i := range 3 {
-			run, err := s.Run(context.Background(), Request{})
+			run, err := p.localRun(t.Context(), Request{}, LocalOptions{})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -190,24 +245,21 @@ func TestBackoffSkipsAndResumes(t *testing.T) {
 				t.Fatalf("run %d: summary = %+v, want one graph_consent_missing", i, run)
 			}
 		}
-		r := get(reg, id(0))
+		r := get(p.reg, id(0))
 		if r.ConsecutiveFailures != 3 || r.BackoffUntil == nil || !r.BackoffUntil.Equal(now.Add(15*time.Minute)) {
 			t.Fatalf("after 3 failures: %+v", r)
 		}
-		if r.LastSweep == nil || r.LastSweep.Outcome != outcome.GraphConsentMissing {
-			t.Fatalf("after 3 failures: lastSweep = %+v, want graph_consent_missing", r.LastSweep)
-		}
-		run, _ := s.Run(context.Background(), Request{})
-		if run.SkippedBackoff != 1 || len(p.started) != 3 {
-			t.Fatalf("backed-off tenant was not skipped: %+v, started %d", run, len(p.started))
+		run, _ := p.localRun(t.Context(), Request{}, LocalOptions{})
+		if run.SkippedBackoff != 1 || len(p.prober.started) != 3 {
+			t.Fatalf("backed-off tenant was not skipped: %+v, started %d", run, len(p.prober.started))
 		}
 		time.Sleep(16 * time.Minute)
 		failing = false
-		run, _ = s.Run(context.Background(), Request{})
+		run, _ = p.localRun(t.Context(), Request{}, LocalOptions{})
 		if run.OK != 1 || sum(run.Failed) != 0 {
 			t.Fatalf("tenant did not resume: %+v", run)
 		}
-		r = get(reg, id(0))
+		r = get(p.reg, id(0))
 		if r.ConsecutiveFailures != 0 || r.BackoffUntil != nil {
 			t.Fatalf("success did not clear the backoff: %+v", r)
 		}
@@ -217,12 +269,13 @@ func TestBackoffSkipsAndResumes(t *testing.T) {
 	})
 }
 
+// A run whose budget ends leaves the rest not reached and unblamed; the
+// next run takes them first.
 func TestBudgetLeavesRestNotReachedAndFirstNextTime(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := tenanttest.New(active(20)...)
-		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
+		p := newPipelineWith(active(20), 1, Options{Concurrency: 2, TenantTimeout: time.Minute})
 		for i := range 20 {
-			p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
+			p.prober.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
 				select {
 				case <-time.After(100 * time.Millisecond):
 					return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
@@ -231,8 +284,9 @@ func TestBudgetLeavesRestNotReachedAndFirstNextTime(t *testing.T) {
 				}
 			}
 		}
-		s := New(reg, nil, p, Options{Concurrency: 2, Budget: 350 * time.Millisecond, TenantTimeout: time.Minute})
-		run, err := s.Run(context.Background(), Request{})
+		ctx, cancel := context.WithTimeout(t.Context(), 350*time.Millisecond)
+		run, err := p.localRun(ctx, Request{}, LocalOptions{InFlight: 2})
+		cancel()
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -241,21 +295,22 @@ func TestBudgetLeavesRestNotReachedAndFirstNextTime(t *testing.T) {
 		}
 		var unswept []string
 		for i := range 20 {
-			if get(reg, id(i)).LastSweep == nil {
+			if r := get(p.reg, id(i)); r.LastSweep == nil {
 				unswept = append(unswept, id(i))
+			} else if r.ConsecutiveFailures != 0 {
+				t.Errorf("tenant %d blamed: %+v", i, r)
 			}
 		}
 		if len(unswept) != run.NotReached {
 			t.Fatalf("%d tenants without lastSweep, summary says %d not reached", len(unswept), run.NotReached)
 		}
-		p.started = nil
-		s2 := New(reg, nil, p, Options{Concurrency: 1, Budget: time.Minute})
-		if _, err := s2.Run(context.Background(), Request{}); err != nil {
+		p.prober.started = nil
+		if _, err := p.localRun(t.Context(), Request{}, LocalOptions{InFlight: 1}); err != nil {
 			t.Fatal(err)
 		}
 		for i, id := range unswept {
-			if p.started[i] != id {
-				t.Fatalf("next run started %v first, want the %d not reached %v", p.started[:len(unswept)], len(unswept), unswept)
+			if p.prober.started[i] != id {
+				t.Fatalf("next run started %v first, want the %d not reached %v", p.prober.started[:len(unswept)], len(unswept), unswept)
 			}
 		}
 	})
@@ -263,29 +318,34 @@ func TestBudgetLeavesRestNotReachedAndFirstNextTime(t *testing.T) {
 
 func TestOneTenant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := tenanttest.New(active(5)...)
-		p := &scriptProber{}
-		s := New(reg, nil, p, Options{})
-		run, err := s.Run(context.Background(), Request{TenantID: id(3)})
-		if err != nil || run.Total != 1 || run.OK != 1 || len(p.started) != 1 || p.started[0] != id(3) {
-			t.Fatalf("run = %+v, err = %v, started %v", run, err, p.started)
+		recs := active(5)
+		later := time.Now().Add(time.Hour)
+		recs[3].BackoffUntil = &later // a one-tenant run ignores the backoff
+		recs[4].Status = tenant.StatusDisabled
+		p := newPipeline(recs, 16)
+		run, err := p.localRun(t.Context(), Request{TenantID: strings.ToUpper(id(3))}, LocalOptions{})
+		if err != nil || run.Total != 1 || run.OK != 1 || len(p.prober.started) != 1 || p.prober.started[0] != id(3) {
+			t.Fatalf("run = %+v, err = %v, started %v", run, err, p.prober.started)
 		}
-		if _, err := s.Run(context.Background(), Request{TenantID: id(99)}); !errors.Is(err, ErrTenantNotActive) {
-			t.Fatalf("err = %v, want ErrTenantNotActive", err)
+		for _, other := range []string{id(99), id(4), "not-a-tenant"} {
+			if _, err := p.localRun(t.Context(), Request{TenantID: other}, LocalOptions{}); !errors.Is(err, ErrTenantNotActive) {
+				t.Errorf("tenant %s: err = %v, want ErrTenantNotActive", other, err)
+			}
 		}
 	})
 }
 
-func TestBatchedWriteBack(t *testing.T) {
+// Each message's results are written in one batch: its tenants share a
+// registry partition.
+func TestOneWriteAMessage(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := tenanttest.New(active(1000)...)
-		s := New(reg, nil, &scriptProber{}, Options{Concurrency: 50, BatchSize: 100, FlushEvery: time.Hour})
-		run, err := s.Run(context.Background(), Request{})
+		p := newPipelineWith(active(1000), 16, Options{Concurrency: 50})
+		run, err := p.localRun(t.Context(), Request{}, LocalOptions{})
 		if err != nil || run.OK != 1000 {
 			t.Fatalf("run = %+v, err = %v", run, err)
 		}
-		if reg.Writes() != 1000 || reg.Batches() != 10 {
-			t.Fatalf("writes = %d in %d batches, want 1000 in 10", reg.Writes(), reg.Batches())
+		if p.reg.Writes() != 1000 || p.reg.Batches() != run.Messages {
+			t.Fatalf("writes = %d in %d batches, want 1000 in %d (one a message)", p.reg.Writes(), p.reg.Batches(), run.Messages)
 		}
 	})
 }
@@ -308,21 +368,31 @@ func TestPercentile(t *testing.T) {
 	}
 }
 
-// The line operators alert on comes once per change of a tenant's outcome,
-// not once per sweep.
+// The line operators alert on comes once per change of a task's outcome in
+// a tenant, not once per sweep, also when another task's failure keeps the
+// tenant's outcome the same.
 func TestStatusChangeLoggedOncePerChange(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := tenanttest.New(active(1)...)
-		outcomes := []outcome.Code{outcome.OK, outcome.OK, outcome.GraphConsentMissing, outcome.GraphConsentMissing, outcome.SecretNotFound, outcome.OK}
+		p := newPipelineWith(active(1), 16, Options{Budget: time.Minute, BackoffMax: time.Minute})
+		type step struct{ access, keys outcome.Code }
+		steps := []step{{outcome.OK, outcome.OK}, {outcome.OK, outcome.OK}, {outcome.GraphConsentMissing, outcome.OK},
+			{outcome.GraphConsentMissing, outcome.KeyVaultAccessDenied}, {outcome.SecretNotFound, outcome.KeyVaultAccessDenied}, {outcome.OK, outcome.OK}}
 		var sweep int
-		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(0): func(context.Context) tenant.SweepResult {
-			return tenant.SweepResult{At: time.Now(), Outcome: outcomes[sweep], Step: "4", Remediation: "grant consent"}
-		}}}
-		s := New(reg, nil, p, Options{Budget: time.Minute, BackoffMax: time.Minute})
+		p.prober.script[id(0)] = func(context.Context) tenant.SweepResult {
+			s := steps[sweep]
+			res := tenant.SweepResult{At: time.Now(), Outcome: s.access, Step: "4", Remediation: "grant consent", Tasks: map[string]tenant.TaskResult{
+				"access": {Outcome: s.access, Step: "4", Remediation: "grant consent"},
+				"keys":   {Outcome: s.keys, Step: "5", Remediation: "grant the key role"},
+			}}
+			if res.Outcome == outcome.OK {
+				res.Outcome = s.keys
+			}
+			return res
+		}
 		var logs logtest.Buffer
-		ctx := zerolog.New(&logs).WithContext(context.Background())
-		for sweep = range outcomes {
-			if _, err := s.Run(ctx, Request{}); err != nil {
+		ctx := zerolog.New(&logs).WithContext(t.Context())
+		for sweep = range steps {
+			if _, err := p.localRun(ctx, Request{}, LocalOptions{}); err != nil {
 				t.Fatal(err)
 			}
 			time.Sleep(time.Hour) // past any backoff
@@ -330,17 +400,19 @@ func TestStatusChangeLoggedOncePerChange(t *testing.T) {
 		var changes []string
 		for _, l := range logs.Lines(t) {
 			if l["message"] == "tenant status changed" {
-				if l["tenantId"] != id(0) || l["step"] != "4" || l["remediation"] != "grant consent" {
+				if l["tenantId"] != id(0) || l["step"] == "" || l["remediation"] == "" {
 					t.Errorf("change line %v", l)
 				}
-				changes = append(changes, fmt.Sprint(l["from"], ">", l["to"], ":", l["level"]))
+				changes = append(changes, fmt.Sprint(l["task"], ":", l["from"], ">", l["to"], ":", l["level"]))
 			}
 		}
-		want := []string{"none>ok:info", "ok>graph_consent_missing:warn", "graph_consent_missing>secret_not_found:warn", "secret_not_found>ok:info"}
+		want := []string{"access:none>ok:info", "keys:none>ok:info", "access:ok>graph_consent_missing:warn",
+			"keys:ok>keyvault_access_denied:warn", "access:graph_consent_missing>secret_not_found:warn",
+			"access:secret_not_found>ok:info", "keys:keyvault_access_denied>ok:info"}
 		if fmt.Sprint(changes) != fmt.Sprint(want) {
-			t.Errorf("status changes %v, want %v", changes, want)
+			t.Errorf("status changes\n %v\nwant\n %v", changes, want)
 		}
-		if r := get(reg, id(0)); r.LastSweep == nil || !r.LastSweep.OutcomeSince.Equal(r.LastSweep.At) {
+		if r := get(p.reg, id(0)); r.LastSweep == nil || !r.LastSweep.OutcomeSince.Equal(r.LastSweep.At) {
 			t.Errorf("outcome since %v, want the last sweep's time (it changed then)", r.LastSweep)
 		}
 	})
@@ -348,11 +420,15 @@ func TestStatusChangeLoggedOncePerChange(t *testing.T) {
 
 func TestProgressCountsEveryTenant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := tenanttest.New(active(5)...)
-		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{id(1): fails(outcome.SecretNotFound)}}
+		p := newPipelineWith(active(5), 1, Options{Concurrency: 2, Budget: time.Minute})
+		p.prober.script[id(1)] = fails(outcome.SecretNotFound)
+		var mu sync.Mutex
 		var seen []Progress
-		run, err := New(reg, nil, p, Options{Concurrency: 2, Budget: time.Minute}).
-			Run(context.Background(), Request{Progress: func(pr Progress) { seen = append(seen, pr) }})
+		run, err := p.localRun(t.Context(), Request{}, LocalOptions{InFlight: 1, Progress: func(pr Progress) {
+			mu.Lock()
+			defer mu.Unlock()
+			seen = append(seen, pr)
+		}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -360,48 +436,70 @@ func TestProgressCountsEveryTenant(t *testing.T) {
 			t.Fatalf("progress told %d times, want 5: %+v", len(seen), seen)
 		}
 		for i, pr := range seen {
-			if pr.Done != i+1 || pr.Todo != 5 || pr.OK+pr.Failed != pr.Done {
+			if pr.Done != i+1 || pr.Todo < pr.Done || pr.OK+pr.Failed != pr.Done {
 				t.Errorf("progress %d = %+v", i, pr)
 			}
 		}
-		if last := seen[4]; last.OK != run.OK || last.Failed != 1 {
+		if last := seen[4]; last.OK != run.OK || last.Failed != 1 || last.Todo != 5 {
 			t.Errorf("last progress %+v, run %+v", last, run)
 		}
 	})
 }
 
-// SIGTERM during an in-process run (`handler sweep`): the tenants in flight
-// are not recorded and count as not reached; those finished are recorded,
-// with the run's id.
-func TestRunInterruptedBlamesNoTenant(t *testing.T) {
+// SIGTERM during a local run (`handler sweep`): the tenants in flight are
+// not recorded and count as not reached; those finished are recorded, with
+// the run's id.
+func TestLocalRunInterruptedBlamesNoTenant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		reg := tenanttest.New(active(4)...)
-		ctx, cancel := context.WithCancel(context.Background())
+		p := newPipelineWith(active(4), 1, Options{Concurrency: 4, TenantTimeout: time.Minute, Budget: time.Hour})
+		ctx, cancel := context.WithCancel(t.Context())
 		defer cancel()
-		p := &scriptProber{script: map[string]func(context.Context) tenant.SweepResult{}}
 		for i := 1; i < 4; i++ {
-			p.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
+			p.prober.script[id(i)] = func(ctx context.Context) tenant.SweepResult {
 				time.Sleep(time.Second)
 				cancel() // the signal arrives while three tenants are in flight
 				<-ctx.Done()
 				return tenant.SweepResult{At: time.Now(), Outcome: outcome.UpstreamError, Message: "context canceled"}
 			}
 		}
-		s := New(reg, nil, p, Options{Concurrency: 4, TenantTimeout: time.Minute, Budget: time.Hour})
-		run, err := s.Run(ctx, Request{ID: "cli-run", Trigger: "cli"})
+		run, err := p.localRun(ctx, Request{ID: "cli-run", Trigger: "cli"}, LocalOptions{})
 		if err != nil {
 			t.Fatal(err)
 		}
 		if run.OK != 1 || sum(run.Failed) != 0 || run.NotReached != 3 {
 			t.Fatalf("summary = %+v, want 1 ok and 3 not reached", run)
 		}
-		if got := get(reg, id(0)); got.LastSweep == nil || got.LastSweep.RunID != "cli-run" {
+		if got := get(p.reg, id(0)); got.LastSweep == nil || got.LastSweep.RunID != "cli-run" {
 			t.Errorf("finished tenant: lastSweep %+v, want one of run cli-run", got.LastSweep)
 		}
 		for i := 1; i < 4; i++ {
-			if got := get(reg, id(i)); got.LastSweep != nil || got.ConsecutiveFailures != 0 {
+			if got := get(p.reg, id(i)); got.LastSweep != nil || got.ConsecutiveFailures != 0 {
 				t.Errorf("tenant %d blamed for the interruption: %+v", i, got)
 			}
+		}
+	})
+}
+
+// A message a registry write failed for is run again, as the host
+// redelivers it; the run then counts every tenant once.
+func TestLocalRunRedeliversAnUnfinishedMessage(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipelineWith(active(3), 16, Options{WriteRetries: 1, RetryPause: time.Millisecond})
+		fail := 6 // every write of the first delivery and its one retry
+		p.reg.BeforeWrite(func(string) {
+			if fail > 0 {
+				fail--
+				p.reg.FailWritesWith(errors.New("storage blip"))
+			} else {
+				p.reg.FailWritesWith(nil)
+			}
+		})
+		run, err := p.localRun(t.Context(), Request{}, LocalOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.OK != 3 || run.NotReached != 0 || run.Redeliveries != 1 {
+			t.Fatalf("summary = %+v, want 3 ok after one redelivery", run)
 		}
 	})
 }

@@ -1,6 +1,7 @@
 package tenant
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"strings"
@@ -30,6 +31,43 @@ type Subject struct {
 	TenantID string
 	VaultURL string
 	Secret   string
+	// Resource is the host of another Azure resource a task used, and
+	// Roles the roles the task's declaration says the customer grants.
+	Resource string
+	Roles    []string
+}
+
+// subjectError carries what a failure is about, so that its advice can
+// name the vault or secret to fix.
+type subjectError struct {
+	s   Subject
+	err error
+}
+
+func (e *subjectError) Error() string { return e.err.Error() }
+func (e *subjectError) Unwrap() error { return e.err }
+
+// About returns err marked as being about s; nil stays nil. The mark does
+// not change how err is classified.
+func About(err error, s Subject) error {
+	if err == nil {
+		return nil
+	}
+	return &subjectError{s: s, err: err}
+}
+
+// SubjectOf is what About marked err as being about, with tenantID filled
+// in when the mark has none.
+func SubjectOf(err error, tenantID string) Subject {
+	var se *subjectError
+	s := Subject{TenantID: tenantID}
+	if errors.As(err, &se) {
+		s = se.s
+		if s.TenantID == "" {
+			s.TenantID = tenantID
+		}
+	}
+	return s
 }
 
 // Advise describes code for the given subject.
@@ -84,6 +122,23 @@ func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
 			Message:     fmt.Sprintf("secret %q does not exist in vault %s", s.Secret, s.VaultURL),
 			Remediation: fmt.Sprintf("Create the secret (az keyvault secret set --vault-name %s --name %s --value ...) or onboard again with the right secret names.", vaultName(s.VaultURL), s.Secret),
 		}
+	case outcome.AccessDenied:
+		role := "the role the task needs"
+		if len(s.Roles) > 0 {
+			role = strings.Join(s.Roles, " or ")
+		}
+		return Advice{
+			Step:    "5",
+			Message: fmt.Sprintf("the app %s may not use %s in tenant %s", a.AppID, orResource(s.Resource), s.TenantID),
+			Remediation: fmt.Sprintf("The resource's owner grants the app's service principal %s on it: az role assignment create --role %q --assignee %s --scope <the resource's id>",
+				role, firstOr(s.Roles, "<role>"), a.AppID),
+		}
+	case outcome.ResourceNotFound:
+		return Advice{
+			Step:        "5",
+			Message:     fmt.Sprintf("%s in tenant %s does not have what the app reads there", orResource(s.Resource), s.TenantID),
+			Remediation: "Check that the resource exists, or onboard again with the right names.",
+		}
 	case outcome.Throttled:
 		return Advice{Message: "Microsoft Graph or Key Vault throttled the app past its retry budget", Remediation: "Nothing to do: the tenant is retried on the next sweep."}
 	case outcome.Timeout:
@@ -124,6 +179,20 @@ func (a Advisor) MarkPending(v Verification, onboardedAt, now time.Time) Verific
 func (a Advisor) AdminConsentURL(tenantID string) string {
 	q := url.Values{"client_id": {a.AppID}}
 	return a.Cloud.AuthorityHost + url.PathEscape(tenantID) + "/adminconsent?" + q.Encode()
+}
+
+func orResource(host string) string {
+	if host == "" {
+		return "a resource"
+	}
+	return host
+}
+
+func firstOr(s []string, def string) string {
+	if len(s) == 0 {
+		return def
+	}
+	return s[0]
 }
 
 func vaultName(vaultURL string) string {

@@ -1,6 +1,8 @@
 package tenant
 
 import (
+	"maps"
+	"slices"
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
@@ -27,10 +29,50 @@ func Backoff(failures int, limit time.Duration) time.Duration {
 	return min(d, limit)
 }
 
-// StatusChanged reports whether res changes the tenant's outcome from the
-// one last recorded (none counts as a change), which operators alert on.
-func (r Record) StatusChanged(res SweepResult) bool {
-	return r.LastSweep == nil || r.LastSweep.Outcome != res.Outcome
+// StatusChange is one change of an outcome, which operators alert on.
+type StatusChange struct {
+	// Task is the task whose outcome changed; empty for a result that ran
+	// no task (its tenant's work was abandoned or panicked).
+	Task string
+	// From is the outcome before, or "none" for the first one.
+	From              string
+	To                outcome.Code
+	Step, Remediation string
+}
+
+// StatusChanges lists what res changes from the result the record holds:
+// each task whose outcome differs, in name order. A task the last result
+// did not run starts from "none"; a result from before tasks existed
+// stands for each of them with its own outcome, so that upgrading changes
+// nothing.
+func (r Record) StatusChanges(res SweepResult) []StatusChange {
+	prev := r.LastSweep
+	from := func(name string) string {
+		switch {
+		case prev == nil:
+			return "none"
+		case name == "" || prev.Tasks == nil:
+			return string(prev.Outcome)
+		}
+		if p, ok := prev.Tasks[name]; ok {
+			return string(p.Outcome)
+		}
+		return "none"
+	}
+	var out []StatusChange
+	if len(res.Tasks) == 0 {
+		if f := from(""); f != string(res.Outcome) {
+			out = append(out, StatusChange{From: f, To: res.Outcome, Step: res.Step, Remediation: res.Remediation})
+		}
+		return out
+	}
+	for _, name := range slices.Sorted(maps.Keys(res.Tasks)) {
+		tr := res.Tasks[name]
+		if f := from(name); f != string(tr.Outcome) {
+			out = append(out, StatusChange{Task: name, From: f, To: tr.Outcome, Step: tr.Step, Remediation: tr.Remediation})
+		}
+	}
+	return out
 }
 
 // RecordSweep stores a sweep result on the record. Success clears the failure

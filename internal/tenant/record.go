@@ -5,6 +5,7 @@
 package tenant
 
 import (
+	"encoding/json"
 	"errors"
 	"time"
 
@@ -33,12 +34,21 @@ type Verification struct {
 	Message     string       `json:"message,omitempty"`
 	Remediation string       `json:"remediation,omitempty"`
 	At          time.Time    `json:"at"`
+	// Tasks is the result of each task that onboarding verification runs.
+	Tasks map[string]TaskResult `json:"tasks,omitempty"`
 }
 
 // GraphInfo is what the sweep reads from Microsoft Graph.
 type GraphInfo struct {
 	Organization string `json:"organization"`
 	UserCount    int    `json:"userCount"`
+}
+
+// SecretMeta is a Key Vault secret's metadata; the value is never part of it.
+type SecretMeta struct {
+	Version   string
+	Enabled   *bool
+	ExpiresOn *time.Time
 }
 
 // SecretStatus is what the sweep reads about one Key Vault secret. The
@@ -78,7 +88,25 @@ type SweepResult struct {
 	// were left out.
 	SecretCounts map[outcome.Code]int `json:"secretCounts,omitempty"`
 	Omitted      int                  `json:"keyVaultOmitted,omitempty"`
+	// Tasks is each task's result, by task name. The tenant's Outcome is
+	// the first failure in the order the tasks are configured.
+	Tasks map[string]TaskResult `json:"tasks,omitempty"`
 }
+
+// TaskResult is one task's result in one tenant.
+type TaskResult struct {
+	Outcome     outcome.Code `json:"outcome"`
+	Message     string       `json:"message,omitempty"`
+	Step        string       `json:"step,omitempty"`
+	Remediation string       `json:"remediation,omitempty"`
+	DurationMs  int64        `json:"durationMs"`
+	// Body is what the task reported, as JSON; at most MaxTaskBody bytes.
+	Body json.RawMessage `json:"body,omitempty"`
+}
+
+// MaxTaskBody bounds a task's body, so that a tenant's record always fits a
+// Table Storage entity whatever its tasks report.
+const MaxTaskBody = 1024
 
 // Record is one onboarded tenant in the registry.
 type Record struct {

@@ -1,0 +1,189 @@
+package sweep
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// LocalOptions tune a Local queue. Zero values take the defaults noted.
+type LocalOptions struct {
+	// InFlight is how many messages run at once; default 24, what the
+	// host's queue listener keeps in flight with host.json's batchSize 16
+	// and newBatchThreshold 8. The worker's Concurrency bounds the tenants.
+	InFlight int
+	// MaxDeliveries is how often a message that was not finished (a
+	// registry write that failed, say) is run again, as the host delivers
+	// it again up to maxDequeueCount; default 5.
+	MaxDeliveries int
+	// AppWideStop is how many tenants refusing the app's own credential,
+	// with none ok, stop the run: the messages in flight are interrupted and
+	// no further one starts; default 3.
+	AppWideStop int
+	// Progress, when set, is told after every message that finished; it
+	// runs on the message's goroutine, so it must be quick.
+	Progress func(Progress)
+}
+
+// Progress is how far a run has come.
+type Progress struct {
+	Done, Todo, OK, Failed int
+	Elapsed                time.Duration
+}
+
+// Local is a work queue of the process's own: `handler sweep` plans into it
+// (it is the planner's Enqueuer), and it runs each message through the
+// Worker as SweepWorker's invocations would, so the command line runs the
+// code the host runs. Work is started as it is enqueued; Wait returns the
+// messages' results once planning is over and every message is done.
+type Local struct {
+	ctx   context.Context
+	stop  context.CancelFunc
+	w     *Worker
+	opt   LocalOptions
+	start time.Time
+
+	mu      sync.Mutex
+	cond    *sync.Cond
+	pending []Work
+	closed  bool
+	results []WorkResult
+	todo    int
+	stopped bool
+	wg      sync.WaitGroup
+}
+
+// NewLocal starts a Local queue whose messages run in ctx: its deadline is
+// the run's budget (a message is not started after it), its cancellation
+// an interruption.
+func NewLocal(ctx context.Context, w *Worker, opt LocalOptions) *Local {
+	opt.InFlight = cmp.Or(opt.InFlight, 24)
+	opt.MaxDeliveries = cmp.Or(opt.MaxDeliveries, 5)
+	opt.AppWideStop = cmp.Or(opt.AppWideStop, 3)
+	ctx, stop := context.WithCancel(ctx)
+	l := &Local{ctx: ctx, stop: stop, w: w, opt: opt, start: time.Now()}
+	l.cond = sync.NewCond(&l.mu)
+	for range opt.InFlight {
+		l.wg.Go(l.serve)
+	}
+	return l
+}
+
+// Enqueue takes a message as the planner wrote it for the queue.
+func (l *Local) Enqueue(_ context.Context, text string) error {
+	work, err := ParseWork([]byte(text))
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return errors.New("local queue: enqueue after Wait")
+	}
+	l.pending = append(l.pending, work)
+	l.todo += len(work.Tenants)
+	l.cond.Signal()
+	return nil
+}
+
+// Wait ends enqueuing, waits until every message is done (or dropped: past
+// the budget, after an interruption or an app-wide stop) and returns their
+// results.
+func (l *Local) Wait() []WorkResult {
+	l.mu.Lock()
+	l.closed = true
+	l.cond.Broadcast()
+	l.mu.Unlock()
+	l.wg.Wait()
+	l.stop()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.results
+}
+
+// next is the next message to run; false once the queue is closed and
+// empty, or when no further message may start.
+func (l *Local) next() (Work, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for len(l.pending) == 0 && !l.closed {
+		l.cond.Wait()
+	}
+	if len(l.pending) == 0 || l.stopped || l.ctx.Err() != nil {
+		l.pending = nil // dropped: not reached
+		return Work{}, false
+	}
+	w := l.pending[0]
+	l.pending = l.pending[1:]
+	return w, true
+}
+
+func (l *Local) serve() {
+	for {
+		work, ok := l.next()
+		if !ok {
+			return
+		}
+		wr, err := l.deliver(work)
+		if err != nil {
+			zerolog.Ctx(l.ctx).Warn().Err(err).Str("runId", work.Run).Int("seq", work.Seq).Msg("work message not done; its tenants count as not reached")
+			continue
+		}
+		l.done(wr)
+	}
+}
+
+// deliver runs a message, and again while it was interrupted by something
+// other than the run's end, as the host redelivers it.
+func (l *Local) deliver(work Work) (WorkResult, error) {
+	var err error
+	for delivery := int64(1); delivery <= int64(l.opt.MaxDeliveries); delivery++ {
+		var wr WorkResult
+		wr, err = l.w.Do(l.ctx, work, delivery)
+		if err == nil || !errors.Is(err, ErrInterrupted) || l.ctx.Err() != nil {
+			return wr, err
+		}
+	}
+	return WorkResult{}, fmt.Errorf("given up after %d deliveries: %w", l.opt.MaxDeliveries, err)
+}
+
+func (l *Local) done(wr WorkResult) {
+	l.mu.Lock()
+	l.results = append(l.results, wr)
+	var p Progress
+	for _, r := range l.results {
+		p.Done += r.Tenants
+		p.OK += r.OK
+		p.Failed += sum(r.Failed)
+	}
+	if p.OK == 0 && p.Failed > 0 && l.appWide() >= l.opt.AppWideStop && !l.stopped {
+		// The app itself cannot sign in: the work in flight stops as on an
+		// interruption (nothing recorded, nobody blamed) and no more starts.
+		l.stopped = true
+		l.stop()
+	}
+	p.Todo, p.Elapsed = l.todo, time.Since(l.start)
+	l.mu.Unlock()
+	if l.opt.Progress != nil {
+		l.opt.Progress(p)
+	}
+}
+
+// appWide is how many tenants refused the app's own credential; l.mu is
+// held.
+func (l *Local) appWide() int {
+	n := 0
+	for _, r := range l.results {
+		for c, k := range r.Failed {
+			if c.AppWide() {
+				n += k
+			}
+		}
+	}
+	return n
+}
