@@ -67,7 +67,10 @@ func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
 
 // serveGraphResource answers one Graph request of tenant, on its own or as
 // a step of a $batch: the tenant's injected faults first (each request or
-// step takes one of GraphThrottle's 429s), then the resource.
+// step takes one of GraphThrottle's 429s), then the permission check of
+// the request's token (graphPermissions), then the resource. The faults
+// come first so that a tenant made to fail fails the same whatever it
+// granted.
 func (c *Cloud) serveGraphResource(w http.ResponseWriter, r *http.Request, tenant string) {
 	c.mu.Lock()
 	tn, ok := c.tenants[tenant]
@@ -108,6 +111,9 @@ func (c *Cloud) serveGraphResource(w http.ResponseWriter, r *http.Request, tenan
 		return
 	}
 
+	if allowed := graphPermissions[r.Method+" "+r.URL.Path]; allowed != nil && !c.requireGraphPermission(w, r, allowed) {
+		return
+	}
 	if r.Method != http.MethodGet {
 		writeODataError(w, http.StatusMethodNotAllowed, "Request_BadRequest", "Only GET is supported by cloudtest.")
 		return
