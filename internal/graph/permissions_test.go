@@ -65,12 +65,18 @@ func TestPermissionCheck(t *testing.T) {
 	}
 }
 
-// Without Permissions the token is not inspected at all.
+// Without Permissions the token is not inspected at all: the reads are sent
+// even for a tenant that granted nothing, and it is Graph that refuses them
+// (graph_consent_missing, not the check's graph_permission_missing).
 func TestNoPermissionsNoCheck(t *testing.T) {
 	c := cloudtest.StartWithApp(t)
 	c.AddTenant(tenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 1, GraphRoles: []string{}})
 	r := New(cloud.AzurePublic, Options{Transport: c.HTTPClient().Transport})
-	if _, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA)); err != nil {
-		t.Fatal(err)
+	_, err := r.Organization(context.Background(), c.SecretCredential(t, tenantA))
+	if got := outcome.Of(err); got != outcome.GraphConsentMissing {
+		t.Fatalf("outcome %s (%v), want %s from Graph's own 403", got, err, outcome.GraphConsentMissing)
+	}
+	if len(graphRequests(c)) == 0 {
+		t.Error("no Graph request: the token was checked before the reads were sent")
 	}
 }
