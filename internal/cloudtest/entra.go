@@ -66,6 +66,9 @@ type Tenant struct {
 	// Users is the number of users /v1.0/users lists, 100 a page by
 	// default ($top up to 999).
 	Users int
+	// Groups is the number of groups /v1.0/groups lists, paged as users
+	// are: Microsoft 365, security and mail-enabled security groups in turn.
+	Groups int
 	// GraphStatus, when non-zero, answers every Graph request with this
 	// status: 403 Authorization_RequestDenied, 429 TooManyRequests, 503
 	// serviceNotAvailable (429 and 503 with Retry-After: 0).
@@ -76,8 +79,8 @@ type Tenant struct {
 	// GraphHang makes Graph requests wait until the client gives up.
 	GraphHang bool
 	// CountStatus, when non-zero (400 or 404), answers the advanced query
-	// $count (users/$count, users?$count=true) with it, as a tenant or
-	// cloud without advanced queries does.
+	// $count (users/$count, users?$count=true, and the same of groups) with
+	// it, as a tenant or cloud without advanced queries does.
 	CountStatus int
 	// GraphRoles are the application permissions the tenant granted the
 	// app: the roles claim of its Graph tokens lists them, as Entra ID

@@ -15,6 +15,9 @@ import (
 //	                   Organization.ReadWrite.All, Directory.ReadWrite.All
 //	user-list          User.Read.All; higher: User.ReadWrite.All,
 //	                   Directory.Read.All, Directory.ReadWrite.All
+//	group-list         GroupMember.Read.All; higher: Directory.Read.All,
+//	                   Directory.ReadWrite.All, Group.Read.All,
+//	                   Group.ReadWrite.All
 //
 // $count is a segment of the list and needs what the list needs. A granted
 // X.ReadWrite.All counts where the table lists it, as every permission
@@ -25,12 +28,17 @@ import (
 // added later, in its own file, can add its row here or check with
 // requireGraphPermission itself.
 var graphPermissions = map[string][]string{
-	"GET /v1.0/organization": {"Organization.Read.All", "Directory.Read.All", "Organization.ReadWrite.All", "Directory.ReadWrite.All"},
-	"GET /v1.0/users":        userReaders,
-	"GET /v1.0/users/$count": userReaders,
+	"GET /v1.0/organization":  {"Organization.Read.All", "Directory.Read.All", "Organization.ReadWrite.All", "Directory.ReadWrite.All"},
+	"GET /v1.0/users":         userReaders,
+	"GET /v1.0/users/$count":  userReaders,
+	"GET /v1.0/groups":        groupReaders,
+	"GET /v1.0/groups/$count": groupReaders,
 }
 
-var userReaders = []string{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+var (
+	userReaders  = []string{"User.Read.All", "User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"}
+	groupReaders = []string{"GroupMember.Read.All", "Directory.Read.All", "Directory.ReadWrite.All", "Group.Read.All", "Group.ReadWrite.All"}
+)
 
 // GraphPermissionsFor returns the application permissions the fake Graph
 // accepts for a request, least privileged first; a token needs any one of
