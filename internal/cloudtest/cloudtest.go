@@ -88,6 +88,7 @@ type Cloud struct {
 	miReqs         int
 	miStatus       int
 	tunnels        map[net.Conn]struct{}
+	rsaUsed        map[int]int // RSA key material taken from the process's cache, by size
 	closed         bool
 }
 
@@ -121,6 +122,7 @@ func Start(t testing.TB) *Cloud {
 		tokens:    map[string]tokenInfo{},
 		tokenReqs: map[string]int{},
 		tunnels:   map[net.Conn]struct{}{},
+		rsaUsed:   map[int]int{},
 	}
 	c.pool.AddCert(ca.cert)
 

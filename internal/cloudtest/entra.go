@@ -66,6 +66,9 @@ type Tenant struct {
 	// Users is the number of users /v1.0/users lists, 100 a page by
 	// default ($top up to 999).
 	Users int
+	// Groups is the number of groups /v1.0/groups lists, paged as users
+	// are: Microsoft 365, security and mail-enabled security groups in turn.
+	Groups int
 	// GraphStatus, when non-zero, answers every Graph request with this
 	// status: 403 Authorization_RequestDenied, 429 TooManyRequests, 503
 	// serviceNotAvailable (429 and 503 with Retry-After: 0).
@@ -76,15 +79,17 @@ type Tenant struct {
 	// GraphHang makes Graph requests wait until the client gives up.
 	GraphHang bool
 	// CountStatus, when non-zero (400 or 404), answers the advanced query
-	// $count (users/$count, users?$count=true) with it, as a tenant or
-	// cloud without advanced queries does.
+	// $count (users/$count, users?$count=true, and the same of groups) with
+	// it, as a tenant or cloud without advanced queries does.
 	CountStatus int
-	// GraphRoles are the application permissions the roles claim of the
-	// tenant's Graph tokens lists, as Entra ID lists those the tenant
-	// granted; nil means DefaultGraphRoles, and an empty non-nil slice an
-	// empty claim.
+	// GraphRoles are the application permissions the tenant granted the
+	// app: the roles claim of its Graph tokens lists them, as Entra ID
+	// does, and the fake Graph lets a token do what they allow (see
+	// GraphPermissionsFor). nil means DefaultGraphRoles, and an empty
+	// non-nil slice none at all. A token keeps the roles of its issue.
 	GraphRoles []string
-	// GraphToken shapes the tenant's Graph tokens.
+	// GraphToken shapes the tenant's Graph tokens: what a client can read
+	// from them, not what Graph lets them do.
 	GraphToken TokenShape
 }
 
@@ -94,7 +99,9 @@ type Tenant struct {
 var DefaultGraphRoles = []string{"Organization.Read.All", "User.Read.All"}
 
 // TokenShape is the form of the Graph tokens a tenant is issued. Graph
-// accepts each of them.
+// accepts each of them, and enforces the tenant's GraphRoles whatever the
+// shape: a real token always carries its roles, and only a client that
+// reads the token can be kept from seeing them.
 type TokenShape int
 
 const (
@@ -132,6 +139,9 @@ type tokenClaims struct {
 type tokenInfo struct {
 	claims tokenClaims
 	mi     bool
+	// graphRoles are the application permissions a Graph token grants,
+	// recorded at issue whether or not its claims show them.
+	graphRoles []string
 }
 
 // SetApp replaces the app registration.
@@ -206,12 +216,13 @@ func (c *Cloud) ExpireTokens() {
 
 // issueLocked mints a token; c.mu is held.
 func (c *Cloud) issueLocked(tenant, resource, appID string, mi bool, ttl time.Duration) string {
-	return c.issueShapedLocked(tenant, resource, appID, mi, ttl, nil, false)
+	return c.issueShapedLocked(tenant, resource, appID, mi, ttl, nil, nil, false)
 }
 
-// issueShapedLocked mints a token with roles (nil: no roles claim), as a JWT
-// or, when opaque, as a string that is not one; c.mu is held.
-func (c *Cloud) issueShapedLocked(tenant, resource, appID string, mi bool, ttl time.Duration, roles *[]string, opaque bool) string {
+// issueShapedLocked mints a token that grants graphRoles, with a roles claim
+// (nil: none), as a JWT or, when opaque, as a string that is not one; c.mu
+// is held.
+func (c *Cloud) issueShapedLocked(tenant, resource, appID string, mi bool, ttl time.Duration, graphRoles []string, roles *[]string, opaque bool) string {
 	now := time.Now()
 	oid := guidFrom("sp", tenant, appID)
 	cl := tokenClaims{
@@ -224,7 +235,7 @@ func (c *Cloud) issueShapedLocked(tenant, resource, appID string, mi bool, ttl t
 	if opaque {
 		tok = TokenMarker + randHex(32)
 	}
-	c.tokens[tok] = tokenInfo{claims: cl, mi: mi}
+	c.tokens[tok] = tokenInfo{claims: cl, mi: mi, graphRoles: graphRoles}
 	c.issued = append(c.issued, tok)
 	if mi {
 		miTokens.Store(tok, tokenInfo{claims: cl, mi: true})
@@ -491,17 +502,20 @@ func (c *Cloud) grant(tenant string, form url.Values) (map[string]any, *aadFailu
 	if f != nil {
 		return nil, f
 	}
+	var granted []string
 	var roles *[]string
-	if resource == GraphResource && tn.GraphToken == TokenWithRoles {
-		r := DefaultGraphRoles
+	if resource == GraphResource {
+		granted = slices.Clone(DefaultGraphRoles)
 		if tn.GraphRoles != nil {
-			r = tn.GraphRoles
+			granted = slices.Clone(tn.GraphRoles)
 		}
-		r = slices.Clone(r)
-		roles = &r
+		if tn.GraphToken == TokenWithRoles {
+			claim := slices.Clone(granted)
+			roles = &claim
+		}
 	}
 	opaque := resource == GraphResource && tn.GraphToken == TokenOpaque
-	tok := c.issueShapedLocked(tenant, resource, clientID, false, time.Hour, roles, opaque)
+	tok := c.issueShapedLocked(tenant, resource, clientID, false, time.Hour, granted, roles, opaque)
 	return map[string]any{"token_type": "Bearer", "expires_in": 3600, "ext_expires_in": 3600, "access_token": tok}, nil
 }
 

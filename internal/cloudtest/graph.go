@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -67,7 +68,10 @@ func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
 
 // serveGraphResource answers one Graph request of tenant, on its own or as
 // a step of a $batch: the tenant's injected faults first (each request or
-// step takes one of GraphThrottle's 429s), then the resource.
+// step takes one of GraphThrottle's 429s), then the permission check of
+// the request's token (graphPermissions), then the resource. The faults
+// come first so that a tenant made to fail fails the same whatever it
+// granted.
 func (c *Cloud) serveGraphResource(w http.ResponseWriter, r *http.Request, tenant string) {
 	c.mu.Lock()
 	tn, ok := c.tenants[tenant]
@@ -108,11 +112,14 @@ func (c *Cloud) serveGraphResource(w http.ResponseWriter, r *http.Request, tenan
 		return
 	}
 
+	if allowed := graphPermissions[r.Method+" "+r.URL.Path]; allowed != nil && !c.requireGraphPermission(w, r, allowed) {
+		return
+	}
 	if r.Method != http.MethodGet {
 		writeODataError(w, http.StatusMethodNotAllowed, "Request_BadRequest", "Only GET is supported by cloudtest.")
 		return
 	}
-	if t.CountStatus != 0 && (r.URL.Path == "/v1.0/users/$count" || strings.EqualFold(r.URL.Query().Get("$count"), "true")) {
+	if t.CountStatus != 0 && (strings.HasSuffix(r.URL.Path, "/$count") || strings.EqualFold(r.URL.Query().Get("$count"), "true")) {
 		writeODataError(w, t.CountStatus, "Request_UnsupportedQuery", "Advanced query is not supported.")
 		return
 	}
@@ -122,12 +129,11 @@ func (c *Cloud) serveGraphResource(w http.ResponseWriter, r *http.Request, tenan
 	case "/v1.0/users":
 		c.serveUsers(w, r, tenant, t)
 	case "/v1.0/users/$count":
-		if !strings.EqualFold(r.Header.Get("ConsistencyLevel"), "eventual") {
-			writeODataError(w, http.StatusBadRequest, "Request_BadRequest", "$count is not currently supported.")
-			return
-		}
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		_, _ = fmt.Fprint(w, t.Users)
+		serveCount(w, r, t.Users)
+	case "/v1.0/groups":
+		serveGroups(w, r, tenant, t)
+	case "/v1.0/groups/$count":
+		serveCount(w, r, t.Groups)
 	default:
 		writeODataError(w, http.StatusNotFound, "Request_ResourceNotFound", "Resource '"+r.URL.Path+"' does not exist or one of its queried reference-property objects are not present.")
 	}
@@ -241,35 +247,82 @@ func (c *Cloud) serveOrganization(w http.ResponseWriter, tenant string, t Tenant
 	})
 }
 
-func (c *Cloud) serveUsers(w http.ResponseWriter, r *http.Request, tenant string, t Tenant) {
+// serveCount answers a collection's $count segment as Graph does: the number
+// as text/plain, and only as an advanced query (ConsistencyLevel: eventual).
+func serveCount(w http.ResponseWriter, r *http.Request, n int) {
+	if !strings.EqualFold(r.Header.Get("ConsistencyLevel"), "eventual") {
+		writeODataError(w, http.StatusBadRequest, "Request_BadRequest", "$count is not currently supported.")
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = fmt.Fprint(w, n)
+}
+
+// page is the part of a directory collection a list request asks for.
+type page struct {
+	top, skip int
+	withCount bool // $count=true: the answer carries @odata.count
+}
+
+// pageOf reads $top (1 to 999, 100 by default: Graph's page sizes for users
+// and groups), $skiptoken (the fake's own, opaque to clients) and
+// $count=true, which Graph takes only as an advanced query; it answers the
+// request itself, with Graph's 400, and reports false when they are wrong.
+// A nextLink keeps $count=true, so its request needs ConsistencyLevel too,
+// as Graph's does (msgraph-sdk-dotnet#884, msgraph-sdk-java-core#203): SDK
+// page iterators do not carry the header over unless told to.
+func pageOf(w http.ResponseWriter, r *http.Request) (page, bool) {
 	q := r.URL.Query()
-	top := 100
+	p := page{top: 100}
 	if s := q.Get("$top"); s != "" {
 		n, err := strconv.Atoi(s)
 		if err != nil || n < 1 || n > 999 {
 			writeODataError(w, http.StatusBadRequest, "Request_UnsupportedQuery", "Invalid page size specified: '"+s+"'. Must be between 1 and 999 inclusive.")
-			return
+			return p, false
 		}
-		top = n
+		p.top = n
 	}
-	skip := 0
 	if s := q.Get("$skiptoken"); s != "" {
 		n, err := strconv.Atoi(strings.TrimPrefix(s, "X"))
 		if err != nil || n < 0 {
 			writeODataError(w, http.StatusBadRequest, "Request_BadRequest", "Invalid skip token.")
-			return
+			return p, false
 		}
-		skip = n
+		p.skip = n
 	}
-	withCount := strings.EqualFold(q.Get("$count"), "true")
-	if withCount && !strings.EqualFold(r.Header.Get("ConsistencyLevel"), "eventual") {
+	p.withCount = strings.EqualFold(q.Get("$count"), "true")
+	if p.withCount && !strings.EqualFold(r.Header.Get("ConsistencyLevel"), "eventual") {
 		writeODataError(w, http.StatusBadRequest, "Request_BadRequest", "$count is not currently supported.")
+		return p, false
+	}
+	return p, true
+}
+
+// nextLink is the absolute @odata.nextLink to the page after end of the
+// collection at path, keeping the request's other query options; "" when
+// end is the last item.
+func (p page) nextLink(r *http.Request, path string, end, total int) string {
+	if end >= total {
+		return ""
+	}
+	next := url.Values{}
+	for k, v := range r.URL.Query() {
+		next[k] = v
+	}
+	next.Set("$top", strconv.Itoa(p.top))
+	next.Set("$skiptoken", "X"+strconv.Itoa(end))
+	return "https://" + GraphHost + path + "?" + next.Encode()
+}
+
+func (c *Cloud) serveUsers(w http.ResponseWriter, r *http.Request, tenant string, t Tenant) {
+	p, ok := pageOf(w, r)
+	if !ok {
 		return
 	}
 	domain := orgDomain(tenant, t)
-	end := min(skip+top, t.Users)
-	users := make([]map[string]any, 0, max(end-skip, 0))
-	for i := skip; i < end; i++ {
+	end := min(p.skip+p.top, t.Users)
+	users := make([]map[string]any, 0, max(end-p.skip, 0))
+	for i := p.skip; i < end; i++ {
 		users = append(users, map[string]any{
 			"id":                guidFrom("user", tenant, strconv.Itoa(i)),
 			"displayName":       fmt.Sprintf("User %d", i+1),
@@ -280,17 +333,97 @@ func (c *Cloud) serveUsers(w http.ResponseWriter, r *http.Request, tenant string
 		"@odata.context": "https://" + GraphHost + "/v1.0/$metadata#users",
 		"value":          users,
 	}
-	if withCount {
+	if p.withCount {
 		body["@odata.count"] = t.Users
 	}
-	if end < t.Users {
-		next := url.Values{}
-		for k, v := range q {
-			next[k] = v
+	if next := p.nextLink(r, "/v1.0/users", end, t.Users); next != "" {
+		body["@odata.nextLink"] = next
+	}
+	writeJSON(w, http.StatusOK, body)
+}
+
+// groupProperties are the group properties the fake knows, in Graph's
+// spelling: those a list returns by default that a sweep might read. A
+// $select of any other name is answered as Graph answers a name the group
+// type lacks, so a typo fails here as it would against Graph.
+var groupProperties = []string{"id", "displayName", "description", "mail", "mailEnabled", "mailNickname", "securityEnabled", "groupTypes", "createdDateTime", "visibility"}
+
+// group is the i-th group of tenant (from 0): Microsoft 365 groups
+// (groupTypes Unified, mail-enabled, not security-enabled), security groups
+// and mail-enabled security groups in turn, as Graph describes the kinds.
+func group(tenant, domain string, i int) map[string]any {
+	nick := fmt.Sprintf("group%d", i+1)
+	g := map[string]any{
+		"id":              guidFrom("group", tenant, strconv.Itoa(i)),
+		"displayName":     fmt.Sprintf("Group %d", i+1),
+		"description":     nil,
+		"mail":            nil,
+		"mailEnabled":     false,
+		"mailNickname":    nick,
+		"securityEnabled": true,
+		"groupTypes":      []string{},
+		"createdDateTime": "2024-01-01T00:00:00Z",
+		"visibility":      nil,
+	}
+	switch i % 3 {
+	case 0:
+		g["groupTypes"] = []string{"Unified"}
+		g["mailEnabled"], g["securityEnabled"] = true, false
+		g["mail"] = nick + "@" + domain
+		g["visibility"] = "Private"
+	case 2:
+		g["mailEnabled"] = true
+		g["mail"] = nick + "@" + domain
+	}
+	return g
+}
+
+// serveGroups answers GET /v1.0/groups as Graph's List groups does: pages of
+// $top groups (100 by default, up to 999) linked by an absolute
+// @odata.nextLink, @odata.count with $count=true (an advanced query: it
+// needs ConsistencyLevel: eventual), and only the properties $select names
+// (matched without regard to case; @odata.context then lists them).
+func serveGroups(w http.ResponseWriter, r *http.Request, tenant string, t Tenant) {
+	p, ok := pageOf(w, r)
+	if !ok {
+		return
+	}
+	var selected []string
+	if s := r.URL.Query().Get("$select"); s != "" {
+		for name := range strings.SplitSeq(s, ",") {
+			name = strings.TrimSpace(name)
+			i := slices.IndexFunc(groupProperties, func(p string) bool { return strings.EqualFold(p, name) })
+			if i < 0 {
+				writeODataError(w, http.StatusBadRequest, "Request_BadRequest", "Could not find a property named '"+name+"' on type 'microsoft.graph.group'.")
+				return
+			}
+			selected = append(selected, groupProperties[i])
 		}
-		next.Set("$top", strconv.Itoa(top))
-		next.Set("$skiptoken", "X"+strconv.Itoa(end))
-		body["@odata.nextLink"] = "https://" + GraphHost + "/v1.0/users?" + next.Encode()
+	}
+	domain := orgDomain(tenant, t)
+	end := min(p.skip+p.top, t.Groups)
+	groups := make([]map[string]any, 0, max(end-p.skip, 0))
+	for i := p.skip; i < end; i++ {
+		g := group(tenant, domain, i)
+		if selected != nil {
+			only := make(map[string]any, len(selected))
+			for _, name := range selected {
+				only[name] = g[name]
+			}
+			g = only
+		}
+		groups = append(groups, g)
+	}
+	metadata := "https://" + GraphHost + "/v1.0/$metadata#groups"
+	if selected != nil {
+		metadata += "(" + strings.Join(selected, ",") + ")"
+	}
+	body := map[string]any{"@odata.context": metadata, "value": groups}
+	if p.withCount {
+		body["@odata.count"] = t.Groups
+	}
+	if next := p.nextLink(r, "/v1.0/groups", end, t.Groups); next != "" {
+		body["@odata.nextLink"] = next
 	}
 	writeJSON(w, http.StatusOK, body)
 }

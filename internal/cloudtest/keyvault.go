@@ -14,9 +14,12 @@ import (
 // Vault is a Key Vault, reached at https://<name>.vault.azure.net.
 type Vault struct {
 	// Status, when non-zero, answers every authorised request with it; 403
-	// is Key Vault's "does not have secrets get permission" answer.
+	// is Key Vault's "does not have secrets get permission" answer (keys
+	// <operation> for a key).
 	Status  int
 	Secrets map[string]Secret
+	// Keys are the vault's keys by name, each as its current version.
+	Keys map[string]Key
 }
 
 // Secret is one secret's current version.
@@ -50,7 +53,22 @@ type fakeVault struct {
 	owner   string
 	v       Vault
 	history map[string]map[string]Secret // name -> version -> secret
+	keys    map[string][]*keyVersion     // name -> versions, oldest first
+	unwraps map[string]int               // key name -> correct unwraps
 	created time.Time
+}
+
+// rememberLocked records the versions of the vault's secrets and keys; c.mu
+// is held.
+func (c *Cloud) rememberLocked(fv *fakeVault) {
+	if fv.v.Secrets == nil {
+		fv.v.Secrets = map[string]Secret{}
+	}
+	if fv.v.Keys == nil {
+		fv.v.Keys = map[string]Key{}
+	}
+	fv.remember()
+	c.rememberKeysLocked(fv)
 }
 
 func (fv *fakeVault) remember() {
@@ -63,16 +81,17 @@ func (fv *fakeVault) remember() {
 }
 
 // AddVault adds (or replaces) a vault owned by ownerTenantID: only tokens of
-// that tenant are accepted, and the 401 challenge names it.
+// that tenant are accepted, and the 401 challenge names it. Its keys get
+// their first versions (RSA key material is generated here, or taken from
+// the process's cache).
 func (c *Cloud) AddVault(name, ownerTenantID string, v Vault) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	v.Secrets = maps.Clone(v.Secrets)
-	if v.Secrets == nil {
-		v.Secrets = map[string]Secret{}
-	}
-	fv := &fakeVault{owner: strings.ToLower(ownerTenantID), v: v, history: map[string]map[string]Secret{}, created: time.Now()}
-	fv.remember()
+	v.Keys = maps.Clone(v.Keys)
+	fv := &fakeVault{owner: strings.ToLower(ownerTenantID), v: v, history: map[string]map[string]Secret{},
+		keys: map[string][]*keyVersion{}, unwraps: map[string]int{}, created: time.Now()}
+	c.rememberLocked(fv)
 	c.vaults[strings.ToLower(name)] = fv
 }
 
@@ -86,10 +105,7 @@ func (c *Cloud) UpdateVault(name string, fn func(*Vault)) bool {
 		return false
 	}
 	fn(&fv.v)
-	if fv.v.Secrets == nil {
-		fv.v.Secrets = map[string]Secret{}
-	}
-	fv.remember()
+	c.rememberLocked(fv)
 	return true
 }
 
@@ -154,7 +170,9 @@ func (c *Cloud) serveVault(w http.ResponseWriter, r *http.Request, name string) 
 		writeKVError(w, http.StatusBadRequest, "BadParameter", "The request URI must contain an 'api-version' parameter.", "")
 		return
 	}
-	if r.Method != http.MethodGet {
+	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
+	isKey := segs[0] == "keys"
+	if r.Method != http.MethodGet && !isKey {
 		writeKVError(w, http.StatusMethodNotAllowed, "BadParameter", "cloudtest vaults are read-only.", "")
 		return
 	}
@@ -166,17 +184,25 @@ func (c *Cloud) serveVault(w http.ResponseWriter, r *http.Request, name string) 
 	switch fv.v.Status {
 	case 0, http.StatusOK:
 	case http.StatusForbidden:
+		perm := "secrets get"
+		if isKey {
+			perm = "keys list"
+			if kr, _ := parseKeyRequest(r.Method, segs); kr.op != "" {
+				perm = "keys " + kr.op
+			}
+		}
 		writeKVError(w, http.StatusForbidden, "Forbidden", fmt.Sprintf(
-			"The user, group or application 'appid=%s;oid=%s;iss=%s' does not have secrets get permission on key vault '%s;location=westeurope'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
-			claims.AppID, claims.Oid, claims.Iss, name), "AccessDenied")
+			"The user, group or application '%s' does not have %s permission on key vault '%s;location=westeurope'. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125287",
+			caller(claims), perm, name), "AccessDenied")
 		return
 	default:
 		writeKVError(w, fv.v.Status, "InternalServerError", "cloudtest injected vault fault.", "")
 		return
 	}
 
-	segs := strings.Split(strings.Trim(r.URL.Path, "/"), "/")
 	switch {
+	case isKey:
+		c.serveKeyLocked(w, r, fv, name, segs, claims)
 	case len(segs) == 1 && segs[0] == "secrets":
 		var items []map[string]any
 		for _, n := range slices.Sorted(maps.Keys(fv.v.Secrets)) {
