@@ -6,7 +6,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -17,6 +19,8 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
+	"github.com/tenantsweep/tenantsweep/internal/task"
+	"github.com/tenantsweep/tenantsweep/internal/tasks"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -244,6 +248,59 @@ func printRuns(ctx context.Context, reg config.Registry, q config.Queue, last in
 	return nil
 }
 
+// taskLine is one task as `handler tasks` shows it.
+type taskLine struct {
+	Name    string   `json:"name"`
+	Enabled bool     `json:"enabled"`
+	Verify  bool     `json:"verify"`
+	Graph   []string `json:"graph"`
+	Roles   []string `json:"roles"`
+}
+
+// printTasks is `handler tasks`: every task of the binary, whether
+// SWEEP_TASKS (names) runs it, and what the customer grants for it; then
+// the Graph permissions the app registration asks for, the enabled tasks'.
+func printTasks(names []string, asJSON bool, stdout io.Writer) error {
+	all := tasks.All(tasks.Deps{})
+	enabled, err := tasks.Select(all, names)
+	if err != nil {
+		return err
+	}
+	enc := json.NewEncoder(stdout)
+	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
+	if !asJSON {
+		fmt.Fprintln(tw, "TASK\tENABLED\tVERIFY\tGRAPH PERMISSIONS\tAZURE ROLES")
+	}
+	yes := map[bool]string{true: "yes", false: "no"}
+	for _, t := range all {
+		a := t.About()
+		l := taskLine{Name: a.Name, Enabled: slices.Contains(names, a.Name), Verify: a.Verify, Graph: orEmpty(a.Graph), Roles: orEmpty(a.Roles)}
+		if asJSON {
+			if err := enc.Encode(l); err != nil {
+				return err
+			}
+			continue
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", l.Name, yes[l.Enabled], yes[l.Verify], orDash(strings.Join(l.Graph, ", ")), orDash(strings.Join(l.Roles, ", ")))
+	}
+	if asJSON {
+		return nil
+	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "\nSWEEP_TASKS=%s: the app registration asks for the Graph application permissions %s\n(A|B: either suffices; infra/scripts/register-app.sh adds them, each customer's admin consents).\n",
+		strings.Join(names, ","), orDash(strings.Join(task.Permissions(enabled), ", ")))
+	return nil
+}
+
+func orEmpty(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
+
 // tenantFilter is what `handler tenants` prints.
 type tenantFilter struct {
 	failing, needsConsent, json bool
@@ -260,6 +317,8 @@ type tenantLine struct {
 	Since       *time.Time   `json:"since,omitempty"`
 	Step        string       `json:"step,omitempty"`
 	Fix         string       `json:"fix,omitempty"`
+	// Tasks is each task's outcome, by name.
+	Tasks map[string]outcome.Code `json:"tasks,omitempty"`
 }
 
 func lineOf(rec tenant.Record) tenantLine {
@@ -275,11 +334,34 @@ func lineOf(rec tenant.Record) tenantLine {
 			since = s.At
 		}
 		l.Outcome, l.Since, l.Step, l.Fix = s.Outcome, &since, s.Step, s.Remediation
+		l.Tasks = taskOutcomes(s.Tasks)
 	case rec.Verification != nil:
 		v := rec.Verification
 		l.Outcome, l.Since, l.Step, l.Fix = v.Outcome, &v.At, v.Step, v.Remediation
+		l.Tasks = taskOutcomes(v.Tasks)
 	}
 	return l
+}
+
+func taskOutcomes(tr map[string]tenant.TaskResult) map[string]outcome.Code {
+	if len(tr) == 0 {
+		return nil
+	}
+	m := make(map[string]outcome.Code, len(tr))
+	for name, r := range tr {
+		m[name] = r.Outcome
+	}
+	return m
+}
+
+// tasksCell is a tenant's task outcomes for the table: "access=ok groups=…".
+func tasksCell(m map[string]outcome.Code) string {
+	names := slices.Sorted(maps.Keys(m))
+	parts := make([]string, len(names))
+	for i, n := range names {
+		parts[i] = n + "=" + string(m[n])
+	}
+	return orDash(strings.Join(parts, " "))
 }
 
 // printTenants is `handler tenants`: every onboarded tenant, page by page,
@@ -301,7 +383,7 @@ func printTenants(ctx context.Context, reg config.Registry, f tenantFilter, advi
 	case f.needsConsent:
 		fmt.Fprintln(tw, "TENANT\tNAME\tCONSENT LINK")
 	default:
-		fmt.Fprintln(tw, "TENANT\tNAME\tSTATUS\tLAST OUTCOME\tSINCE\tSTEP\tFIX")
+		fmt.Fprintln(tw, "TENANT\tNAME\tSTATUS\tLAST OUTCOME\tSINCE\tSTEP\tTASKS\tFIX")
 	}
 	for next := ""; ; {
 		page, err := store.List(ctx, 1000, next)
@@ -329,8 +411,8 @@ func printTenants(ctx context.Context, reg config.Registry, f tenantFilter, advi
 				if l.Since != nil {
 					since = l.Since.UTC().Format(time.RFC3339)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.TenantID, orDash(l.DisplayName), l.Status,
-					orDash(string(l.Outcome)), since, orDash(l.Step), orDash(l.Fix))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", l.TenantID, orDash(l.DisplayName), l.Status,
+					orDash(string(l.Outcome)), since, orDash(l.Step), tasksCell(l.Tasks), orDash(l.Fix))
 			}
 		}
 		if page.Next == "" {

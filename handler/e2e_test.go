@@ -261,6 +261,9 @@ func TestStartupErrorsNameTheSetting(t *testing.T) {
 		{"no port", "", []string{"FUNCTIONS_CUSTOMHANDLER_PORT="}, "FUNCTIONS_CUSTOMHANDLER_PORT"},
 		{"bad concurrency", "", []string{"SWEEP_CONCURRENCY=many", "FUNCTIONS_CUSTOMHANDLER_PORT=1"}, "SWEEP_CONCURRENCY"},
 		{"two credentials", "", []string{"APP_CLIENT_CERTIFICATE_PATH=/nope.pem", "FUNCTIONS_CUSTOMHANDLER_PORT=1"}, "APP_CLIENT_CERTIFICATE_PATH"},
+		{"a task the binary lacks", "", []string{"SWEEP_TASKS=access,inventory", "FUNCTIONS_CUSTOMHANDLER_PORT=1"}, "SWEEP_TASKS"},
+		{"a task twice", "", []string{"SWEEP_TASKS=access,access", "FUNCTIONS_CUSTOMHANDLER_PORT=1"}, "SWEEP_TASKS"},
+		{"no task", "", []string{"SWEEP_TASKS=,", "FUNCTIONS_CUSTOMHANDLER_PORT=1"}, "SWEEP_TASKS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -274,8 +277,8 @@ func TestStartupErrorsNameTheSetting(t *testing.T) {
 			cmd.Env = env
 			out, err := cmd.CombinedOutput()
 			var ee *exec.ExitError
-			if !errors.As(err, &ee) || ee.ExitCode() == 0 {
-				t.Fatalf("exit = %v, want a non-zero code; output %q", err, out)
+			if !errors.As(err, &ee) || ee.ExitCode() != 2 {
+				t.Fatalf("exit = %v, want code 2; output %q", err, out)
 			}
 			lines := strings.Split(strings.TrimSpace(string(out)), "\n")
 			if len(lines) != 1 || !strings.Contains(lines[0], tt.setting) || strings.Contains(string(out), testAppSecret) {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -245,10 +246,38 @@ func TestTenantsCommand(t *testing.T) {
 	}
 }
 
+// `handler tasks` lists the binary's tasks, which SWEEP_TASKS runs, and
+// what the customer grants for them.
+func TestTasksCommand(t *testing.T) {
+	env := []string{"PATH=" + os.Getenv("PATH")}
+	code, out, errOut := runCommand(t, env, "tasks")
+	if code != 0 || !regexp.MustCompile(`(?m)^access +yes +yes +Organization\.Read\.All\|Directory\.Read\.All, User\.Read\.All\|Directory\.Read\.All +Key Vault Secrets User$`).MatchString(out) ||
+		!regexp.MustCompile(`(?m)^groups +no +yes +Group\.Read\.All`).MatchString(out) ||
+		!strings.Contains(out, "asks for the Graph application permissions Organization.Read.All, User.Read.All\n") {
+		t.Errorf("tasks: exit %d, stdout:\n%s\nstderr %s", code, out, errOut)
+	}
+	code, out, _ = runCommand(t, append(env, "SWEEP_TASKS=groups,access"), "tasks", "--json")
+	var lines []taskLine
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var tl taskLine
+		if err := json.Unmarshal([]byte(l), &tl); err != nil {
+			t.Fatalf("tasks --json: %q is not JSON: %v", l, err)
+		}
+		lines = append(lines, tl)
+	}
+	if code != 0 || len(lines) < 2 || !lines[0].Enabled || !lines[1].Enabled || lines[1].Name != "groups" || len(lines[1].Graph) != 1 {
+		t.Errorf("tasks --json with both enabled: exit %d, %+v", code, lines)
+	}
+	if code, _, errOut := runCommand(t, append(env, "SWEEP_TASKS=access,nope"), "tasks"); code != 2 || !strings.Contains(errOut, "SWEEP_TASKS") || !strings.Contains(errOut, `"nope"`) {
+		t.Errorf("tasks with an unknown task: exit %d, stderr %q", code, errOut)
+	}
+}
+
 func TestCommandLine(t *testing.T) {
-	for _, cmd := range []string{"local", "sweep", "runs", "tenants"} {
+	for cmd, flag := range map[string]string{"local": "-demo", "sweep": "-tenant", "runs": "-last", "tenants": "-needs-consent", "tasks": "-json"} {
 		code, out, errOut := runCommand(t, nil, cmd, "--help")
-		if code != 0 || !strings.Contains(out, "usage:") || !strings.Contains(out, "handler "+cmd) {
+		// Its own usage and flags, not the list of every command.
+		if code != 0 || !strings.HasPrefix(out, "usage: handler "+cmd) || !strings.Contains(out, flag) || strings.Contains(out, "handler runs") && cmd != "runs" {
 			t.Errorf("%s --help: exit %d, stdout %q, stderr %q", cmd, code, out, errOut)
 		}
 		code, _, errOut = runCommand(t, nil, cmd, "--nope")

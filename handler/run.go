@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/rs/zerolog"
 
@@ -19,27 +20,37 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/workqueue"
 )
 
-const usage = `usage:
-  handler                          serve the Azure Functions host (FUNCTIONS_CUSTOMHANDLER_PORT)
-  handler local [--settings FILE]  development mode: serve /api/... on LOCAL_PORT and run
-                                   TenantSweep on its schedule, without the Functions host
-  handler sweep [--settings FILE] [--tenant ID] [--force]
-                                   run one sweep now, in this process, and print its summary;
-                                   refuses (exit 4) while another run is active unless --force
-  handler runs [--settings FILE] [--last N]
-                                   print the last N sweeps (default 10) with their status and
-                                   progress, and the poisoned work messages
-  handler tenants [--settings FILE] [--failing] [--needs-consent] [--json]
-                                   print the onboarded tenants, their last outcome and its fix
+// command is one of the binary's commands, as its --help describes it.
+type command struct {
+	name, synopsis, about string
+}
 
-Every command takes --help. runs and tenants read only the registry and queue settings.`
+var commands = []command{
+	{"", "handler", "Serve the Azure Functions host: listen on FUNCTIONS_CUSTOMHANDLER_PORT and answer the\nhost's invocations of TenantSweep, SweepWorker, OnboardTenant and ConsentCallback."},
+	{"local", "handler local [--settings FILE] [--demo]", "Development mode: serve /api/... on LOCAL_PORT, run TenantSweep on its schedule and\ndeliver the work queue to SweepWorker, as `func start` would, without the Functions host.\nWith --demo, against built-in fakes of Entra ID, Graph and Key Vault and sample tenants\n(a binary built by `make demo`)."},
+	{"sweep", "handler sweep [--settings FILE] [--tenant ID] [--force]", "Run one sweep now, in this process, through the planner and worker the functions use,\nand print its summary. Exit 0, 1 on a failure, 3 when the app's own credential was\nrefused, 4 while another run is active (unless --force)."},
+	{"runs", "handler runs [--settings FILE] [--last N] [--demo]", "Print the last N sweeps, newest first, with their status and progress, then the\npoisoned work messages. Needs only the registry and queue settings."},
+	{"tenants", "handler tenants [--settings FILE] [--failing] [--needs-consent] [--json] [--demo]", "Print the onboarded tenants: last outcome, since when, the seed step and the fix, and\neach task's outcome. Needs only the registry settings (and APP_CLIENT_ID for\n--needs-consent)."},
+	{"tasks", "handler tasks [--settings FILE] [--json]", "Print the per-tenant tasks this binary has, which SWEEP_TASKS runs, and what the\ncustomer grants for each: the Graph application permissions the app registration\nasks for, and the Azure roles."},
+}
+
+// usage is the list of commands.
+func usage() string {
+	var b strings.Builder
+	b.WriteString("usage:\n")
+	for _, c := range commands {
+		fmt.Fprintf(&b, "  %s\n", c.synopsis)
+	}
+	b.WriteString("\n`handler COMMAND --help` describes a command and its flags.")
+	return b.String()
+}
 
 // exitCoder is an error that chooses the process exit code.
 type exitCoder interface{ ExitCode() int }
 
 type usageError struct{ msg string }
 
-func (e usageError) Error() string { return e.msg + "\n" + usage }
+func (e usageError) Error() string { return e.msg + "\n" + usage() }
 func (usageError) ExitCode() int   { return 2 }
 
 type configError struct{ err error }
@@ -51,8 +62,9 @@ func (configError) ExitCode() int   { return 2 }
 // errHelp is a --help that was answered: exit 0, nothing more to do.
 var errHelp = errors.New("help printed")
 
-// flags parses a command's arguments. --help prints the usage to stdout and
-// returns errHelp; a bad flag or argument is a usageError naming it.
+// flags parses a command's arguments. --help prints the command's own usage
+// and flags to stdout and returns errHelp; a bad flag or argument is a
+// usageError naming it.
 func flags(name string, args []string, stdout io.Writer, define func(*flag.FlagSet)) error {
 	fs := flag.NewFlagSet(name, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
@@ -60,7 +72,13 @@ func flags(name string, args []string, stdout io.Writer, define func(*flag.FlagS
 	err := fs.Parse(args)
 	switch {
 	case errors.Is(err, flag.ErrHelp):
-		fmt.Fprintln(stdout, usage)
+		for _, c := range commands {
+			if c.name == name {
+				fmt.Fprintf(stdout, "usage: %s\n\n%s\n\nflags:\n", c.synopsis, c.about)
+			}
+		}
+		fs.SetOutput(stdout)
+		fs.PrintDefaults()
 		return errHelp
 	case err != nil:
 		return usageError{name + ": " + err.Error()}
@@ -97,14 +115,30 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		}
 		return serveHost(ctx, env, stdout, stderr)
 	case "local":
-		if err := flags("local", args, stdout, func(fs *flag.FlagSet) { settingsFlag(fs, "local.settings.json") }); err != nil {
+		var demo bool
+		if err := flags("local", args, stdout, func(fs *flag.FlagSet) {
+			settingsFlag(fs, "local.settings.json")
+			fs.BoolVar(&demo, "demo", false, "serve against built-in fakes of Entra ID, Graph and Key Vault with sample tenants (a `make demo` binary)")
+		}); err != nil {
 			return err
 		}
-		env, err := loadEnv(getenv, settings)
+		var w *demoWorld
+		if demo {
+			var err error
+			if w, err = startDemo(); err != nil {
+				return usageError{"local: " + err.Error()}
+			}
+			defer w.close()
+		}
+		withFile, err := withSettingsFile(getenv, settings)
 		if err != nil {
 			return err
 		}
-		return serveLocal(ctx, env, stdout, stderr)
+		env, err := loadEnv(demoGetenv(withFile, demo, w), "")
+		if err != nil {
+			return err
+		}
+		return serveLocal(ctx, env, w, stdout, stderr)
 	case "sweep":
 		var tenantID string
 		var force bool
@@ -122,9 +156,11 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return sweepOnce(ctx, env, tenantID, force, stdout, stderr)
 	case "runs":
 		var last int
+		var demo bool
 		if err := flags("runs", args, stdout, func(fs *flag.FlagSet) {
 			settingsFlag(fs, "")
 			fs.IntVar(&last, "last", 10, "how many runs")
+			fs.BoolVar(&demo, "demo", false, "the demo's runs (`make demo`), not the app's")
 		}); err != nil {
 			return err
 		}
@@ -135,6 +171,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return err
 		}
+		getenv = demoGetenv(getenv, demo, nil)
 		reg, err := config.LoadRegistry(getenv)
 		if err != nil {
 			return configError{err}
@@ -146,11 +183,13 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		return printRuns(ctx, reg, q, last, stdout)
 	case "tenants":
 		var f tenantFilter
+		var demo bool
 		if err := flags("tenants", args, stdout, func(fs *flag.FlagSet) {
 			settingsFlag(fs, "")
 			fs.BoolVar(&f.failing, "failing", false, "only tenants whose last outcome is a failure")
 			fs.BoolVar(&f.needsConsent, "needs-consent", false, "only tenants missing Graph consent, with their consent link")
 			fs.BoolVar(&f.json, "json", false, "JSON lines instead of a table")
+			fs.BoolVar(&demo, "demo", false, "the demo's tenants (`make demo`), not the app's")
 		}); err != nil {
 			return err
 		}
@@ -158,6 +197,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 		if err != nil {
 			return err
 		}
+		getenv = demoGetenv(getenv, demo, nil)
 		reg, err := config.LoadRegistry(getenv)
 		if err != nil {
 			return configError{err}
@@ -167,12 +207,41 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			return configError{err}
 		}
 		return printTenants(ctx, reg, f, advisor, stdout)
+	case "tasks":
+		var asJSON bool
+		if err := flags("tasks", args, stdout, func(fs *flag.FlagSet) {
+			settingsFlag(fs, "")
+			fs.BoolVar(&asJSON, "json", false, "JSON lines instead of a table")
+		}); err != nil {
+			return err
+		}
+		getenv, err := withSettingsFile(getenv, settings)
+		if err != nil {
+			return err
+		}
+		names, err := config.LoadTasks(getenv)
+		if err != nil {
+			return configError{err}
+		}
+		if err := checkTasks(names); err != nil {
+			return configError{&config.SettingError{Name: "SWEEP_TASKS", Reason: err.Error()}}
+		}
+		return printTasks(names, asJSON, stdout)
 	case "help", "-h", "--help":
-		fmt.Fprintln(stdout, usage)
+		fmt.Fprintln(stdout, usage())
 		return nil
 	default:
 		return usageError{fmt.Sprintf("unknown command %q", cmd)}
 	}
+}
+
+// demoGetenv is getenv, or with demo the demo's (demoEnv), which must wrap
+// the settings file's values so that its own win.
+func demoGetenv(getenv func(string) string, demo bool, w *demoWorld) func(string) string {
+	if !demo {
+		return getenv
+	}
+	return demoEnv(getenv, w)
 }
 
 // env is the validated configuration and where it came from.

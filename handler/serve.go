@@ -139,7 +139,7 @@ func serveHost(ctx context.Context, e env, stdout, stderr io.Writer) error {
 // serveLocal is development mode: the same routes on localhost, with
 // TenantSweep fired on its schedule by an NCRONTAB scheduler instead of the
 // host.
-func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
+func serveLocal(ctx context.Context, e env, demo *demoWorld, stdout, stderr io.Writer) error {
 	log := funchost.NewLogger(e.cfg.LogLevel, stdout, stderr)
 	log.Warn().Msg("DEVELOPMENT MODE: serving without the Azure Functions host (no function keys, no host retries); use `func start` or Azure for anything else")
 	warnRetired(log, e.getenv)
@@ -162,7 +162,12 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 	}
 	log.Info().Str("url", "http://localhost:"+strconv.Itoa(e.cfg.LocalPort)+"/api/tenants").
 		Str("schedule", schedule).Msg("local mode listening")
-	l := startApp(ctx, e.cfg, deps{}, log)
+	var d deps
+	if demo != nil {
+		d.transport = demo.transport
+		log.Warn().Msg("DEMO: Entra ID, Microsoft Graph and Key Vault are fakes in this process; the sample tenants are onboarded at start and swept every minute")
+	}
+	l := startApp(ctx, e.cfg, d, log)
 	// A developer waits for an answer: 2 s, not the registry's deadline.
 	l.apiWait = min(l.apiWait, localAPIWait)
 
@@ -194,6 +199,9 @@ func serveLocal(ctx context.Context, e env, stdout, stderr io.Writer) error {
 		}
 		if err != nil {
 			return
+		}
+		if demo != nil {
+			go demo.seed(ctx, a, "http://"+ln.Addr().String(), log)
 		}
 		listener := &local.QueueListener{Queue: a.queue, Function: workerFunction, Binding: workBinding,
 			Target: "http://" + ln.Addr().String(), Options: listenerOpts, Log: log}

@@ -5,7 +5,8 @@
 // unmodified against them: in process through HTTPClient, and in a child
 // process through ProxyURL (HTTPS_PROXY) and WriteCACert (SSL_CERT_FILE).
 //
-// It is imported only by tests.
+// It is imported only by tests, and by the demo binary (`make demo`, built
+// with -tags demo), never by the binary that deploys.
 package cloudtest
 
 import (
@@ -108,9 +109,20 @@ type Request struct {
 // Start starts the fakes; they stop when the test ends.
 func Start(t testing.TB) *Cloud {
 	t.Helper()
-	ca, err := newTestCA()
+	c, err := New()
 	if err != nil {
 		t.Fatalf("cloudtest: %v", err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// New starts the fakes outside a test (the demo binary's); Close stops
+// them.
+func New() (*Cloud, error) {
+	ca, err := newTestCA()
+	if err != nil {
+		return nil, err
 	}
 	c := &Cloud{
 		ca:        ca,
@@ -166,11 +178,11 @@ func Start(t testing.TB) *Cloud {
 		IdleConnTimeout:     30 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 	}
-	t.Cleanup(c.close)
-	return c
+	return c, nil
 }
 
-func (c *Cloud) close() {
+// Close stops the fakes; Start's do so when their test ends.
+func (c *Cloud) Close() {
 	c.mu.Lock()
 	if c.closed {
 		c.mu.Unlock()

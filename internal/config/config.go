@@ -325,6 +325,11 @@ func LoadAdvisor(getenv func(string) string) (tenant.Advisor, error) {
 	return a, nil
 }
 
+// LoadTasks reads only SWEEP_TASKS, for tools that describe the tasks.
+func LoadTasks(getenv func(string) string) ([]string, error) {
+	return taskNames(loader{getenv: getenv}.str("SWEEP_TASKS"))
+}
+
 // LoadRegistry reads and validates only where the tenant registry lives, for
 // tools that read the registry and need no app credential.
 func LoadRegistry(getenv func(string) string) (Registry, error) {

@@ -42,7 +42,6 @@ func TestRecordSweepAndBackoff(t *testing.T) {
 
 var t0 = time.Date(2026, 11, 20, 9, 0, 0, 0, time.UTC)
 
-
 func TestMarkPending(t *testing.T) {
 	notInTenant := Verification{Outcome: outcome.AppNotInTenant, Step: "3", Message: "not found", Remediation: "add it", At: t0}
 	tests := []struct {
@@ -102,7 +101,9 @@ func TestRecordSweepKeepsOutcomeSince(t *testing.T) {
 }
 
 func TestStatusChanges(t *testing.T) {
-	tr := func(c outcome.Code) TaskResult { return TaskResult{Outcome: c, Step: "4", Remediation: "fix " + string(c)} }
+	tr := func(c outcome.Code) TaskResult {
+		return TaskResult{Outcome: c, Step: "4", Remediation: "fix " + string(c)}
+	}
 	tests := []struct {
 		name string
 		prev *SweepResult
