@@ -77,8 +77,8 @@ param sweepBackoffMax string = '24h'
 @description('Deadline of each tenant registry call.')
 param registryTimeout string = '10s'
 
-@description('Microsoft Graph application permissions the app needs: comma-separated needs, each A|B alternatives (README, GRAPH_PERMISSIONS). Add one here when the app registration gains a permission.')
-param graphPermissions string = 'Organization.Read.All|Directory.Read.All,User.Read.All|Directory.Read.All'
+@description('The per-tenant tasks that run, comma-separated (SWEEP_TASKS; `bin/handler tasks` lists them). Each task declares the Graph permissions it needs: register the app with the same list (infra/scripts/register-app.sh reads SWEEP_TASKS from the azd environment).')
+param sweepTasks string = 'access'
 
 @description('A customer secret expiring within this duration is flagged.')
 param secretExpiryWarning string = '720h'
@@ -277,7 +277,7 @@ var appSettings = {
   AZURE_CLOUD: cloudName
   APP_CLIENT_ID: appClientId
   AZURE_CLIENT_ID: identity.outputs.clientId
-  GRAPH_PERMISSIONS: graphPermissions
+  SWEEP_TASKS: sweepTasks
   SECRET_EXPIRY_WARNING: secretExpiryWarning
   SWEEP_CONCURRENCY: string(sweepConcurrency)
   TENANT_CACHE_SIZE: string(tenantCacheSize)

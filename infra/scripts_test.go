@@ -14,6 +14,9 @@ import (
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/tenantsweep/tenantsweep/internal/task"
+	"github.com/tenantsweep/tenantsweep/internal/tasks"
 )
 
 // The scripts run against Azure only, so these tests run them against fakes
@@ -32,6 +35,7 @@ const (
 	graphSPID      = "55555555-5555-5555-5555-555555555555"
 	userReadAll    = "df021288-bdef-4463-88db-98f22de89214"
 	orgReadAll     = "498476ce-e0fe-48b0-b801-37ba7e2685c6"
+	groupReadAll   = "5b567255-7703-4780-807c-7be8301ae99b"
 	functionKey    = "test-function-key-value"
 	redirectURI    = "https://func-abc.azurewebsites.net/api/consent/callback"
 	webhookURL     = "https://func-abc.azurewebsites.net/api/tenants"
@@ -223,7 +227,7 @@ func fakeAz(s *fakeState, args []string, out io.Writer) error {
 	case cmd == "ad sp show" && id == graphAppID && query == "id":
 		return tsv(graphSPID)
 	case cmd == "ad sp show" && id == graphAppID:
-		roles := map[string]string{"User.Read.All": userReadAll, "Organization.Read.All": orgReadAll}
+		roles := map[string]string{"User.Read.All": userReadAll, "Organization.Read.All": orgReadAll, "Group.Read.All": groupReadAll}
 		for name, rid := range roles {
 			if query == "appRoles[?value=='"+name+"'].id | [0]" {
 				return tsv(rid)
@@ -550,7 +554,7 @@ func (e *fakeEnv) run(script string, env []string, args ...string) (int, string)
 	cmd.Env = append(os.Environ(), "PATH="+e.path, "FAKE_STATE="+e.state, "FAKE_LOG="+e.log,
 		"TENANTSWEEP_FUNCTION_KEY=", "APP_CLIENT_ID=", "KEY_VAULT_NAME=", "ONBOARD_REDIRECT_URI=",
 		"MANAGED_IDENTITY_PRINCIPAL_ID=", "AZURE_TENANT_ID=", "APP_CREDENTIAL_METHOD=", "APP_VAULT_ENTRY=",
-		"STATE_KEY_VAULT_ENTRY=")
+		"STATE_KEY_VAULT_ENTRY=", "SWEEP_TASKS=")
 	cmd.Env = append(cmd.Env, env...)
 	cmd.Stdin = strings.NewReader("") // not a terminal
 	out, err := cmd.CombinedOutput()
@@ -654,6 +658,60 @@ func TestRegisterAppFederated(t *testing.T) {
 	}
 	if m := e.mutations(); len(m) > 0 {
 		t.Errorf("second run changed things:\n%s", strings.Join(m, "\n"))
+	}
+}
+
+// The scripts' table of each task's Graph permissions is the tasks' own
+// declarations (internal/tasks), task by task: a task added, or a
+// permission changed, without the scripts learning it fails here.
+func TestScriptsKnowEachTasksPermissions(t *testing.T) {
+	entry := regexp.MustCompile(`(?m)^  ([a-z][a-z0-9-]*)\) echo "([^"]*)" ;;$`)
+	for _, script := range []string{"register-app.sh", "onboard-customer.sh"} {
+		b, err := os.ReadFile(filepath.Join("scripts", script))
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]string{}
+		for _, m := range entry.FindAllStringSubmatch(string(b), -1) {
+			got[m[1]] = m[2]
+		}
+		all := tasks.All(tasks.Deps{})
+		for _, tk := range all {
+			name := tk.About().Name
+			if want := strings.Join(task.Permissions([]task.Task{tk}), " "); got[name] != want {
+				t.Errorf("%s: task %s asks for %q, the task declares %q", script, name, got[name], want)
+			}
+			delete(got, name)
+		}
+		for name := range got {
+			t.Errorf("%s knows a task %s the binary lacks", script, name)
+		}
+	}
+}
+
+// --tasks (or SWEEP_TASKS of the azd environment) adds the permissions of
+// each task the deployment runs.
+func TestRegisterAppTasks(t *testing.T) {
+	e := newFakeEnv(t, developerTenant())
+	if code, out := e.run("register-app.sh", nil, "--tasks", "access,groups"); code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	var rra []struct {
+		ResourceAccess []struct{ ID, Type string }
+	}
+	if err := json.Unmarshal(e.load().Apps[0].RequiredResourceAccess, &rra); err != nil || len(rra) != 1 {
+		t.Fatalf("requiredResourceAccess %s", e.load().Apps[0].RequiredResourceAccess)
+	}
+	var roles []string
+	for _, r := range rra[0].ResourceAccess {
+		roles = append(roles, r.ID)
+	}
+	slices.Sort(roles)
+	if want := []string{orgReadAll, groupReadAll, userReadAll}; !slices.Equal(roles, want) {
+		t.Errorf("Graph application permissions %v, want %v", roles, want)
+	}
+	if code, out := e.run("register-app.sh", nil, "--tasks", "access,nope"); code == 0 || !strings.Contains(out, "unknown task 'nope'") {
+		t.Errorf("an unknown task: exit %d\n%s", code, out)
 	}
 }
 

@@ -14,7 +14,6 @@
 set -euo pipefail
 
 readonly GRAPH_APP_ID=00000003-0000-0000-c000-000000000000
-readonly GRAPH_ROLES=(User.Read.All Organization.Read.All)
 readonly GUID_RE='^[0-9a-fA-F]{8}-([0-9a-fA-F]{4}-){3}[0-9a-fA-F]{12}$'
 
 usage() {
@@ -30,6 +29,8 @@ Usage: infra/scripts/onboard-customer.sh --tenant TENANT_ID --app-id APP_ID [opt
                         secrets S1,S2 it should check; repeat for more vaults
   --subscription ID     subscription of the vaults (default: every subscription of the tenant is searched)
   --no-graph            the app does not read Microsoft Graph in your tenant (skips step 4)
+  --tasks LIST          the app's tasks, as its developer tells you (default: access): with
+                        --consent graph, the Graph permissions granted are theirs
   --consent url|graph   url: open or print the admin-consent URL (default)
                         graph: grant the app roles directly through Microsoft Graph
                         (needs Privileged Role Administrator or Global Administrator)
@@ -53,6 +54,36 @@ die() {
   exit 1
 }
 
+# The Graph application permissions each task asks for (internal/tasks;
+# `bin/handler tasks` lists them). infra/scripts_test.go holds this table to
+# the tasks' own declarations, so the two cannot drift.
+graph_roles_of() {
+  case $1 in
+  access) echo "Organization.Read.All User.Read.All" ;;
+  groups) echo "Group.Read.All" ;;
+  *) return 1 ;;
+  esac
+}
+
+# graph_roles sets GRAPH_ROLES to the permissions of the comma-separated
+# tasks $1, each once.
+graph_roles() {
+  local task role
+  GRAPH_ROLES=()
+  local IFS=,
+  for task in $1; do
+    local roles
+    roles=$(graph_roles_of "$task") || die "unknown task '$task' (bin/handler tasks lists them)"
+    local IFS=' '
+    for role in $roles; do
+      if ! printf '%s\n' ${GRAPH_ROLES[@]+"${GRAPH_ROLES[@]}"} | grep -Fxq -- "$role"; then
+        GRAPH_ROLES+=("$role")
+      fi
+    done
+    IFS=,
+  done
+}
+
 tenant=""
 app=""
 webhook=""
@@ -63,6 +94,7 @@ consent_mode=url
 browser=true
 retries=6
 vault_specs=()
+tasks=access
 while (($# > 0)); do
   case $1 in
   --tenant) tenant=${2:?--tenant needs a value}; shift 2 ;;
@@ -72,6 +104,7 @@ while (($# > 0)); do
   --vault) vault_specs+=("${2:?--vault needs a value}"); shift 2 ;;
   --subscription) subscription=${2:?--subscription needs a value}; shift 2 ;;
   --no-graph) graph=false; shift ;;
+  --tasks) tasks=${2:?--tasks needs a value}; shift 2 ;;
   --consent) consent_mode=${2:?--consent needs a value}; shift 2 ;;
   --no-browser) browser=false; shift ;;
   --retries) retries=${2:?--retries needs a value}; shift 2 ;;
@@ -84,6 +117,7 @@ done
 [[ -z $webhook || $webhook == https://* ]] || die "--webhook must be an https URL"
 [[ $consent_mode == url || $consent_mode == graph ]] || die "--consent is url or graph"
 [[ $retries =~ ^[0-9]+$ ]] || die "--retries must be a number"
+graph_roles "$tasks"
 tenant=$(printf '%s' "$tenant" | tr '[:upper:]' '[:lower:]')
 app=$(printf '%s' "$app" | tr '[:upper:]' '[:lower:]')
 

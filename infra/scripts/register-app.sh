@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Developer side of the seed's steps 1 and 2, in the developer's tenant:
 #   - the multi-tenant app registration (sign-in audience AzureADMultipleOrgs),
-#   - its Microsoft Graph application permissions (User.Read.All,
-#     Organization.Read.All), which each customer's admin consents to,
+#   - its Microsoft Graph application permissions, those of the tasks the
+#     deployment runs (SWEEP_TASKS: access needs Organization.Read.All and
+#     User.Read.All), which each customer's admin consents to,
 #   - the admin-consent redirect URI (the ConsentCallback function),
 #   - its credential: a federated credential that trusts the Function App's
 #     managed identity (no secret), or a client secret stored in the Key Vault.
@@ -15,7 +16,6 @@
 set -euo pipefail
 
 readonly GRAPH_APP_ID=00000003-0000-0000-c000-000000000000
-readonly GRAPH_ROLES=(User.Read.All Organization.Read.All)
 readonly MIN_AZ_VERSION=2.60.0
 
 usage() {
@@ -29,13 +29,16 @@ Usage: infra/scripts/register-app.sh [options]
   --rotate             keyvault-secret: add a new client secret and store it as the
                        vault secret's new version even if one exists (zero-downtime rotation)
   --years N            keyvault-secret: lifetime of a new client secret (default: 1)
+  --tasks LIST         the tasks the deployment runs, comma-separated (SWEEP_TASKS; default:
+                       SWEEP_TASKS of the azd environment, else access): the app asks for
+                       their Graph permissions (bin/handler tasks lists them)
   --no-azd             do not read or write the azd environment
   -h, --help           show this help
 
 Values of the azd environment (from `azd env get-values`) fill in what the
 provisioned resources decide; environment variables of the same name win:
   APP_CLIENT_ID, APP_CREDENTIAL_METHOD, AZURE_TENANT_ID, KEY_VAULT_NAME,
-  APP_VAULT_ENTRY, MANAGED_IDENTITY_PRINCIPAL_ID, ONBOARD_REDIRECT_URI
+  APP_VAULT_ENTRY, MANAGED_IDENTITY_PRINCIPAL_ID, ONBOARD_REDIRECT_URI, SWEEP_TASKS
 
 Needs: az (>= 2.60, signed in to the developer tenant with a role that can
 create app registrations, e.g. Application Developer) and jq. The
@@ -51,12 +54,43 @@ die() {
   exit 1
 }
 
+# The Graph application permissions each task asks for (internal/tasks;
+# `bin/handler tasks` lists them). infra/scripts_test.go holds this table to
+# the tasks' own declarations, so the two cannot drift.
+graph_roles_of() {
+  case $1 in
+  access) echo "Organization.Read.All User.Read.All" ;;
+  groups) echo "Group.Read.All" ;;
+  *) return 1 ;;
+  esac
+}
+
+# graph_roles sets GRAPH_ROLES to the permissions of the comma-separated
+# tasks $1, each once.
+graph_roles() {
+  local task role
+  GRAPH_ROLES=()
+  local IFS=,
+  for task in $1; do
+    local roles
+    roles=$(graph_roles_of "$task") || die "unknown task '$task' (bin/handler tasks lists them)"
+    local IFS=' '
+    for role in $roles; do
+      if ! printf '%s\n' ${GRAPH_ROLES[@]+"${GRAPH_ROLES[@]}"} | grep -Fxq -- "$role"; then
+        GRAPH_ROLES+=("$role")
+      fi
+    done
+    IFS=,
+  done
+}
+
 name=tenantsweep
 app_id_flag=""
 method_flag=""
 rotate=false
 years=1
 use_azd=true
+tasks_flag=""
 while (($# > 0)); do
   case $1 in
   --name) name=${2:?--name needs a value}; shift 2 ;;
@@ -64,6 +98,7 @@ while (($# > 0)); do
   --credential) method_flag=${2:?--credential needs a value}; shift 2 ;;
   --rotate) rotate=true; shift ;;
   --years) years=${2:?--years needs a value}; shift 2 ;;
+  --tasks) tasks_flag=${2:?--tasks needs a value}; shift 2 ;;
   --no-azd) use_azd=false; shift ;;
   -h | --help) usage; exit 0 ;;
   *) usage >&2; die "unknown argument: $1" ;;
@@ -94,6 +129,7 @@ KEY_VAULT_NAME=${KEY_VAULT_NAME:-}
 APP_VAULT_ENTRY=${APP_VAULT_ENTRY:-}
 MANAGED_IDENTITY_PRINCIPAL_ID=${MANAGED_IDENTITY_PRINCIPAL_ID:-}
 ONBOARD_REDIRECT_URI=${ONBOARD_REDIRECT_URI:-}
+SWEEP_TASKS=${SWEEP_TASKS:-}
 
 have_azd=false
 if $use_azd && command -v azd >/dev/null && values=$(azd env get-values 2>/dev/null); then
@@ -105,7 +141,7 @@ if $use_azd && command -v azd >/dev/null && values=$(azd env get-values 2>/dev/n
     val=${val%\"}
     case $key in
     APP_CLIENT_ID | APP_CREDENTIAL_METHOD | AZURE_TENANT_ID | KEY_VAULT_NAME | APP_VAULT_ENTRY | \
-      MANAGED_IDENTITY_PRINCIPAL_ID | ONBOARD_REDIRECT_URI)
+      MANAGED_IDENTITY_PRINCIPAL_ID | ONBOARD_REDIRECT_URI | SWEEP_TASKS)
       # An environment variable that is already set wins.
       [[ -n ${!key} ]] || printf -v "$key" '%s' "$val"
       ;;
@@ -120,6 +156,7 @@ federated | keyvault-secret | certificate | none) ;;
 *) die "unknown credential method '$method' (federated, keyvault-secret, certificate or none)" ;;
 esac
 vault_entry=${APP_VAULT_ENTRY:-app-client-secret}
+graph_roles "${tasks_flag:-${SWEEP_TASKS:-access}}"
 
 if [[ -n $AZURE_TENANT_ID && $AZURE_TENANT_ID != "$tenant" ]]; then
   die "az is signed in to tenant $tenant but the azd environment was provisioned in $AZURE_TENANT_ID: az login --tenant $AZURE_TENANT_ID"
