@@ -12,7 +12,9 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -226,6 +228,56 @@ func TestOpenAPIDescribesTheRouter(t *testing.T) {
 			slices.Sort(want)
 			if rr.Code != http.StatusMethodNotAllowed || !slices.Equal(allow, want) {
 				t.Errorf("%s %s: %d, Allow %v; want 405 naming %v", m, path, rr.Code, allow, want)
+			}
+		}
+	}
+}
+
+// The schemas name every property the API answers with (a record with
+// every field set, as JSON), and the Outcome enum is the vocabulary, in
+// its order.
+func TestOpenAPIDescribesTheRecord(t *testing.T) {
+	spec := readOpenAPI(t)
+	props := func(schema string) map[string]bool {
+		var s struct {
+			Properties map[string]json.RawMessage `json:"properties"`
+		}
+		if err := json.Unmarshal(spec.Comps.Schemas[schema], &s); err != nil {
+			t.Fatalf("schema %s: %v", schema, err)
+		}
+		m := map[string]bool{}
+		for k := range s.Properties {
+			m[k] = true
+		}
+		return m
+	}
+	var outcomes struct {
+		Enum []outcome.Code `json:"enum"`
+	}
+	if err := json.Unmarshal(spec.Comps.Schemas["Outcome"], &outcomes); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(outcomes.Enum, outcome.Codes) {
+		t.Errorf("Outcome enum %v, want outcome.Codes %v", outcomes.Enum, outcome.Codes)
+	}
+	now := time.Now()
+	yes := true
+	tr := tenant.TaskResult{Outcome: outcome.OK, Message: "m", Step: "4", Remediation: "r", DurationMs: 1, Body: json.RawMessage(`{}`)}
+	res := tenant.SweepResult{RunID: "r", At: now, Outcome: outcome.OK, DurationMs: 1, Message: "m", Step: "4", Remediation: "r",
+		OutcomeSince: now, Graph: &tenant.GraphInfo{}, KeyVault: []tenant.SecretStatus{{Enabled: &yes}},
+		SecretCounts: map[outcome.Code]int{outcome.OK: 1}, Omitted: 1, Tasks: map[string]tenant.TaskResult{"access": tr}}
+	ver := tenant.Verification{Outcome: outcome.OK, Step: "4", Message: "m", Remediation: "r", At: now, Tasks: res.Tasks}
+	rec := tenant.Record{TenantID: "t", DisplayName: "d", Status: tenant.StatusActive, Graph: true, KeyVaults: []tenant.KeyVault{{VaultURL: "v", Secrets: []string{"s"}}},
+		OnboardedAt: now, UpdatedAt: now, Verification: &ver, LastSweep: &res, ConsecutiveFailures: 1, BackoffUntil: &now,
+		Damage: &tenant.Damage{Code: tenant.DamageCode}}
+	for schema, v := range map[string]any{"Tenant": rec, "SweepResult": res, "Verification": ver, "TaskResult": tr} {
+		b, _ := json.Marshal(v)
+		var fields map[string]json.RawMessage
+		_ = json.Unmarshal(b, &fields)
+		documented := props(schema)
+		for f := range fields {
+			if !documented[f] {
+				t.Errorf("schema %s lacks property %s", schema, f)
 			}
 		}
 	}
