@@ -27,7 +27,6 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/logtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/storageconn"
-	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore/tablestoretest"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -331,7 +330,7 @@ func TestMalformedSettingsExitAtStart(t *testing.T) {
 		{"account without key", "TENANT_REGISTRY_CONNECTION", map[string]string{"TENANT_REGISTRY_CONNECTION": "AccountName=x"}},
 		{"development storage false", "TENANT_REGISTRY_CONNECTION", map[string]string{"TENANT_REGISTRY_CONNECTION": "UseDevelopmentStorage=false"}},
 		{"key not base64", "TENANT_REGISTRY_CONNECTION", map[string]string{"TENANT_REGISTRY_CONNECTION": "AccountName=x;AccountKey=not*base64!"}},
-		{"ftp endpoint", "TENANT_REGISTRY_CONNECTION", map[string]string{"TENANT_REGISTRY_CONNECTION": "AccountName=x;AccountKey=" + tablestore.DevAccountKey + ";TableEndpoint=ftp://x"}},
+		{"ftp endpoint", "TENANT_REGISTRY_CONNECTION", map[string]string{"TENANT_REGISTRY_CONNECTION": "AccountName=x;AccountKey=" + storageconn.DevAccountKey + ";TableEndpoint=ftp://x"}},
 		{"AzureWebJobsStorage garbage", "AzureWebJobsStorage", map[string]string{"TENANT_REGISTRY_CONNECTION": "", "AzureWebJobsStorage": "garbage"}},
 		{"queue connection garbage", "AzureWebJobsStorage", map[string]string{"AzureWebJobsStorage": "AccountName=x"}},
 		{"queue connection without a queue", "AzureWebJobsStorage", map[string]string{"AzureWebJobsStorage": "TableEndpoint=https://x.table.core.windows.net;SharedAccessSignature=sv=1"}},
@@ -395,7 +394,7 @@ func TestMalformedSettingsExitAtStart(t *testing.T) {
 			}
 		}
 		closed := freePort(t)
-		env = append(env, "TENANT_REGISTRY_CONNECTION="+tablestore.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(closed)+"/devstoreaccount1"),
+		env = append(env, "TENANT_REGISTRY_CONNECTION="+storageconn.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(closed)+"/devstoreaccount1", ""),
 			"AzureWebJobsStorage="+storageconn.DevConnectionString("", "http://127.0.0.1:"+strconv.Itoa(closed)+"/devstoreaccount1"),
 			"TENANT_REGISTRY_TIMEOUT=1s")
 		p := startHost(t, env)

@@ -55,6 +55,27 @@ func main() {
 	}
 }
 
+// The adapters satisfy the interfaces their consumers declare; the guards
+// live here, in the wiring, so that no adapter imports its consumers.
+var (
+	_ onboard.Store     = (*tablestore.Store)(nil)
+	_ sweep.Registry    = (*tablestore.Store)(nil)
+	_ sweep.PlanSource  = (*tablestore.Store)(nil)
+	_ sweep.History     = (*tablestore.Store)(nil)
+	_ sweep.Leases      = (*tablestore.Store)(nil)
+	_ sweep.Ledger      = (*tablestore.Store)(nil)
+	_ sweep.Enqueuer    = (*workqueue.Queue)(nil)
+	_ sweep.Backlog     = (*workqueue.Queue)(nil)
+	_ onboard.Verifier  = (*task.Runner)(nil)
+	_ sweep.Prober      = (*task.Runner)(nil)
+	_ task.Signer       = (*azauth.Tenants)(nil)
+	_ task.GraphClients = (*graph.Reader)(nil)
+	_ tasks.Directory   = (*graph.Reader)(nil)
+	_ tasks.Vaults      = (*keyvault.Reader)(nil)
+	_ onboard.Forgetter = (*azauth.Tenants)(nil)
+	_ onboard.Forgetter = (*keyvault.Reader)(nil)
+)
+
 // deps are what tests may swap; production leaves them zero, so every SDK
 // keeps its default transport (and with it HTTPS_PROXY and SSL_CERT_FILE).
 type deps struct {

@@ -21,7 +21,6 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/storageconn"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
-	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -288,7 +287,7 @@ func TestCommandLine(t *testing.T) {
 	// A registry that is a local Azurite nobody started: the error says how
 	// to start it.
 	stopped := "http://127.0.0.1:" + strconv.Itoa(freePort(t)) + "/devstoreaccount1"
-	env := []string{"PATH=" + os.Getenv("PATH"), "TENANT_REGISTRY_CONNECTION=" + tablestore.DevConnectionString(stopped),
+	env := []string{"PATH=" + os.Getenv("PATH"), "TENANT_REGISTRY_CONNECTION=" + storageconn.DevConnectionString(stopped, ""),
 		"AzureWebJobsStorage=" + storageconn.DevConnectionString("", stopped)}
 	code, _, errOut := runCommand(t, env, "runs")
 	if code == 0 || !strings.Contains(errOut, "start it with `make run`") {
@@ -303,7 +302,7 @@ func TestLocalModeWithoutAzurite(t *testing.T) {
 	env := []string{"PATH=" + os.Getenv("PATH"), "LOCAL_PORT=" + strconv.Itoa(port),
 		"APP_CLIENT_ID=" + testAppID, "APP_CLIENT_SECRET=" + testAppSecret,
 		"FUNCTIONS_APP_ROOT_PATH=..",
-		"TENANT_REGISTRY_CONNECTION=" + tablestore.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1"),
+		"TENANT_REGISTRY_CONNECTION=" + storageconn.DevConnectionString("http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1", ""),
 		"AzureWebJobsStorage=" + storageconn.DevConnectionString("", "http://127.0.0.1:"+strconv.Itoa(freePort(t))+"/devstoreaccount1")}
 	cmd := exec.Command(binary(t), "local")
 	cmd.Env = env

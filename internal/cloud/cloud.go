@@ -29,11 +29,6 @@ func (c Cloud) GraphScope() string { return c.GraphEndpoint + "/.default" }
 // GraphHost is the bare host name of Microsoft Graph in this cloud.
 func (c Cloud) GraphHost() string { return strings.TrimPrefix(c.GraphEndpoint, "https://") }
 
-// AuthorityHostName is the bare host name of Entra ID in this cloud.
-func (c Cloud) AuthorityHostName() string {
-	return strings.TrimSuffix(strings.TrimPrefix(c.AuthorityHost, "https://"), "/")
-}
-
 // IsVaultHost reports whether host (no port) is a Key Vault of this cloud:
 // exactly one DNS label in front of the suffix.
 func (c Cloud) IsVaultHost(host string) bool {

@@ -35,8 +35,7 @@ func TestByName(t *testing.T) {
 	if _, err := ByName("Mars"); err == nil {
 		t.Error("unknown cloud accepted")
 	}
-	if AzurePublic.GraphScope() != "https://graph.microsoft.com/.default" || AzurePublic.GraphHost() != "graph.microsoft.com" ||
-		AzurePublic.AuthorityHostName() != "login.microsoftonline.com" {
+	if AzurePublic.GraphScope() != "https://graph.microsoft.com/.default" || AzurePublic.GraphHost() != "graph.microsoft.com" {
 		t.Error("derived endpoints are wrong")
 	}
 }

@@ -6,19 +6,6 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/storageconn"
 )
 
-// Azurite's well-known development account (see storageconn), kept here
-// because the registry's callers and tests name it through this package.
-const (
-	DevAccountName = storageconn.DevAccountName
-	DevAccountKey  = storageconn.DevAccountKey
-)
-
-// DevConnectionString is the explicit form of UseDevelopmentStorage=true for
-// an Azurite table endpoint such as http://127.0.0.1:10002/devstoreaccount1.
-func DevConnectionString(tableEndpoint string) string {
-	return storageconn.DevConnectionString(tableEndpoint, "")
-}
-
 // connection is what the store needs from a parsed connection string.
 type connection struct {
 	// endpoint is the table service URL, without a SAS.

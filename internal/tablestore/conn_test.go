@@ -3,6 +3,8 @@ package tablestore
 import (
 	"strings"
 	"testing"
+
+	"github.com/tenantsweep/tenantsweep/internal/storageconn"
 )
 
 // TestParseConnectionString covers what the store adds to storageconn.Parse
@@ -17,12 +19,12 @@ func TestParseConnectionString(t *testing.T) {
 		{
 			name: "development storage",
 			cs:   "UseDevelopmentStorage=true",
-			want: connection{endpoint: "http://127.0.0.1:10002/devstoreaccount1", account: DevAccountName, key: DevAccountKey},
+			want: connection{endpoint: "http://127.0.0.1:10002/devstoreaccount1", account: storageconn.DevAccountName, key: storageconn.DevAccountKey},
 		},
 		{
 			name: "explicit Azurite string",
-			cs:   DevConnectionString("http://127.0.0.1:41234/devstoreaccount1"),
-			want: connection{endpoint: "http://127.0.0.1:41234/devstoreaccount1", account: DevAccountName, key: DevAccountKey},
+			cs:   storageconn.DevConnectionString("http://127.0.0.1:41234/devstoreaccount1", ""),
+			want: connection{endpoint: "http://127.0.0.1:41234/devstoreaccount1", account: storageconn.DevAccountName, key: storageconn.DevAccountKey},
 		},
 		{
 			name: "SAS",

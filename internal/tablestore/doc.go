@@ -11,7 +11,7 @@
 //   - Get is a point read: 1 request.
 //   - Mutate is a read and a conditional write: 2 requests, plus 2 for each
 //     retry after losing to a concurrent writer.
-//   - A full scan (List page by page, or ListActive) reads pages of 1,000:
+//   - A full scan (List page by page, or EachActive) reads pages of 1,000:
 //     about 100 requests at 100,000 tenants, a few more when the service
 //     ends a page early at a partition-server boundary or after its 5-second
 //     limit. At roughly 1 KB per record that is about 100 MB.
@@ -31,7 +31,7 @@
 // # Properties
 //
 // Scalar fields are typed properties (Status, DisplayName, Graph,
-// ConsecutiveFailures); Status is a property of its own so that ListActive
+// ConsecutiveFailures); Status is a property of its own so that EachActive
 // filters on the server. Lists and objects (KeyVaults, Verification,
 // LastSweep) are JSON strings. Times are RFC 3339 strings with nine
 // fractional digits in UTC, so they sort as text and keep the instant to the

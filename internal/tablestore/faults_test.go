@@ -43,7 +43,7 @@ func writeRow(t *testing.T, reg config.Registry, props map[string]any) {
 }
 
 // Issue 10, storage 1: one row whose KeyVaults JSON is cut short made
-// ListActive and List fail for every tenant.
+// EachActive and List fail for every tenant.
 func TestUnreadableRowIsReportedAndTheRestServed(t *testing.T) {
 	t.Parallel()
 	s, reg := openWithRegistry(t)
@@ -73,11 +73,11 @@ func TestUnreadableRowIsReportedAndTheRestServed(t *testing.T) {
 			t.Fatalf("%s: %d records, damaged %v; want 5 with %s:KeyVaults and %s:ConsecutiveFailures", what, len(recs), damaged, bad, wrongType)
 		}
 	}
-	active, err := s.ListActive(t.Context())
+	active, err := activeOf(t.Context(), s)
 	if err != nil {
-		t.Fatalf("ListActive: %v", err)
+		t.Fatalf("EachActive: %v", err)
 	}
-	check("ListActive", active)
+	check("EachActive", active)
 	page, err := s.List(t.Context(), 100, "")
 	if err != nil {
 		t.Fatalf("List: %v", err)
@@ -127,8 +127,8 @@ func TestEveryCallHasADeadline(t *testing.T) {
 	calls := map[string]func(ctx context.Context) error{
 		"Get":  func(ctx context.Context) error { _, err := s.Get(ctx, id); return err },
 		"List": func(ctx context.Context) error { _, err := s.List(ctx, 10, ""); return err },
-		"ListActive": func(ctx context.Context) error {
-			_, err := s.ListActive(ctx)
+		"EachActive": func(ctx context.Context) error {
+			_, err := activeOf(ctx, s)
 			return err
 		},
 		"Mutate": func(ctx context.Context) error {
@@ -166,8 +166,8 @@ func TestDroppedTableIsRecreatedOnWrite(t *testing.T) {
 	if page, err := s.List(t.Context(), 10, ""); err != nil || len(page.Records) != 0 {
 		t.Fatalf("List of a dropped table = %+v, %v; want an empty page", page, err)
 	}
-	if recs, err := s.ListActive(t.Context()); err != nil || len(recs) != 0 {
-		t.Fatalf("ListActive of a dropped table = %v, %v", recs, err)
+	if recs, err := activeOf(t.Context(), s); err != nil || len(recs) != 0 {
+		t.Fatalf("EachActive of a dropped table = %v, %v", recs, err)
 	}
 	id := "50000000-0000-4000-8000-000000000005"
 	register(t, s, id)

@@ -13,15 +13,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
-	"github.com/tenantsweep/tenantsweep/internal/onboard"
-	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
-)
-
-var (
-	_ onboard.Store  = (*Store)(nil)
-	_ sweep.Registry = (*Store)(nil)
-	_ sweep.History  = (*Store)(nil)
 )
 
 // Options are what Open needs besides the settings.

@@ -1,6 +1,7 @@
 package tablestore_test
 
 import (
+	"context"
 	"crypto/rand"
 	"errors"
 	"fmt"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/storageconn"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore/tablestoretest"
@@ -157,7 +159,7 @@ func TestOpenWrongKeyDoesNotLeak(t *testing.T) {
 	t.Parallel()
 	reg := tablestoretest.Registry(t)
 	key := "d3Jvbmcta2V5LWZvci10ZXN0aW5nLW9ubHktMTIzNDU2Nzg5MA=="
-	reg.Connection = strings.Replace(reg.Connection, tablestore.DevAccountKey, key, 1)
+	reg.Connection = strings.Replace(reg.Connection, storageconn.DevAccountKey, key, 1)
 	_, err := tablestore.Open(t.Context(), reg, tablestore.Options{})
 	var re *azcore.ResponseError
 	if !errors.As(err, &re) || re.StatusCode != http.StatusForbidden {
@@ -340,7 +342,7 @@ func TestConcurrentMutateLosesNoUpdate(t *testing.T) {
 	}
 }
 
-func TestListAndListActiveAcrossPages(t *testing.T) {
+func TestListAndEachActiveAcrossPages(t *testing.T) {
 	t.Parallel()
 	s := tablestoretest.Open(t)
 	const n = 1230
@@ -409,8 +411,8 @@ func TestListAndListActiveAcrossPages(t *testing.T) {
 		}
 	})
 
-	t.Run("ListActive", func(t *testing.T) {
-		recs, err := s.ListActive(t.Context())
+	t.Run("EachActive", func(t *testing.T) {
+		recs, err := activeOf(t.Context(), s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -422,7 +424,7 @@ func TestListAndListActiveAcrossPages(t *testing.T) {
 			got = append(got, r.TenantID)
 		}
 		if !slices.Equal(got, wantActive) {
-			t.Fatalf("ListActive gave %d tenants, want %d in key order", len(got), len(wantActive))
+			t.Fatalf("EachActive gave %d tenants, want %d in key order", len(got), len(wantActive))
 		}
 	})
 
@@ -546,7 +548,7 @@ func TestMutateManyBatchesOnePartition(t *testing.T) {
 	seed(t, s, ids, active)
 
 	changesFor := func(count int) []tenant.Change {
-		recs, err := s.ListActive(t.Context())
+		recs, err := activeOf(t.Context(), s)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -578,7 +580,7 @@ func TestMutateManyBatchesOnePartition(t *testing.T) {
 			t.Errorf("%s: %d requests (%v), want %d", tt.name, total(got), got, tt.requests)
 		}
 	}
-	recs, err := s.ListActive(t.Context())
+	recs, err := activeOf(t.Context(), s)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -723,4 +725,16 @@ func TestRunHistory(t *testing.T) {
 	if err := s.AddRun(t.Context(), sweep.Run{ID: "bad/id", StartedAt: t0}); err == nil {
 		t.Fatal("a run id with '/' was accepted")
 	}
+}
+
+// activeOf is every active tenant, in key order, as the planner reads them
+// (EachActive) put together.
+func activeOf(ctx context.Context, s *tablestore.Store) ([]tenant.Record, error) {
+	var out []tenant.Record
+	err := s.EachActive(ctx, func(recs []tenant.Record) error {
+		out = append(out, recs...)
+		return nil
+	})
+	slices.SortFunc(out, func(a, b tenant.Record) int { return strings.Compare(a.TenantID, b.TenantID) })
+	return out, err
 }

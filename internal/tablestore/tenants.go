@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -200,18 +199,6 @@ func (s *Store) List(ctx context.Context, pageSize int, continuation string) (te
 	}
 	page.Next = encodeContinuation(resp.NextPartitionKey, resp.NextRowKey)
 	return page, nil
-}
-
-// ListActive returns every active tenant in key order, filtering on the
-// server and following every page.
-func (s *Store) ListActive(ctx context.Context) ([]tenant.Record, error) {
-	var out []tenant.Record
-	err := s.EachActive(ctx, func(recs []tenant.Record) error {
-		out = append(out, recs...)
-		return nil
-	})
-	slices.SortFunc(out, func(a, b tenant.Record) int { return strings.Compare(a.TenantID, b.TenantID) })
-	return out, err
 }
 
 func decodeAll(entities [][]byte) ([]tenant.Record, error) {

@@ -168,7 +168,7 @@ type Page struct {
 	Next string
 }
 
-// Change is a mutation of a tenant that was read with ListActive or Get.
+// Change is a mutation of a tenant that was read with EachActive, GetMany or Get.
 type Change struct {
 	// Base is the record as read, with its ETag.
 	Base Record

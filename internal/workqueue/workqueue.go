@@ -69,12 +69,11 @@ type Message struct {
 	InsertionTime, ExpirationTime, NextVisibleTime time.Time
 	// Text is the message as enqueued: the base64 the queue holds,
 	// decoded. A message someone stored without base64 keeps its stored
-	// text here (Decoded reports which).
+	// text here (Raw tells which).
 	Text string
 	// raw is the stored text, what renewing and poisoning must send back
 	// unchanged.
-	raw     string
-	decoded bool
+	raw string
 }
 
 // Raw is the text as stored in the queue (base64 for what Enqueue wrote).
@@ -88,9 +87,6 @@ func (m Message) stored() string {
 	}
 	return m.raw
 }
-
-// Decoded reports whether the stored text was base64 and Text its decoding.
-func (m Message) Decoded() bool { return m.decoded }
 
 // Open connects to the work queue and creates it and its poison queue
 // (cfg.Name + "-poison") when missing. Its errors are not prefixed: the
@@ -366,7 +362,7 @@ func message(id, pop *string, dequeues *int64, inserted, expires, visible *time.
 	}
 	m.Text = m.raw
 	if b, err := base64.StdEncoding.DecodeString(m.raw); err == nil {
-		m.Text, m.decoded = string(b), true
+		m.Text = string(b)
 	}
 	return m
 }

@@ -62,8 +62,8 @@ func TestEnqueueReceiveDelete(t *testing.T) {
 		t.Fatalf("Receive = %v, %v", msgs, err)
 	}
 	m := msgs[0]
-	if m.Text != text || !m.Decoded() {
-		t.Errorf("Text = %q (decoded %v), want %q", m.Text, m.Decoded(), text)
+	if m.Text != text || !decoded(m) {
+		t.Errorf("Text = %q (decoded %v), want %q", m.Text, decoded(m), text)
 	}
 	if m.Raw() != base64.StdEncoding.EncodeToString([]byte(text)) {
 		t.Errorf("stored text %q is not the base64 of the message", m.Raw())
@@ -174,7 +174,7 @@ func TestReceiveBatchAndNotBase64(t *testing.T) {
 	}
 	var plain int
 	for _, m := range msgs {
-		if !m.Decoded() {
+		if !decoded(m) {
 			plain++
 			if m.Text != "plain {text}" || m.Raw() != m.Text {
 				t.Errorf("undecodable message %+v", m)
@@ -308,4 +308,9 @@ func rawClient(t *testing.T, cfg config.Queue) *azqueue.ServiceClient {
 		t.Fatal(err)
 	}
 	return svc
+}
+
+// decoded reports whether the stored text was base64 and Text its decoding.
+func decoded(m workqueue.Message) bool {
+	return m.Raw() == base64.StdEncoding.EncodeToString([]byte(m.Text))
 }

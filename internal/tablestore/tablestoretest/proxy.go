@@ -10,7 +10,7 @@ import (
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
-	"github.com/tenantsweep/tenantsweep/internal/tablestore"
+	"github.com/tenantsweep/tenantsweep/internal/storageconn"
 )
 
 // Proxy is a TCP proxy in front of Azurite that can make storage slow or
@@ -56,7 +56,7 @@ func (p *Proxy) Endpoint() string { return "http://" + p.ln.Addr().String() + p.
 
 // Registry returns reg reached through the proxy.
 func (p *Proxy) Registry(reg config.Registry) config.Registry {
-	reg.Connection = tablestore.DevConnectionString(p.Endpoint())
+	reg.Connection = storageconn.DevConnectionString(p.Endpoint(), "")
 	reg.ConnectionSetting = "TENANT_REGISTRY_CONNECTION"
 	return reg
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/storageconn"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 )
 
@@ -39,7 +40,7 @@ func Registry(t testing.TB) config.Registry {
 	}
 	suffix := randomHex(t, 8)
 	return config.Registry{
-		Connection: tablestore.DevConnectionString(endpoint),
+		Connection: storageconn.DevConnectionString(endpoint, ""),
 		Table:      "tenants" + suffix,
 		RunsTable:  "runs" + suffix,
 	}

@@ -254,29 +254,21 @@ func (s *Store) List(_ context.Context, pageSize int, continuation string) (tena
 	return p, nil
 }
 
-// ListActive returns every active tenant in key order.
-func (s *Store) ListActive(context.Context) ([]tenant.Record, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.err != nil {
-		return nil, s.err
-	}
-	var out []tenant.Record
-	for _, k := range s.keys() {
-		if r := s.recs[k]; r.Active() {
-			out = append(out, clone(r))
-		}
-	}
-	return out, nil
-}
-
 // EachActive calls fn with the active tenants in pages of up to 1,000, in
 // key order, as the registry pages them.
-func (s *Store) EachActive(ctx context.Context, fn func([]tenant.Record) error) error {
-	all, err := s.ListActive(ctx)
-	if err != nil {
-		return err
+func (s *Store) EachActive(_ context.Context, fn func([]tenant.Record) error) error {
+	s.mu.Lock()
+	if s.err != nil {
+		s.mu.Unlock()
+		return s.err
 	}
+	var all []tenant.Record
+	for _, k := range s.keys() {
+		if r := s.recs[k]; r.Active() {
+			all = append(all, clone(r))
+		}
+	}
+	s.mu.Unlock()
 	for len(all) > 0 {
 		n := min(len(all), 1000)
 		if err := fn(all[:n]); err != nil {

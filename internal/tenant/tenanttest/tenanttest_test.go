@@ -1,6 +1,7 @@
 package tenanttest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"testing"
@@ -71,8 +72,8 @@ func TestFailures(t *testing.T) {
 	if _, err := s.List(t.Context(), 10, ""); !errors.Is(err, boom) {
 		t.Errorf("List = %v", err)
 	}
-	if _, err := s.ListActive(t.Context()); !errors.Is(err, boom) {
-		t.Errorf("ListActive = %v", err)
+	if _, err := activeOf(t.Context(), s); !errors.Is(err, boom) {
+		t.Errorf("EachActive = %v", err)
 	}
 	if errs := s.MutateMany(t.Context(), []tenant.Change{{Base: tenant.Record{TenantID: id(1)}, Apply: func(*tenant.Record) {}}}); !errors.Is(errs[0], boom) {
 		t.Errorf("MutateMany = %v", errs)
@@ -120,9 +121,9 @@ func TestMutateMany(t *testing.T) {
 		tenant.Record{TenantID: id(2), Status: tenant.StatusActive},
 		tenant.Record{TenantID: id(3), Status: tenant.StatusDisabled},
 	)
-	bases, err := s.ListActive(t.Context())
+	bases, err := activeOf(t.Context(), s)
 	if err != nil || len(bases) != 2 {
-		t.Fatalf("ListActive = %v, %v", bases, err)
+		t.Fatalf("EachActive = %v, %v", bases, err)
 	}
 	// Concurrently: 1 is renamed, 2 is removed.
 	r1, _ := s.Stored(id(1))
@@ -156,4 +157,14 @@ func TestMutateMany(t *testing.T) {
 	if s.Writes() != 2 || s.Batches() != 1 {
 		t.Errorf("writes %d in %d batches, want 2 in 1", s.Writes(), s.Batches())
 	}
+}
+
+// activeOf is every active tenant, from EachActive's pages.
+func activeOf(ctx context.Context, s *Store) ([]tenant.Record, error) {
+	var out []tenant.Record
+	err := s.EachActive(ctx, func(recs []tenant.Record) error {
+		out = append(out, recs...)
+		return nil
+	})
+	return out, err
 }
