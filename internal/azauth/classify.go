@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
@@ -61,7 +62,7 @@ func signInFailure(err error) (aadsts int, oauthErr string, resp *http.Response)
 	default:
 		return 0, "", nil
 	}
-	body, _ := runtime.Payload(resp)
+	body := payload(resp)
 	var e struct {
 		Error       string `json:"error"`
 		Description string `json:"error_description"`
@@ -77,6 +78,25 @@ func signInFailure(err error) (aadsts int, oauthErr string, resp *http.Response)
 		oauthErr = e.Error
 	}
 	return aadsts, oauthErr, resp
+}
+
+// payloadMu serialises reading a failed response's body. MSAL resolves a
+// tenant's OpenID metadata once for all the requests waiting on it (a
+// singleflight), so a tenant's Graph sign-in and its Key Vault prefetch get
+// the same error holding the same *http.Response. MSAL leaves its body as a
+// one-shot buffer, which runtime.Payload drains and then replaces with a
+// re-readable copy: read by both at once, one of them could find it empty
+// and lose the AADSTS code (a tenant that does not exist was then reported
+// as "Entra ID refused the sign-in with HTTP 400", about once in 3,600
+// not-found sign-ins, and the race detector flagged it). Only failures take
+// the lock.
+var payloadMu sync.Mutex
+
+func payload(resp *http.Response) []byte {
+	payloadMu.Lock()
+	defer payloadMu.Unlock()
+	body, _ := runtime.Payload(resp)
+	return body
 }
 
 // classify turns a GetToken failure into an *outcome.Error that keeps err as
