@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -664,4 +665,64 @@ func TestSignInRetryBudgetNamesTheCause(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Behind an HTTPS proxy, the proxy's refusal to tunnel to the sign-in host
+// ends the sign-in at once, as a refused connection does without one; the
+// proxy's timeout (504) is retried, as a dial timeout is.
+func TestSignInThroughProxy(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	proxy, err := url.Parse(c.ProxyURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}
+	signIn := func(t *testing.T, retry *policy.RetryOptions) (error, time.Duration) {
+		t.Helper()
+		ts := newTenants(t, c, app, azauth.Options{Transport: azauth.SignInHTTPVia(proxy, c.CertPool()), Retry: retry, DisableInstanceDiscovery: true})
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := ts.SignIn(tctx, tenantA, true)
+		return err, time.Since(start)
+	}
+	if err, _ := signIn(t, nil); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	for _, tc := range []struct {
+		status int
+		detail string
+		max    time.Duration
+		tries  int
+	}{
+		// Production's retry options: 0.8, 1.6 and 3.2 s of backoff.
+		{http.StatusBadGateway, "the sign-in service could not be reached: the HTTPS proxy answered 502 Bad Gateway", 700 * time.Millisecond, 1},
+		{http.StatusForbidden, "the sign-in service could not be reached: the HTTPS proxy answered 403 Forbidden", 700 * time.Millisecond, 1},
+	} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			c.RefuseHost(cloudtest.LoginHost, tc.status)
+			defer c.RefuseHost(cloudtest.LoginHost, 0)
+			err, took := signIn(t, nil)
+			if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != tc.detail {
+				t.Errorf("err = %v (%q), want upstream_error %q", err, outcome.Detail(err), tc.detail)
+			}
+			if took > tc.max {
+				t.Errorf("took %s: the proxy's refusal was retried", took)
+			}
+		})
+	}
+	t.Run("504 is retried", func(t *testing.T) {
+		c.RefuseHost(cloudtest.LoginHost, http.StatusGatewayTimeout)
+		defer c.RefuseHost(cloudtest.LoginHost, 0)
+		// Two retries after at least 80 and 240 ms of backoff.
+		err, took := signIn(t, &policy.RetryOptions{MaxRetries: 2, RetryDelay: 100 * time.Millisecond})
+		if outcome.Of(err) != outcome.UpstreamError || !strings.Contains(outcome.Detail(err), "504") {
+			t.Errorf("err = %v (%q)", err, outcome.Detail(err))
+		}
+		if took < 300*time.Millisecond {
+			t.Errorf("took %s: the proxy's timeout was not retried", took)
+		}
+	})
 }

@@ -137,5 +137,8 @@ func classify(ctx context.Context, err error) error {
 	// not retried, see outcome.RetryWithin) or dropped it. The error holds
 	// the URL and the network error, no response body, so no token.
 	zerolog.Ctx(ctx).Debug().Err(err).Msg("the sign-in service could not be reached")
+	if pe, ok := errors.AsType[*outcome.ProxyRefusedError](err); ok {
+		return outcome.New(outcome.UpstreamError, "the sign-in service could not be reached: "+pe.Detail(), err)
+	}
 	return outcome.New(outcome.UpstreamError, "the sign-in service could not be reached", err)
 }
