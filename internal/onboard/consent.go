@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -42,7 +43,7 @@ func (a *API) consentLink(w http.ResponseWriter, tenantID string) error {
 		"state":        {state},
 	}
 	link := a.cfg.Cloud.AuthorityHost + tenantID + "/v2.0/adminconsent?" + q.Encode()
-	writeJSON(w, http.StatusOK, struct {
+	funchost.WriteJSON(w, http.StatusOK, struct {
 		ConsentURL string `json:"consentUrl"`
 	}{link})
 	return nil
