@@ -434,7 +434,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		return tk, nil
 	}
 	if c.t.secret == nil || !secretRejected(err) {
-		return azcore.AccessToken{}, classify(ctx, err)
+		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
 	// The secret in Key Vault may have been rotated since it was read.
 	changed, rerr := c.t.secret.refresh(ctx, gen)
@@ -442,7 +442,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		zerolog.Ctx(ctx).Warn().Str("tenantId", c.tenantID).Err(rerr).Msg("re-reading the app secret from Key Vault failed")
 	}
 	if !changed {
-		return azcore.AccessToken{}, classify(ctx, err)
+		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
 	zerolog.Ctx(ctx).Info().Str("tenantId", c.tenantID).Msg("app secret changed in Key Vault; retrying the sign-in with it")
 	if inner, gen, err = c.current(); err != nil {
@@ -450,7 +450,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 	}
 	tk, err = inner.GetToken(ctx, tro)
 	if err != nil {
-		return azcore.AccessToken{}, classify(ctx, err)
+		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
 	c.remember(kind, tro, gen, tk)
 	return tk, nil
@@ -470,6 +470,14 @@ var signInHTTP = func() *http.Client {
 	tr.OnProxyConnectResponse = outcome.CheckProxyConnect
 	return &http.Client{Transport: tr}
 }()
+
+// scopeOf is the one scope our token requests ask for.
+func scopeOf(tro policy.TokenRequestOptions) string {
+	if len(tro.Scopes) == 1 {
+		return tro.Scopes[0]
+	}
+	return ""
+}
 
 // sentPolicy counts each try for outcome.RetryWithin and the outcome's
 // detail ("Entra ID answered HTTP 500 three times").

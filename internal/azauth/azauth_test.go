@@ -376,6 +376,17 @@ func TestSignInFaults(t *testing.T) {
 		{"invalid secret", cloudtest.Tenant{SignIn: cloudtest.FaultInvalidSecret}, true, outcome.AppCredentialInvalid, "AADSTS7000215"},
 		{"expired secret", cloudtest.Tenant{SignIn: cloudtest.FaultSecretExpired}, true, outcome.AppCredentialInvalid, "AADSTS7000222"},
 		{"invalid assertion", cloudtest.Tenant{SignIn: cloudtest.FaultInvalidAssertion}, true, outcome.AppCredentialInvalid, "AADSTS700027"},
+		{"no service principal", cloudtest.Tenant{SignIn: cloudtest.FaultNoServicePrincipal}, true, outcome.AppNotInTenant, "AADSTS7000229: the app has no service principal in the tenant"},
+		{"app disabled", cloudtest.Tenant{SignIn: cloudtest.FaultAppDisabled}, true, outcome.AppDisabled, "AADSTS7000112: the app's enterprise application is disabled"},
+		{"conditional access", cloudtest.Tenant{SignIn: cloudtest.FaultConditionalAccess}, true, outcome.BlockedByPolicy, "AADSTS53003: a Conditional Access policy for workload identities"},
+		{"security policy", cloudtest.Tenant{SignIn: cloudtest.FaultSecurityPolicy}, true, outcome.BlockedByPolicy, "AADSTS530032: a security policy"},
+		{"tenant restrictions", cloudtest.Tenant{SignIn: cloudtest.FaultTenantRestrictions}, true, outcome.BlockedByPolicy, "AADSTS5000211: a tenant restrictions policy of the network the app signs in from"},
+		{"tenant restrictions v1", cloudtest.Tenant{SignIn: cloudtest.FaultTenantRestrictionsV1}, true, outcome.BlockedByPolicy, "AADSTS500021: tenant restrictions"},
+		{"tenant unavailable", cloudtest.Tenant{SignIn: cloudtest.FaultTenantUnavailable}, true, outcome.TenantNotFound, "AADSTS5000224: the tenant is no longer available"},
+		{"tenant inactive", cloudtest.Tenant{SignIn: cloudtest.FaultTenantInactive}, true, outcome.TenantNotFound, "AADSTS5000225"},
+		{"invalid tenant id", cloudtest.Tenant{SignIn: cloudtest.FaultInvalidTenantID}, true, outcome.TenantNotFound, "AADSTS900023"},
+		{"US Government tenant", cloudtest.Tenant{Cloud: cloudtest.InstanceUSGov, RegionSubScope: "DODCON"}, true, outcome.WrongCloud, "AADSTS900382: the tenant is in another Microsoft cloud"},
+		{"China tenant", cloudtest.Tenant{Cloud: cloudtest.InstanceChina}, true, outcome.TenantNotFound, "AADSTS90002"},
 		{"other code", cloudtest.Tenant{SignIn: "50034"}, true, outcome.UpstreamError, "AADSTS50034"},
 		{"throttled", cloudtest.Tenant{SignInThrottle: 1000}, true, outcome.Throttled, "throttled"},
 		{"unavailable", cloudtest.Tenant{SignInStatus: 503}, true, outcome.UpstreamError, "HTTP 503"},
@@ -725,4 +736,23 @@ func TestSignInThroughProxy(t *testing.T) {
 			t.Errorf("took %s: the proxy's timeout was not retried", took)
 		}
 	})
+}
+
+// A resource without a service principal in the tenant (Azure Key Vault in
+// a tenant that never had an Azure subscription) is named in the outcome;
+// the tenant's other tokens are unaffected.
+func TestResourceNotInTenant(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{MissingResources: []string{cloudtest.VaultResource}})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	cred, err := ts.SignIn(ctx, tenantA, true)
+	if err != nil {
+		t.Fatalf("the sign-in failed with the Key Vault prefetch: %v", err)
+	}
+	_, err = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{cloud.AzurePublic.KeyVaultScope}, EnableCAE: true})
+	want := "AADSTS500011: the tenant has no service principal for https://vault.azure.net"
+	if outcome.Of(err) != outcome.ResourceNotInTenant || outcome.Detail(err) != want {
+		t.Errorf("err = %v (%q), want resource_not_in_tenant %q", err, outcome.Detail(err), want)
+	}
 }

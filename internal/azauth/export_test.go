@@ -15,7 +15,7 @@ func (t *Tenants) Len() int {
 }
 
 // Classify is classify outside any request, for table tests.
-func Classify(err error) error { return classify(context.Background(), err) }
+func Classify(err error) error { return classify(context.Background(), err, "") }
 
 // SignInHTTPVia is the production sign-in transport (signInHTTP) with its
 // proxy and roots set, as HTTPS_PROXY and SSL_CERT_FILE would set them.

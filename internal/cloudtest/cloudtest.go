@@ -89,6 +89,7 @@ type Cloud struct {
 	miStatus       int
 	tunnels        map[net.Conn]struct{}
 	refused        map[string]int // host -> the proxy's answer to CONNECT
+	entra          entraState
 	closed         bool
 }
 

@@ -46,6 +46,24 @@ func TestCodeSides(t *testing.T) {
 	if !AppCredentialInvalid.AppWide() || !KeyVaultAccessDenied.CustomerSide() || Throttled.CustomerSide() {
 		t.Error("sides misassigned")
 	}
+	// The codes of issue 20: the customer's to fix, and held against the
+	// tenant (its backoff), except a policy, which may be the app's own
+	// network's.
+	for _, c := range []Code{AppDisabled, TenantNotFound, WrongCloud, ResourceNotInTenant, AppNotInTenant} {
+		if !c.CustomerSide() || c.AppWide() || c.Transient() {
+			t.Errorf("%s: customer side %v, app-wide %v, transient %v", c, c.CustomerSide(), c.AppWide(), c.Transient())
+		}
+	}
+	if BlockedByPolicy.CustomerSide() || BlockedByPolicy.AppWide() || BlockedByPolicy.Transient() {
+		t.Error("blocked_by_policy misassigned")
+	}
+	seen := map[Code]bool{}
+	for _, c := range Codes {
+		if seen[c] {
+			t.Errorf("%s listed twice", c)
+		}
+		seen[c] = true
+	}
 }
 
 func TestSafeCode(t *testing.T) {
