@@ -193,6 +193,9 @@ func printRuns(ctx context.Context, reg config.Registry, q config.Queue, last in
 		if n := poisonedOf[r.ID]; n > 0 {
 			line += fmt.Sprintf(", %d messages poisoned", n)
 		}
+		if p := r.PostureString(); p != "" {
+			line += "; " + p
+		}
 		fmt.Fprintf(stdout, "%s  %-5s  %-10s  %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Trigger, status, line)
 	}
 	if len(poisoned) > 0 {

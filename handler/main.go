@@ -33,6 +33,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/graph"
 	"github.com/tenantsweep/tenantsweep/internal/keyvault"
 	"github.com/tenantsweep/tenantsweep/internal/onboard"
+	"github.com/tenantsweep/tenantsweep/internal/posture"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -103,9 +104,21 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		return nil, fmt.Errorf("app credential: %w", err)
 	}
 	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport, MaxClients: cfg.Sweep.CacheSize})
+	directory := graph.New(cfg.Cloud, graph.Options{Transport: roundTripper, Permissions: cfg.GraphPermissions})
+	// The app's own posture and its home tenant's lookups (APP_TENANT_ID).
+	appPosture := &posture.Checker{}
+	if local := creds.LocalCredentials(); local != nil {
+		appPosture.Sources = append(appPosture.Sources, local)
+	}
+	var lookup onboard.TenantLookup
+	if home := cfg.App.TenantID; home != "" {
+		h := directory.InHomeTenant(cfg.App.ClientID, func() (azcore.TokenCredential, error) { return creds.Credential(home) })
+		appPosture.Sources = append(appPosture.Sources, h)
+		lookup = h
+	}
 	prober := &tenant.Prober[azcore.TokenCredential]{
 		SignIn:        creds,
-		Directory:     graph.New(cfg.Cloud, graph.Options{Transport: roundTripper, Permissions: cfg.GraphPermissions}),
+		Directory:     directory,
 		Vaults:        vaults,
 		Advisor:       tenant.Advisor{AppID: cfg.App.ClientID, Cloud: cfg.Cloud},
 		ExpiryWarning: cfg.SecretExpiryWarning,
@@ -126,6 +139,7 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	planner := sweep.NewPlanner(store, queue, lock, store, sweep.PlanOptions{
 		TenantsPerMessage: cfg.Queue.TenantsPerMessage,
 		Budget:            cfg.Sweep.Budget,
+		Posture:           appPosture,
 	})
 	api := onboard.New(onboard.Config{
 		Store:    store,
@@ -134,6 +148,8 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		Forget:        []onboard.Forgetter{creds, vaults},
 		Cloud:         cfg.Cloud,
 		AppID:         cfg.App.ClientID,
+		Homes:         creds,
+		Lookup:        lookup,
 		VerifyTimeout: cfg.Onboard.VerifyTimeout,
 		RedirectURI:   cfg.Onboard.RedirectURI,
 		StateKey:      cfg.Onboard.StateKey,

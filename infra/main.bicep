@@ -276,6 +276,8 @@ var appSettings = {
   TenantSweepSchedule: tenantSweepSchedule
   AZURE_CLOUD: cloudName
   APP_CLIENT_ID: appClientId
+  // The app is registered in the tenant it is deployed from (register-app.sh).
+  APP_TENANT_ID: tenant().tenantId
   AZURE_CLIENT_ID: identity.outputs.clientId
   GRAPH_PERMISSIONS: graphPermissions
   SECRET_EXPIRY_WARNING: secretExpiryWarning

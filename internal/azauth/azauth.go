@@ -6,7 +6,11 @@ package azauth
 
 import (
 	"context"
+	"crypto/sha1"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -28,6 +32,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/lru"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/posture"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -79,6 +84,12 @@ type Tenants struct {
 	secret     *secretSource // keyvault-secret method only
 	graphScope string
 	vaultScope string
+	// authority is the cloud's sign-in host; hc sends every request to it.
+	authority string
+	hc        *tokenHTTP
+	// certificate is the leaf certificate the app signs in with (the
+	// certificate method only), for its posture.
+	certificate *x509.Certificate
 
 	mu    sync.Mutex
 	creds *lru.Cache[string, *tenantCredential]
@@ -132,6 +143,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	// One pipeline for every tenant's token requests: it holds no tenant
 	// state, and one per credential was a tenth of the live heap.
 	hc := newTokenHTTP(&co)
+	t.authority, t.hc = host, hc
 	msal := func(tenantID string, cred confidential.Credential) azcore.TokenCredential {
 		return newMSALCredential(runtime.JoinPaths(host, tenantID), clientID, cred, hc, disableID)
 	}
@@ -163,6 +175,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 		if err != nil {
 			return nil, fmt.Errorf("the app's certificate: %w", err)
 		}
+		t.certificate = certs[0]
 		t.build = func(tenantID, _ string) (azcore.TokenCredential, error) { return msal(tenantID, cred), nil }
 
 	case config.MethodKeyVault:
@@ -276,6 +289,68 @@ func (t *Tenants) SignIn(ctx context.Context, tenantID string, keyVault bool) (a
 		return nil, err
 	}
 	return cred, nil
+}
+
+// LocalCredentials is the posture source of the certificate the app signs
+// in with, read from the file at start; nil for the other credential
+// methods, whose secret's expiry only the app registration knows.
+func (t *Tenants) LocalCredentials() posture.Source {
+	if t.certificate == nil {
+		return nil
+	}
+	return localCertificate{t.certificate}
+}
+
+type localCertificate struct{ cert *x509.Certificate }
+
+func (localCertificate) Name() string { return "the app's certificate file" }
+
+func (l localCertificate) Credentials(context.Context) ([]posture.Credential, error) {
+	sum := sha1.Sum(l.cert.Raw) // the thumbprint Entra ID shows for it
+	return []posture.Credential{{Kind: "certificate", Name: l.cert.Subject.String(), ID: strings.ToUpper(hex.EncodeToString(sum[:])),
+		ExpiresOn: l.cert.NotAfter.UTC(), Where: "local"}}, nil
+}
+
+// Home reads the tenant's OpenID metadata at the cloud's sign-in host: one
+// unauthenticated request, through the sign-in's transport and retries, to
+// learn whether Entra ID knows the tenant and which cloud it lives in
+// before it is recorded. Its errors are those of a sign-in (tenant_not_found
+// for a tenant Entra ID does not know, deleted or blocked; upstream_error,
+// throttled and timeout when it could not tell), as *outcome.Error, or a
+// cancellation.
+func (t *Tenants) Home(ctx context.Context, tenantID string) (tenant.Home, error) {
+	id, err := tenant.ParseTenantID(tenantID)
+	if err != nil {
+		return tenant.Home{}, outcome.New(outcome.TenantNotFound, "the tenant id must be the GUID of a customer directory",
+			fmt.Errorf("%w: %w", ErrInvalidTenantID, err))
+	}
+	ctx = outcome.WithAttempts(ctx)
+	req, err := runtime.NewRequest(ctx, http.MethodGet, runtime.JoinPaths(t.authority, id, "v2.0/.well-known/openid-configuration"))
+	if err != nil {
+		return tenant.Home{}, outcome.New(outcome.InternalError, "the metadata request could not be built", err)
+	}
+	resp, err := t.hc.pl.Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = &answerError{resp: resp}
+	}
+	if err != nil {
+		return tenant.Home{}, classify(ctx, err, "")
+	}
+	body, err := runtime.Payload(resp)
+	var m struct {
+		Instance       string `json:"cloud_instance_name"`
+		RegionScope    string `json:"tenant_region_scope"`
+		RegionSubScope string `json:"tenant_region_sub_scope"`
+	}
+	if err == nil {
+		err = json.Unmarshal(body, &m)
+	}
+	if err != nil {
+		return tenant.Home{}, outcome.New(outcome.UpstreamError, "Entra ID's OpenID metadata for the tenant is not JSON", err)
+	}
+	// Entra ID's text, kept only when it looks like the identifiers it is.
+	return tenant.Home{Instance: outcome.SafeCode(m.Instance), RegionScope: outcome.SafeCode(m.RegionScope),
+		RegionSubScope: outcome.SafeCode(m.RegionSubScope)}, nil
 }
 
 // Forget drops the tenant's credential and its cached tokens.

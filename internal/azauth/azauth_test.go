@@ -92,6 +92,9 @@ func twoTenants(t *testing.T) (*cloudtest.Cloud, *azauth.Tenants) {
 
 func TestSecretMethod(t *testing.T) {
 	c, ts := twoTenants(t)
+	if ts.LocalCredentials() != nil {
+		t.Error("a client secret's expiry is not known locally")
+	}
 
 	mustSignIn(t, c, ts, tenantA)
 	mustSignIn(t, c, ts, tenantA)
@@ -163,6 +166,16 @@ func TestCertificateMethod(t *testing.T) {
 	t.Run("pem", func(t *testing.T) {
 		ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodCertificate, CertificatePath: pemPath}, options(c))
 		mustSignIn(t, c, ts, tenantA)
+		// Its expiry is read from the file, for the app's posture.
+		src := ts.LocalCredentials()
+		if src == nil {
+			t.Fatal("no posture source for the certificate method")
+		}
+		creds, err := src.Credentials(ctx)
+		if err != nil || len(creds) != 1 || !creds[0].ExpiresOn.Equal(cert.NotAfter) || creds[0].Kind != "certificate" ||
+			creds[0].Where != "local" || len(creds[0].ID) != 40 || creds[0].Name != cert.Subject.String() {
+			t.Errorf("credentials = %+v, %v", creds, err)
+		}
 	})
 	t.Run("pkcs12", func(t *testing.T) {
 		p12 := cloudtest.WritePKCS12(t, pemData, "pfx-password")
@@ -690,16 +703,16 @@ func TestSignInThroughProxy(t *testing.T) {
 		t.Fatal(err)
 	}
 	app := config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}
-	signIn := func(t *testing.T, retry *policy.RetryOptions) (error, time.Duration) {
+	signIn := func(t *testing.T, retry *policy.RetryOptions) (time.Duration, error) {
 		t.Helper()
 		ts := newTenants(t, c, app, azauth.Options{Transport: azauth.SignInHTTPVia(proxy, c.CertPool()), Retry: retry, DisableInstanceDiscovery: true})
 		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 		defer cancel()
 		start := time.Now()
 		_, err := ts.SignIn(tctx, tenantA, true)
-		return err, time.Since(start)
+		return time.Since(start), err
 	}
-	if err, _ := signIn(t, nil); err != nil {
+	if _, err := signIn(t, nil); err != nil {
 		t.Fatalf("through the proxy: %v", err)
 	}
 	for _, tc := range []struct {
@@ -715,7 +728,7 @@ func TestSignInThroughProxy(t *testing.T) {
 		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
 			c.RefuseHost(cloudtest.LoginHost, tc.status)
 			defer c.RefuseHost(cloudtest.LoginHost, 0)
-			err, took := signIn(t, nil)
+			took, err := signIn(t, nil)
 			if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != tc.detail {
 				t.Errorf("err = %v (%q), want upstream_error %q", err, outcome.Detail(err), tc.detail)
 			}
@@ -728,7 +741,7 @@ func TestSignInThroughProxy(t *testing.T) {
 		c.RefuseHost(cloudtest.LoginHost, http.StatusGatewayTimeout)
 		defer c.RefuseHost(cloudtest.LoginHost, 0)
 		// Two retries after at least 80 and 240 ms of backoff.
-		err, took := signIn(t, &policy.RetryOptions{MaxRetries: 2, RetryDelay: 100 * time.Millisecond})
+		took, err := signIn(t, &policy.RetryOptions{MaxRetries: 2, RetryDelay: 100 * time.Millisecond})
 		if outcome.Of(err) != outcome.UpstreamError || !strings.Contains(outcome.Detail(err), "504") {
 			t.Errorf("err = %v (%q)", err, outcome.Detail(err))
 		}
@@ -755,4 +768,81 @@ func TestResourceNotInTenant(t *testing.T) {
 	if outcome.Of(err) != outcome.ResourceNotInTenant || outcome.Detail(err) != want {
 		t.Errorf("err = %v (%q), want resource_not_in_tenant %q", err, outcome.Detail(err), want)
 	}
+}
+
+// Home reads what the tenant's OpenID metadata says, with no credential,
+// and fails as a sign-in to that tenant would.
+func TestHome(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	const (
+		gov     = "dddddddd-0000-4000-8000-000000000003"
+		deleted = "dddddddd-0000-4000-8000-000000000006"
+		unknown = "dddddddd-0000-4000-8000-000000000007"
+	)
+	c.AddTenant(tenantA, cloudtest.Tenant{RegionScope: "NA", RegionSubScope: "GCC"})
+	c.AddTenant(gov, cloudtest.Tenant{Cloud: cloudtest.InstanceUSGov, RegionSubScope: "DODCON"})
+	c.AddTenant(deleted, cloudtest.Tenant{SignIn: cloudtest.FaultTenantUnavailable})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	for _, tc := range []struct {
+		tenant string
+		want   tenant.Home
+		code   outcome.Code
+		detail string
+	}{
+		{tenantA, tenant.Home{Instance: "microsoftonline.com", RegionScope: "NA", RegionSubScope: "GCC"}, outcome.OK, ""},
+		{gov, tenant.Home{Instance: "microsoftonline.us", RegionScope: "USGov", RegionSubScope: "DODCON"}, outcome.OK, ""},
+		{deleted, tenant.Home{}, outcome.TenantNotFound, "AADSTS5000224"},
+		{unknown, tenant.Home{}, outcome.TenantNotFound, "AADSTS90002"},
+		{"common", tenant.Home{}, outcome.TenantNotFound, "GUID of a customer directory"},
+	} {
+		got, err := ts.Home(ctx, tc.tenant)
+		if got != tc.want || outcome.Of(err) != tc.code || !strings.Contains(outcome.Detail(err), tc.detail) {
+			t.Errorf("%s: %+v %v (%s), want %+v %s %q", tc.tenant, got, err, outcome.Detail(err), tc.want, tc.code, tc.detail)
+		}
+	}
+	if n := c.TotalTokenRequests(); n != 0 {
+		t.Errorf("%d token requests: Home needs no credential", n)
+	}
+	for _, r := range c.Requests() {
+		if r.Tenant == "common" {
+			t.Error("a request for the common tenant")
+		}
+	}
+
+	t.Run("metadata down", func(t *testing.T) {
+		c.SetMetadataStatus(http.StatusServiceUnavailable)
+		defer c.SetMetadataStatus(0)
+		_, err := ts.Home(ctx, tenantA)
+		if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "Entra ID answered HTTP 503 three times" {
+			t.Errorf("err = %v (%q)", err, outcome.Detail(err))
+		}
+	})
+	t.Run("metadata hangs", func(t *testing.T) {
+		c.SetMetadataHang(true)
+		defer c.SetMetadataHang(false)
+		tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if _, err := ts.Home(tctx, tenantA); outcome.Of(err) != outcome.Timeout {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("through a refusing proxy", func(t *testing.T) {
+		proxy, _ := url.Parse(c.ProxyURL())
+		pts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret},
+			azauth.Options{Transport: azauth.SignInHTTPVia(proxy, c.CertPool())})
+		if got, err := pts.Home(ctx, gov); err != nil || got.Instance != "microsoftonline.us" {
+			t.Errorf("through the proxy: %+v %v", got, err)
+		}
+		c.RefuseHost(cloudtest.LoginHost, http.StatusBadGateway)
+		defer c.RefuseHost(cloudtest.LoginHost, 0)
+		// A new transport: the open tunnel would be reused.
+		pts = newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret},
+			azauth.Options{Transport: azauth.SignInHTTPVia(proxy, c.CertPool())})
+		start := time.Now()
+		_, err := pts.Home(ctx, tenantA)
+		if outcome.Of(err) != outcome.UpstreamError || !strings.Contains(outcome.Detail(err), "502") || time.Since(start) > 700*time.Millisecond {
+			t.Errorf("err = %v (%q) after %s", err, outcome.Detail(err), time.Since(start))
+		}
+	})
 }

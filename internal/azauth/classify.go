@@ -83,11 +83,14 @@ func secretRejected(err error) bool {
 func signInFailure(err error) (aadsts int, oauthErr string, resp *http.Response) {
 	var afe *azidentity.AuthenticationFailedError
 	var ce msalerrors.CallErr
+	var ae *answerError
 	switch {
 	case errors.As(err, &afe) && afe.RawResponse != nil:
 		resp = afe.RawResponse
 	case errors.As(err, &ce) && ce.Resp != nil:
 		resp = ce.Resp
+	case errors.As(err, &ae):
+		resp = ae.resp
 	default:
 		return 0, "", nil
 	}
@@ -107,6 +110,14 @@ func signInFailure(err error) (aadsts int, oauthErr string, resp *http.Response)
 		oauthErr = e.Error
 	}
 	return aadsts, oauthErr, resp
+}
+
+// answerError is Entra ID's error answer to a request of ours (the OpenID
+// metadata Home reads), classified as MSAL's error for the same answer is.
+type answerError struct{ resp *http.Response }
+
+func (e *answerError) Error() string {
+	return fmt.Sprintf("%s %s: HTTP %d", e.resp.Request.Method, e.resp.Request.URL.Path, e.resp.StatusCode)
 }
 
 // payloadMu serialises reading a failed response's body. MSAL resolves a

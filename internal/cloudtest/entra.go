@@ -37,6 +37,24 @@ type App struct {
 	// FederatedMIClientID, when set, accepts only assertions of the managed
 	// identity with this client id.
 	FederatedMIClientID string
+
+	// HomeTenant is the tenant the app is registered in: its Graph tokens
+	// may look other tenants up (findTenantInformationByTenantId, with
+	// CrossTenantInformation.ReadBasic.All among the tenant's GraphRoles)
+	// and read the registration (applications(appId=...), with
+	// Application.Read.All). Add it as a Tenant too.
+	HomeTenant string
+	// Secrets and Certificates are the registration's credentials as Graph
+	// lists them (passwordCredentials, keyCredentials).
+	Secrets, Certificates []AppCredential
+}
+
+// AppCredential is a credential of the app registration as Graph lists it:
+// never its secret.
+type AppCredential struct {
+	KeyID       string
+	DisplayName string
+	EndDateTime time.Time
 }
 
 // SignInFault is an AADSTS code, as a string, that the token endpoint answers

@@ -61,6 +61,15 @@ type Config struct {
 	AppID string
 	// VerifyTimeout bounds the verification after onboarding; 0 means 10s.
 	VerifyTimeout time.Duration
+	// Homes, when set, is asked about a tenant before it is recorded (the
+	// tenant's OpenID metadata): an unknown tenant, or one of another cloud
+	// than Cloud, is refused with 422 and nothing is written.
+	Homes HomeReader
+	// Lookup, when set, fills an empty display name and the tenant's
+	// default domain from the app's home tenant.
+	Lookup TenantLookup
+	// CheckTimeout bounds that check and lookup; 0 means 5s.
+	CheckTimeout time.Duration
 	// RedirectURI and StateKey enable the admin-consent flow; without both
 	// it answers 501.
 	RedirectURI string
@@ -96,6 +105,9 @@ func New(cfg Config) *API {
 	}
 	if cfg.VerifyTimeout <= 0 {
 		cfg.VerifyTimeout = 10 * time.Second
+	}
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = 5 * time.Second
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -232,10 +244,19 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errorf(http.StatusBadRequest, "invalid_request", "%s", err)
 	}
-	if consent, err := in.consentRequested(); err != nil {
+	consent, err := in.consentRequested()
+	if err != nil {
 		return err
-	} else if consent {
-		return a.consentLink(w, reg.TenantID)
+	}
+	if consent && !a.consentConfigured() {
+		return errConsentNotConfigured()
+	}
+	check, err := a.checkTenant(ctx, &reg)
+	if err != nil {
+		return err
+	}
+	if consent {
+		return a.consentLink(w, reg.TenantID, check)
 	}
 
 	now := a.cfg.Now()
@@ -253,8 +274,15 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		status = http.StatusCreated
 	}
-	funchost.WriteJSON(w, status, rec)
+	funchost.WriteJSON(w, status, postResponse{Record: rec, TenantCheck: check})
 	return nil
+}
+
+// postResponse is a registration's answer: the stored record, and what was
+// learnt of the tenant before it was recorded.
+type postResponse struct {
+	tenant.Record
+	TenantCheck *TenantCheck `json:"tenantCheck,omitempty"`
 }
 
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
