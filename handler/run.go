@@ -25,7 +25,7 @@ const usage = `usage:
   handler runs [--settings FILE] [--last N]
                                    print the last N sweeps (default 10) with their status and
                                    progress, and the poisoned work messages
-  handler tenants [--settings FILE] [--failing] [--needs-consent] [--json]
+  handler tenants [--settings FILE] [--failing] [--needs-consent] [--outcome CODES] [--json]
                                    print the onboarded tenants, their last outcome and its fix
 
 Every command takes --help. runs and tenants read only the registry and queue settings.`
@@ -147,6 +147,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			fs.BoolVar(&f.failing, "failing", false, "only tenants whose last outcome is a failure")
 			fs.BoolVar(&f.needsConsent, "needs-consent", false, "only tenants missing Graph consent, with their consent link")
 			fs.BoolVar(&f.json, "json", false, "JSON lines instead of a table")
+			fs.Func("outcome", "only tenants whose last outcome is one of these comma-separated codes (README, Outcome codes)", f.setOutcomes)
 		}); err != nil {
 			return err
 		}
