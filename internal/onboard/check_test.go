@@ -78,8 +78,8 @@ func TestPreOnboardingCheckRefuses(t *testing.T) {
 		{"unknown tenant", tenantA, "tenant_not_found", []string{"knows no tenant " + tenantA, "AADSTS90002", "AzurePublic", "21Vianet", "Tenant ID", "nothing was recorded"}},
 		{"US Government tenant", tenantGov, "wrong_cloud", []string{"AzureUSGovernment", "AzurePublic", "microsoftonline.us", "USGov", "DODCON", "AZURE_CLOUD is AzureUSGovernment", "nothing was recorded"}},
 	} {
-		for _, body := range []string{registrationBody(tc.tenant), `{"tenantId":"` + tc.tenant + `","consent":true}`} {
-			t.Run(tc.name, func(t *testing.T) {
+		for kind, body := range map[string]string{"registration": registrationBody(tc.tenant), "consent link": `{"tenantId":"` + tc.tenant + `","consent":true}`} {
+			t.Run(tc.name+", "+kind, func(t *testing.T) {
 				e := checkedEnv(t, homes, nil)
 				msg := wantError(t, e.do(t, "POST", "/api/tenants", body), 422, tc.code)
 				for _, s := range tc.says {
