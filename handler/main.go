@@ -136,11 +136,11 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		BackoffMax:    cfg.Sweep.BackoffMax,
 	})
 	lock := sweep.NewRunLock(store, queue)
-	planner := sweep.NewPlanner(store, queue, lock, store, sweep.PlanOptions{
-		TenantsPerMessage: cfg.Queue.TenantsPerMessage,
-		Budget:            cfg.Sweep.Budget,
-		Posture:           appPosture,
-	})
+	planOpts := sweep.PlanOptions{TenantsPerMessage: cfg.Queue.TenantsPerMessage, Budget: cfg.Sweep.Budget}
+	if len(appPosture.Sources) > 0 { // a client secret's expiry only the registration knows
+		planOpts.Posture = appPosture
+	}
+	planner := sweep.NewPlanner(store, queue, lock, store, planOpts)
 	api := onboard.New(onboard.Config{
 		Store:    store,
 		Verifier: prober,
