@@ -35,7 +35,11 @@ func (a *app) sweepTimer(ctx context.Context, timer funchost.TimerInfo) (funchos
 	if err != nil {
 		return funchost.Result{}, fmt.Errorf("plan sweep: %w", err)
 	}
-	return funchost.Result{Logs: []string{run.PlanString()}, ReturnValue: run}, nil
+	logs := []string{run.PlanString()}
+	if line := run.PostureString(); line != "" {
+		logs = append(logs, line)
+	}
+	return funchost.Result{Logs: logs, ReturnValue: run}, nil
 }
 
 // sweepWork is the SweepWorker function: one delivery of a work message. A

@@ -232,6 +232,9 @@ func printRuns(ctx context.Context, reg config.Registry, q config.Queue, last in
 		if n := poisonedOf[r.ID]; n > 0 {
 			line += fmt.Sprintf(", %d messages poisoned", n)
 		}
+		if p := r.PostureString(); p != "" {
+			line += "; " + p
+		}
 		fmt.Fprintf(stdout, "%s  %-5s  %-10s  %s\n", r.StartedAt.UTC().Format(time.RFC3339), r.Trigger, status, line)
 	}
 	if len(poisoned) > 0 {
@@ -304,6 +307,25 @@ func orEmpty(s []string) []string {
 // tenantFilter is what `handler tenants` prints.
 type tenantFilter struct {
 	failing, needsConsent, json bool
+	// outcomes, when set, are the last outcomes listed.
+	outcomes []outcome.Code
+}
+
+// setOutcomes parses --outcome: codes of outcome.Codes, the stable
+// vocabulary, so that a typo is refused rather than matching nothing.
+func (f *tenantFilter) setOutcomes(v string) error {
+	for c := range strings.SplitSeq(v, ",") {
+		code := outcome.Code(strings.TrimSpace(c))
+		if !slices.Contains(outcome.Codes, code) {
+			names := make([]string, len(outcome.Codes))
+			for i, k := range outcome.Codes {
+				names[i] = string(k)
+			}
+			return fmt.Errorf("unknown outcome %q (want one of %s)", code, strings.Join(names, ", "))
+		}
+		f.outcomes = append(f.outcomes, code)
+	}
+	return nil
 }
 
 // tenantLine is one tenant as `handler tenants` shows it: the last outcome
@@ -393,7 +415,7 @@ func printTenants(ctx context.Context, reg config.Registry, f tenantFilter, advi
 		for _, rec := range page.Records {
 			l := lineOf(rec)
 			failing := l.Outcome != "" && l.Outcome != outcome.OK
-			if f.failing && !failing || f.needsConsent && !lacksConsent(l.Outcome) {
+			if f.failing && !failing || f.needsConsent && !lacksConsent(l.Outcome) || len(f.outcomes) > 0 && !slices.Contains(f.outcomes, l.Outcome) {
 				continue
 			}
 			switch {

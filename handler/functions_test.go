@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -9,11 +10,15 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/funchost/local"
 	"github.com/tenantsweep/tenantsweep/internal/onboard"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tenant/tenanttest"
 )
 
 type binding struct {
@@ -175,4 +180,48 @@ func TestRoutesReadyAndNotFound(t *testing.T) {
 			t.Errorf("%s %s: body %s", tt.method, tt.path, rec.Body)
 		}
 	}
+}
+
+// The host matches the HTTP functions' routes in any case, forwarded or as
+// an envelope: such requests reach the API's routes, and nothing else does.
+func TestRoutesMatchInAnyCase(t *testing.T) {
+	id := "abcdef01-0000-4000-8000-00000000000a"
+	api := onboard.New(onboard.Config{Store: tenanttest.New(tenant.Record{TenantID: id, Status: tenant.StatusActive}), Verifier: noVerifier{}})
+	l := &lazyApp{ready: make(chan struct{}), app: &app{api: api}, wait: time.Second, apiWait: time.Second}
+	close(l.ready)
+	h := routes(t.Context(), l, zerolog.Nop())
+	for _, tt := range []struct {
+		path string
+		want int
+	}{
+		{"/API/Tenants", http.StatusOK},
+		{"/api/TENANTS/" + strings.ToUpper(id), http.StatusOK},
+		{"/Api/Consent/Callback?error=access_denied", http.StatusBadRequest}, // the callback's own answer
+		{"/api/tenantsX", http.StatusNotFound},
+	} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, tt.path, nil))
+		if rec.Code != tt.want {
+			t.Errorf("GET %s: %d %s, want %d", tt.path, rec.Code, rec.Body, tt.want)
+		}
+	}
+	for _, fn := range []string{onboardFunction, consentFunction} {
+		env := `{"Data":{"req":{"Url":"http://localhost:7071/API/Tenants/` + strings.ToUpper(id) + `","Method":"GET","Headers":{}}},"Metadata":{}}`
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/"+fn, strings.NewReader(env)))
+		var out struct {
+			Outputs struct {
+				Res struct{ StatusCode int } `json:"res"`
+			}
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Outputs.Res.StatusCode != http.StatusOK {
+			t.Errorf("%s envelope for /API/Tenants/<ID>: %d %s", fn, rec.Code, rec.Body)
+		}
+	}
+}
+
+type noVerifier struct{}
+
+func (noVerifier) Verify(context.Context, tenant.Record) tenant.Verification {
+	return tenant.Verification{Outcome: outcome.OK}
 }

@@ -33,6 +33,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/graph"
 	"github.com/tenantsweep/tenantsweep/internal/keyvault"
 	"github.com/tenantsweep/tenantsweep/internal/onboard"
+	"github.com/tenantsweep/tenantsweep/internal/posture"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tablestore"
 	"github.com/tenantsweep/tenantsweep/internal/task"
@@ -128,6 +129,17 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	}
 	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport, MaxClients: cfg.Sweep.CacheSize})
 	graphReader := graph.New(cfg.Cloud, graph.Options{Transport: roundTripper})
+	// The app's own posture and its home tenant's lookups (APP_TENANT_ID).
+	appPosture := &posture.Checker{}
+	if local := creds.LocalCredentials(); local != nil {
+		appPosture.Sources = append(appPosture.Sources, local)
+	}
+	var lookup onboard.TenantLookup
+	if home := cfg.App.TenantID; home != "" {
+		h := graphReader.InHomeTenant(cfg.App.ClientID, func() (azcore.TokenCredential, error) { return creds.Credential(home) })
+		appPosture.Sources = append(appPosture.Sources, h)
+		lookup = h
+	}
 	chosen, err := tasks.Select(tasks.All(tasks.Deps{Directory: graphReader, Vaults: vaults, SecretExpiryWarning: cfg.SecretExpiryWarning}), cfg.Sweep.Tasks)
 	if err != nil { // loadEnv checked the names: only a bug
 		return nil, err
@@ -155,10 +167,11 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		BackoffMax:    cfg.Sweep.BackoffMax,
 	})
 	lock := sweep.NewRunLock(store, queue)
-	planner := sweep.NewPlanner(store, queue, lock, store, sweep.PlanOptions{
-		TenantsPerMessage: cfg.Queue.TenantsPerMessage,
-		Budget:            cfg.Sweep.Budget,
-	})
+	planOpts := sweep.PlanOptions{TenantsPerMessage: cfg.Queue.TenantsPerMessage, Budget: cfg.Sweep.Budget}
+	if len(appPosture.Sources) > 0 { // a client secret's expiry only the registration knows
+		planOpts.Posture = appPosture
+	}
+	planner := sweep.NewPlanner(store, queue, lock, store, planOpts)
 	api := onboard.New(onboard.Config{
 		Store:    store,
 		Verifier: runner,
@@ -166,6 +179,8 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		Forget:        []onboard.Forgetter{creds, vaults},
 		Cloud:         cfg.Cloud,
 		AppID:         cfg.App.ClientID,
+		Homes:         creds,
+		Lookup:        lookup,
 		VerifyTimeout: cfg.Onboard.VerifyTimeout,
 		RedirectURI:   cfg.Onboard.RedirectURI,
 		StateKey:      cfg.Onboard.StateKey,

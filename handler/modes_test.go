@@ -210,7 +210,7 @@ func TestTenantsCommand(t *testing.T) {
 	}
 	for _, want := range []string{
 		noConsent + "  T " + noConsent[:8],
-		"graph_consent_missing  " + at.Format(time.RFC3339) + "  4     grant admin consent", // since the first of the two sweeps
+		"graph_consent_missing  " + at.Format(time.RFC3339) + "  4     -      grant admin consent", // since the first of the two sweeps
 		ok + "  T " + ok[:8],
 	} {
 		if !strings.Contains(out, want) {
@@ -229,6 +229,17 @@ func TestTenantsCommand(t *testing.T) {
 	}
 	if code != 0 || len(got) != 1 || got[0]["tenantId"] != noConsent || got[0]["outcome"] != "graph_consent_missing" || got[0]["step"] != "4" {
 		t.Errorf("--failing --json: exit %d, %v", code, got)
+	}
+
+	// --outcome lists the tenants whose last outcome is one of the codes,
+	// and refuses a code that is not one (the list is stable API).
+	record(fresh, tenant.SweepResult{At: at, Outcome: outcome.AppDisabled, Step: "3", Remediation: "az ad sp update"})
+	code, out, errOut = runCommand(t, withoutApp(fx.env()), "tenants", "--outcome", "app_disabled,blocked_by_policy")
+	if code != 0 || !strings.Contains(out, fresh) || strings.Contains(out, noConsent) || strings.Contains(out, ok) {
+		t.Errorf("--outcome: exit %d, %s %s", code, out, errOut)
+	}
+	if code, _, errOut := runCommand(t, withoutApp(fx.env()), "tenants", "--outcome", "app_disabeld"); code != 2 || !strings.Contains(errOut, "app_disabled") {
+		t.Errorf("--outcome with a typo: exit %d, %s", code, errOut)
 	}
 
 	if code, _, errOut := runCommand(t, withoutApp(fx.env()), "tenants", "--needs-consent"); code != 2 || !strings.Contains(errOut, "APP_CLIENT_ID") {

@@ -30,7 +30,7 @@ var commands = []command{
 	{"local", "handler local [--settings FILE] [--demo]", "Development mode: serve /api/... on LOCAL_PORT, run TenantSweep on its schedule and\ndeliver the work queue to SweepWorker, as `func start` would, without the Functions host.\nWith --demo, against built-in fakes of Entra ID, Graph and Key Vault and sample tenants\n(a binary built by `make demo`)."},
 	{"sweep", "handler sweep [--settings FILE] [--tenant ID] [--force]", "Run one sweep now, in this process, through the planner and worker the functions use,\nand print its summary. Exit 0, 1 on a failure, 3 when the app's own credential was\nrefused, 4 while another run is active (unless --force)."},
 	{"runs", "handler runs [--settings FILE] [--last N] [--demo]", "Print the last N sweeps, newest first, with their status and progress, then the\npoisoned work messages. Needs only the registry and queue settings."},
-	{"tenants", "handler tenants [--settings FILE] [--failing] [--needs-consent] [--json] [--demo]", "Print the onboarded tenants: last outcome, since when, the seed step and the fix, and\neach task's outcome. Needs only the registry settings (and APP_CLIENT_ID for\n--needs-consent)."},
+	{"tenants", "handler tenants [--settings FILE] [--failing] [--needs-consent] [--outcome CODES] [--json] [--demo]", "Print the onboarded tenants: last outcome, since when, the seed step and the fix, and\neach task's outcome. Needs only the registry settings (and APP_CLIENT_ID for\n--needs-consent)."},
 	{"tasks", "handler tasks [--settings FILE] [--json]", "Print the per-tenant tasks this binary has, which SWEEP_TASKS runs, and what the\ncustomer grants for each: the Graph application permissions the app registration\nasks for, and the Azure roles."},
 }
 
@@ -190,6 +190,7 @@ func dispatch(ctx context.Context, args []string, getenv func(string) string, st
 			fs.BoolVar(&f.needsConsent, "needs-consent", false, "only tenants missing Graph consent, with their consent link")
 			fs.BoolVar(&f.json, "json", false, "JSON lines instead of a table")
 			fs.BoolVar(&demo, "demo", false, "the demo's tenants (`make demo`), not the app's")
+			fs.Func("outcome", "only tenants whose last outcome is one of these comma-separated codes (README, Outcome codes)", f.setOutcomes)
 		}); err != nil {
 			return err
 		}

@@ -30,6 +30,10 @@ const (
 	workBinding     = "work"
 )
 
+// httpRoutes are the HTTP functions' routes (function.json's route under
+// the host's /api prefix), which the host matches in any case.
+var httpRoutes = []string{onboard.TenantsPath, onboard.ConsentCallbackPath}
+
 // routes serves what the Functions host sends: the readiness probe, the
 // timer invocation envelope, and the onboarding API and its consent callback,
 // which the host forwards as the original HTTP request (or, if forwarding is
@@ -96,18 +100,18 @@ func routesWith(proc context.Context, l *lazyApp, log zerolog.Logger, ready http
 	})
 	mux.Handle("/"+sweepFunction, funchost.Timer(sweepFunction, timerBinding, log, timer))
 	mux.Handle("/"+workerFunction, funchost.Queue(workerFunction, workBinding, log, work))
-	mux.Handle("/"+onboardFunction, funchost.HTTPEnvelope(onboardFunction, "req", "res", log, api))
-	mux.Handle("/"+consentFunction, funchost.HTTPEnvelope(consentFunction, "req", "res", log, api))
+	// An envelope's request is rebuilt from its Url, so its path is
+	// matched as the host matched it, like a forwarded request's below.
+	mux.Handle("/"+onboardFunction, funchost.HTTPEnvelope(onboardFunction, "req", "res", log, funchost.CanonicalRoutes(api, httpRoutes...)))
+	mux.Handle("/"+consentFunction, funchost.HTTPEnvelope(consentFunction, "req", "res", log, funchost.CanonicalRoutes(api, httpRoutes...)))
 	forwarded := funchost.Forwarded(onboardFunction, log, api)
-	mux.Handle("/api/tenants", forwarded)
-	mux.Handle("/api/tenants/", forwarded)
+	mux.Handle(onboard.TenantsPath, forwarded)
+	mux.Handle(onboard.TenantsPath+"/", forwarded)
 	mux.Handle(onboard.ConsentCallbackPath, funchost.Forwarded(consentFunction, log, api))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		funchost.WriteError(w, http.StatusNotFound, "not_found", "no function serves "+r.URL.Path)
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		mux.ServeHTTP(w, onboard.CanonicalPath(r))
-	})
+	return funchost.CanonicalRoutes(mux, httpRoutes...)
 }
 
 // withProcess is ctx, also cancelled when the process begins to stop.

@@ -41,7 +41,27 @@ func TestVerificationNamesEachFault(t *testing.T) {
 			fx.cloud.AddTenant(id, cloudtest.Tenant{SignIn: cloudtest.FaultAppNotInTenant})
 			return body(id, true, "")
 		}, outcome.AppNotInTenant, "3", "az ad sp create --id " + testAppID, false},
-		{"tenant not found", func(id string) map[string]any { return body(id, true, "") }, outcome.TenantNotFound, "onboarding", "tenant id", false},
+		{"no service principal", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{SignIn: cloudtest.FaultNoServicePrincipal})
+			return body(id, true, "")
+		}, outcome.AppNotInTenant, "3", "az ad sp create --id " + testAppID, false},
+		{"app disabled", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{SignIn: cloudtest.FaultAppDisabled})
+			return body(id, true, "")
+		}, outcome.AppDisabled, "3", "az ad sp update --id " + testAppID + " --set accountEnabled=true", false},
+		{"conditional access", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{SignIn: cloudtest.FaultConditionalAccess})
+			return body(id, true, "")
+		}, outcome.BlockedByPolicy, "policy", "Service principal sign-ins", false},
+		{"tenant restrictions", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{SignIn: cloudtest.FaultTenantRestrictions})
+			return body(id, true, "")
+		}, outcome.BlockedByPolicy, "policy", "network or device the app signs in from", false},
+		{"no Key Vault principal", func(id string) map[string]any {
+			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x", MissingResources: []string{cloudtest.VaultResource}})
+			fx.cloud.AddVault("vnokv", id, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{"db-password": {Value: "v", Enabled: true}}})
+			return body(id, true, "vnokv", "db-password")
+		}, outcome.ResourceNotInTenant, "5", "az ad sp create --id cfa8b339-82a2-471a-a3c9-0fc0be7a4093", false},
 		{"graph consent missing", func(id string) map[string]any {
 			fx.cloud.AddTenant(id, cloudtest.Tenant{OrgName: "x", GraphStatus: 403})
 			return body(id, true, "")
@@ -101,6 +121,15 @@ func TestVerificationNamesEachFault(t *testing.T) {
 			stored, err := fx.store.Get(t.Context(), id)
 			if err != nil || stored.Verification == nil || stored.Verification.Outcome != tt.want {
 				t.Fatalf("stored verification = %+v, %v", stored.Verification, err)
+			}
+			// The message names the cause (a policy's kind, never its name).
+			if kind, ok := map[string]string{
+				"conditional access":     "AADSTS53003: a Conditional Access policy for workload identities",
+				"tenant restrictions":    "AADSTS5000211: a tenant restrictions policy of the network the app signs in from",
+				"app disabled":           "AADSTS7000112",
+				"no Key Vault principal": "AADSTS500011: the tenant has no service principal for https://vault.azure.net",
+			}[tt.name]; ok && !strings.Contains(v.Message, kind) {
+				t.Errorf("message %q lacks %q", v.Message, kind)
 			}
 			if tt.want == outcome.GraphPermissionMissing {
 				checkPermissionMissing(t, fx, id, v.Message, v.Remediation)

@@ -108,7 +108,7 @@ param maximumInstanceCount int = 40
 @description('Memory of each instance, in MB.')
 param instanceMemoryMB int = 2048
 
-@description('Turns on the Application Insights alert on tenants whose outcome changed to a failure (off by default).')
+@description('Turns on the Application Insights alerts on tenants whose outcome changed to a failure and on the app\'s own credentials expiring within 30 days (off by default).')
 param tenantStatusAlertEnabled bool = false
 
 @description('Action groups (resource ids) the tenant status alert notifies.')
@@ -276,6 +276,8 @@ var appSettings = {
   TenantSweepSchedule: tenantSweepSchedule
   AZURE_CLOUD: cloudName
   APP_CLIENT_ID: appClientId
+  // The app is registered in the tenant it is deployed from (register-app.sh).
+  APP_TENANT_ID: tenant().tenantId
   AZURE_CLIENT_ID: identity.outputs.clientId
   SWEEP_TASKS: sweepTasks
   SECRET_EXPIRY_WARNING: secretExpiryWarning

@@ -22,7 +22,7 @@ param retentionInDays int = 30
 @description('Role assignments on the Application Insights component: [{ principalId, principalType?, roleId }].')
 param roleAssignments array = []
 
-@description('Whether the alert on tenants whose outcome changed to a failure is on.')
+@description('Whether the alerts are on: tenants whose outcome changed to a failure, and the app\'s own credentials expiring within 30 days.')
 param statusChangeAlertEnabled bool = false
 
 @description('Action groups the status-change alert notifies (resource ids); none just records the alert.')
@@ -94,6 +94,53 @@ traces
 | where tostring(j.to) != "ok"
 | project timestamp, tenantId = tostring(j.tenantId), from = tostring(j.from), to = tostring(j.to),
           step = tostring(j.step), remediation = tostring(j.remediation)
+'''
+          timeAggregation: 'Count'
+          operator: 'GreaterThan'
+          threshold: 0
+          failingPeriods: {
+            numberOfEvaluationPeriods: 1
+            minFailingPeriodsToAlert: 1
+          }
+        }
+      ]
+    }
+    autoMitigate: false
+    actions: {
+      actionGroups: alertActionGroupIds
+    }
+  }
+}
+
+// Each planned run logs one "app posture" line, at warn level when a
+// credential of the app itself (its certificate file, or a secret or
+// certificate of its registration) expires within 30 days. Evaluated every
+// 6 hours: the line repeats with every run until the credential is rotated.
+resource postureAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
+  name: '${appInsightsName}-app-posture'
+  location: location
+  tags: tags
+  kind: 'LogAlert'
+  properties: {
+    displayName: 'tenantsweep: a credential of the app expires soon'
+    description: 'The app\'s own certificate or client secret expires within 30 days (or has expired): rotate it (docs/operations.md, section 2). A problem of the app, not of any tenant.'
+    enabled: statusChangeAlertEnabled
+    severity: 2
+    evaluationFrequency: 'PT6H'
+    windowSize: 'PT6H'
+    scopes: [
+      appInsights.id
+    ]
+    criteria: {
+      allOf: [
+        {
+          query: '''
+traces
+| where message has "app posture"
+| extend j = parse_json(substring(message, indexof(message, "{")))
+| where tostring(j.postureOk) == "false"
+| summarize arg_max(timestamp, *) by posture = tostring(j.posture)
+| project timestamp, posture
 '''
           timeAggregation: 'Count'
           operator: 'GreaterThan'

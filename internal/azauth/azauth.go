@@ -6,6 +6,11 @@ package azauth
 
 import (
 	"context"
+	"crypto/sha1"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -27,6 +32,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/lru"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/posture"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -76,6 +82,12 @@ type builder func(tenantID, secret string) (azcore.TokenCredential, error)
 type Tenants struct {
 	build  builder
 	secret *secretSource // keyvault-secret method only
+	// authority is the cloud's sign-in host; hc sends every request to it.
+	authority string
+	hc        *tokenHTTP
+	// certificate is the leaf certificate the app signs in with (the
+	// certificate method only), for its posture.
+	certificate *x509.Certificate
 
 	mu    sync.Mutex
 	creds *lru.Cache[string, *tenantCredential]
@@ -89,9 +101,13 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	if !ok {
 		return nil, errors.New("the app's client id must be a GUID")
 	}
+	transport := opts.Transport
+	if transport == nil {
+		transport = signInHTTP
+	}
 	co := azcore.ClientOptions{
 		Cloud:     azcloud.Configuration{ActiveDirectoryAuthorityHost: cl.AuthorityHost},
-		Transport: opts.Transport,
+		Transport: transport,
 		// Counts each try, for the retry budget and the outcome's detail.
 		PerRetryPolicies: []policy.Policy{sentPolicy{}},
 	}
@@ -125,6 +141,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	// One pipeline for every tenant's token requests: it holds no tenant
 	// state, and one per credential was a tenth of the live heap.
 	hc := newTokenHTTP(&co)
+	t.authority, t.hc = host, hc
 	msal := func(tenantID string, cred confidential.Credential) azcore.TokenCredential {
 		return newMSALCredential(runtime.JoinPaths(host, tenantID), clientID, cred, hc, disableID)
 	}
@@ -156,6 +173,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 		if err != nil {
 			return nil, fmt.Errorf("the app's certificate: %w", err)
 		}
+		t.certificate = certs[0]
 		t.build = func(tenantID, _ string) (azcore.TokenCredential, error) { return msal(tenantID, cred), nil }
 
 	case config.MethodKeyVault:
@@ -268,6 +286,68 @@ func (t *Tenants) SignIn(ctx context.Context, tenantID string, scopes []string) 
 		}
 	}
 	return nil, errs[0]
+}
+
+// LocalCredentials is the posture source of the certificate the app signs
+// in with, read from the file at start; nil for the other credential
+// methods, whose secret's expiry only the app registration knows.
+func (t *Tenants) LocalCredentials() posture.Source {
+	if t.certificate == nil {
+		return nil
+	}
+	return localCertificate{t.certificate}
+}
+
+type localCertificate struct{ cert *x509.Certificate }
+
+func (localCertificate) Name() string { return "the app's certificate file" }
+
+func (l localCertificate) Credentials(context.Context) ([]posture.Credential, error) {
+	sum := sha1.Sum(l.cert.Raw) // the thumbprint Entra ID shows for it
+	return []posture.Credential{{Kind: "certificate", Name: l.cert.Subject.String(), ID: strings.ToUpper(hex.EncodeToString(sum[:])),
+		ExpiresOn: l.cert.NotAfter.UTC(), Where: "local"}}, nil
+}
+
+// Home reads the tenant's OpenID metadata at the cloud's sign-in host: one
+// unauthenticated request, through the sign-in's transport and retries, to
+// learn whether Entra ID knows the tenant and which cloud it lives in
+// before it is recorded. Its errors are those of a sign-in (tenant_not_found
+// for a tenant Entra ID does not know, deleted or blocked; upstream_error,
+// throttled and timeout when it could not tell), as *outcome.Error, or a
+// cancellation.
+func (t *Tenants) Home(ctx context.Context, tenantID string) (tenant.Home, error) {
+	id, err := tenant.ParseTenantID(tenantID)
+	if err != nil {
+		return tenant.Home{}, outcome.New(outcome.TenantNotFound, "the tenant id must be the GUID of a customer directory",
+			fmt.Errorf("%w: %w", ErrInvalidTenantID, err))
+	}
+	ctx = outcome.WithAttempts(ctx)
+	req, err := runtime.NewRequest(ctx, http.MethodGet, runtime.JoinPaths(t.authority, id, "v2.0/.well-known/openid-configuration"))
+	if err != nil {
+		return tenant.Home{}, outcome.New(outcome.InternalError, "the metadata request could not be built", err)
+	}
+	resp, err := t.hc.pl.Do(req)
+	if err == nil && resp.StatusCode != http.StatusOK {
+		err = &answerError{resp: resp}
+	}
+	if err != nil {
+		return tenant.Home{}, classify(ctx, err, "")
+	}
+	body, err := runtime.Payload(resp)
+	var m struct {
+		Instance       string `json:"cloud_instance_name"`
+		RegionScope    string `json:"tenant_region_scope"`
+		RegionSubScope string `json:"tenant_region_sub_scope"`
+	}
+	if err == nil {
+		err = json.Unmarshal(body, &m)
+	}
+	if err != nil {
+		return tenant.Home{}, outcome.New(outcome.UpstreamError, "Entra ID's OpenID metadata for the tenant is not JSON", err)
+	}
+	// Entra ID's text, kept only when it looks like the identifiers it is.
+	return tenant.Home{Instance: outcome.SafeCode(m.Instance), RegionScope: outcome.SafeCode(m.RegionScope),
+		RegionSubScope: outcome.SafeCode(m.RegionSubScope)}, nil
 }
 
 // Forget drops the tenant's credential and its cached tokens.
@@ -452,7 +532,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		return tk, nil
 	}
 	if c.t.secret == nil || !secretRejected(err) {
-		return azcore.AccessToken{}, classify(ctx, err)
+		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
 	// The secret in Key Vault may have been rotated since it was read.
 	changed, rerr := c.t.secret.refresh(ctx, gen)
@@ -460,7 +540,7 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		zerolog.Ctx(ctx).Warn().Str("tenantId", c.tenantID).Err(rerr).Msg("re-reading the app secret from Key Vault failed")
 	}
 	if !changed {
-		return azcore.AccessToken{}, classify(ctx, err)
+		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
 	zerolog.Ctx(ctx).Info().Str("tenantId", c.tenantID).Msg("app secret changed in Key Vault; retrying the sign-in with it")
 	if inner, gen, err = c.current(); err != nil {
@@ -468,10 +548,33 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 	}
 	tk, err = inner.GetToken(ctx, tro)
 	if err != nil {
-		return azcore.AccessToken{}, classify(ctx, err)
+		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
 	c.remember(st, tro, gen, tk)
 	return tk, nil
+}
+
+// signInHTTP sends the token and OpenID metadata requests when
+// Options.Transport is nil. It is azcore's default transport in what that
+// default is for (HTTPS_PROXY and NO_PROXY, the system's roots and
+// SSL_CERT_FILE, TLS 1.2 at least, HTTP/2, its timeouts), with
+// outcome.CheckProxyConnect: behind a proxy that refuses to tunnel to the
+// sign-in host, azcore's retries otherwise slept through the verification's
+// whole budget (9.7 s of 10) before saying upstream_error.
+var signInHTTP = func() *http.Client {
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyFromEnvironment
+	tr.TLSClientConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	tr.OnProxyConnectResponse = outcome.CheckProxyConnect
+	return &http.Client{Transport: tr}
+}()
+
+// scopeOf is the one scope our token requests ask for.
+func scopeOf(tro policy.TokenRequestOptions) string {
+	if len(tro.Scopes) == 1 {
+		return tro.Scopes[0]
+	}
+	return ""
 }
 
 // sentPolicy counts each try for outcome.RetryWithin and the outcome's

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -91,6 +92,9 @@ func twoTenants(t *testing.T) (*cloudtest.Cloud, *azauth.Tenants) {
 
 func TestSecretMethod(t *testing.T) {
 	c, ts := twoTenants(t)
+	if ts.LocalCredentials() != nil {
+		t.Error("a client secret's expiry is not known locally")
+	}
 
 	mustSignIn(t, c, ts, tenantA)
 	mustSignIn(t, c, ts, tenantA)
@@ -162,6 +166,16 @@ func TestCertificateMethod(t *testing.T) {
 	t.Run("pem", func(t *testing.T) {
 		ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodCertificate, CertificatePath: pemPath}, options(c))
 		mustSignIn(t, c, ts, tenantA)
+		// Its expiry is read from the file, for the app's posture.
+		src := ts.LocalCredentials()
+		if src == nil {
+			t.Fatal("no posture source for the certificate method")
+		}
+		creds, err := src.Credentials(ctx)
+		if err != nil || len(creds) != 1 || !creds[0].ExpiresOn.Equal(cert.NotAfter) || creds[0].Kind != "certificate" ||
+			creds[0].Where != "local" || len(creds[0].ID) != 40 || creds[0].Name != cert.Subject.String() {
+			t.Errorf("credentials = %+v, %v", creds, err)
+		}
 	})
 	t.Run("pkcs12", func(t *testing.T) {
 		p12 := cloudtest.WritePKCS12(t, pemData, "pfx-password")
@@ -375,6 +389,17 @@ func TestSignInFaults(t *testing.T) {
 		{"invalid secret", cloudtest.Tenant{SignIn: cloudtest.FaultInvalidSecret}, true, outcome.AppCredentialInvalid, "AADSTS7000215"},
 		{"expired secret", cloudtest.Tenant{SignIn: cloudtest.FaultSecretExpired}, true, outcome.AppCredentialInvalid, "AADSTS7000222"},
 		{"invalid assertion", cloudtest.Tenant{SignIn: cloudtest.FaultInvalidAssertion}, true, outcome.AppCredentialInvalid, "AADSTS700027"},
+		{"no service principal", cloudtest.Tenant{SignIn: cloudtest.FaultNoServicePrincipal}, true, outcome.AppNotInTenant, "AADSTS7000229: the app has no service principal in the tenant"},
+		{"app disabled", cloudtest.Tenant{SignIn: cloudtest.FaultAppDisabled}, true, outcome.AppDisabled, "AADSTS7000112: the app's enterprise application is disabled"},
+		{"conditional access", cloudtest.Tenant{SignIn: cloudtest.FaultConditionalAccess}, true, outcome.BlockedByPolicy, "AADSTS53003: a Conditional Access policy for workload identities"},
+		{"security policy", cloudtest.Tenant{SignIn: cloudtest.FaultSecurityPolicy}, true, outcome.BlockedByPolicy, "AADSTS530032: a security policy"},
+		{"tenant restrictions", cloudtest.Tenant{SignIn: cloudtest.FaultTenantRestrictions}, true, outcome.BlockedByPolicy, "AADSTS5000211: a tenant restrictions policy of the network the app signs in from"},
+		{"tenant restrictions v1", cloudtest.Tenant{SignIn: cloudtest.FaultTenantRestrictionsV1}, true, outcome.BlockedByPolicy, "AADSTS500021: tenant restrictions"},
+		{"tenant unavailable", cloudtest.Tenant{SignIn: cloudtest.FaultTenantUnavailable}, true, outcome.TenantNotFound, "AADSTS5000224: the tenant is no longer available"},
+		{"tenant inactive", cloudtest.Tenant{SignIn: cloudtest.FaultTenantInactive}, true, outcome.TenantNotFound, "AADSTS5000225"},
+		{"invalid tenant id", cloudtest.Tenant{SignIn: cloudtest.FaultInvalidTenantID}, true, outcome.TenantNotFound, "AADSTS900023"},
+		{"US Government tenant", cloudtest.Tenant{Cloud: cloudtest.InstanceUSGov, RegionSubScope: "DODCON"}, true, outcome.WrongCloud, "AADSTS900382: the tenant is in another Microsoft cloud"},
+		{"China tenant", cloudtest.Tenant{Cloud: cloudtest.InstanceChina}, true, outcome.TenantNotFound, "AADSTS90002"},
 		{"other code", cloudtest.Tenant{SignIn: "50034"}, true, outcome.UpstreamError, "AADSTS50034"},
 		{"throttled", cloudtest.Tenant{SignInThrottle: 1000}, true, outcome.Throttled, "throttled"},
 		{"unavailable", cloudtest.Tenant{SignInStatus: 503}, true, outcome.UpstreamError, "HTTP 503"},
@@ -701,4 +726,160 @@ func TestSignInRetryBudgetNamesTheCause(t *testing.T) {
 			}
 		})
 	}
+}
+
+// Behind an HTTPS proxy, the proxy's refusal to tunnel to the sign-in host
+// ends the sign-in at once, as a refused connection does without one; the
+// proxy's timeout (504) is retried, as a dial timeout is.
+func TestSignInThroughProxy(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{})
+	proxy, err := url.Parse(c.ProxyURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	app := config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}
+	signIn := func(t *testing.T, retry *policy.RetryOptions) (time.Duration, error) {
+		t.Helper()
+		ts := newTenants(t, c, app, azauth.Options{Transport: azauth.SignInHTTPVia(proxy, c.CertPool()), Retry: retry, DisableInstanceDiscovery: true})
+		tctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		start := time.Now()
+		_, err := ts.SignIn(tctx, tenantA, []string{graphTRO.Scopes[0], cloud.AzurePublic.KeyVaultScope})
+		return time.Since(start), err
+	}
+	if _, err := signIn(t, nil); err != nil {
+		t.Fatalf("through the proxy: %v", err)
+	}
+	for _, tc := range []struct {
+		status int
+		detail string
+		max    time.Duration
+		tries  int
+	}{
+		// Production's retry options: 0.8, 1.6 and 3.2 s of backoff.
+		{http.StatusBadGateway, "the sign-in service could not be reached: the HTTPS proxy answered 502 Bad Gateway", 700 * time.Millisecond, 1},
+		{http.StatusForbidden, "the sign-in service could not be reached: the HTTPS proxy answered 403 Forbidden", 700 * time.Millisecond, 1},
+	} {
+		t.Run(fmt.Sprint(tc.status), func(t *testing.T) {
+			c.RefuseHost(cloudtest.LoginHost, tc.status)
+			defer c.RefuseHost(cloudtest.LoginHost, 0)
+			took, err := signIn(t, nil)
+			if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != tc.detail {
+				t.Errorf("err = %v (%q), want upstream_error %q", err, outcome.Detail(err), tc.detail)
+			}
+			if took > tc.max {
+				t.Errorf("took %s: the proxy's refusal was retried", took)
+			}
+		})
+	}
+	t.Run("504 is retried", func(t *testing.T) {
+		c.RefuseHost(cloudtest.LoginHost, http.StatusGatewayTimeout)
+		defer c.RefuseHost(cloudtest.LoginHost, 0)
+		// Two retries after at least 80 and 240 ms of backoff.
+		took, err := signIn(t, &policy.RetryOptions{MaxRetries: 2, RetryDelay: 100 * time.Millisecond})
+		if outcome.Of(err) != outcome.UpstreamError || !strings.Contains(outcome.Detail(err), "504") {
+			t.Errorf("err = %v (%q)", err, outcome.Detail(err))
+		}
+		if took < 300*time.Millisecond {
+			t.Errorf("took %s: the proxy's timeout was not retried", took)
+		}
+	})
+}
+
+// A resource without a service principal in the tenant (Azure Key Vault in
+// a tenant that never had an Azure subscription) is named in the outcome;
+// the tenant's other tokens are unaffected.
+func TestResourceNotInTenant(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	c.AddTenant(tenantA, cloudtest.Tenant{MissingResources: []string{cloudtest.VaultResource}})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	cred, err := ts.SignIn(ctx, tenantA, []string{graphTRO.Scopes[0], cloud.AzurePublic.KeyVaultScope})
+	if err != nil {
+		t.Fatalf("the sign-in failed with the Key Vault prefetch: %v", err)
+	}
+	_, err = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{cloud.AzurePublic.KeyVaultScope}, EnableCAE: true})
+	want := "AADSTS500011: the tenant has no service principal for https://vault.azure.net"
+	if outcome.Of(err) != outcome.ResourceNotInTenant || outcome.Detail(err) != want {
+		t.Errorf("err = %v (%q), want resource_not_in_tenant %q", err, outcome.Detail(err), want)
+	}
+}
+
+// Home reads what the tenant's OpenID metadata says, with no credential,
+// and fails as a sign-in to that tenant would.
+func TestHome(t *testing.T) {
+	c := cloudtest.Start(t)
+	c.SetApp(cloudtest.App{ClientID: appID, Secret: secret})
+	const (
+		gov     = "dddddddd-0000-4000-8000-000000000003"
+		deleted = "dddddddd-0000-4000-8000-000000000006"
+		unknown = "dddddddd-0000-4000-8000-000000000007"
+	)
+	c.AddTenant(tenantA, cloudtest.Tenant{RegionScope: "NA", RegionSubScope: "GCC"})
+	c.AddTenant(gov, cloudtest.Tenant{Cloud: cloudtest.InstanceUSGov, RegionSubScope: "DODCON"})
+	c.AddTenant(deleted, cloudtest.Tenant{SignIn: cloudtest.FaultTenantUnavailable})
+	ts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret}, options(c))
+	for _, tc := range []struct {
+		tenant string
+		want   tenant.Home
+		code   outcome.Code
+		detail string
+	}{
+		{tenantA, tenant.Home{Instance: "microsoftonline.com", RegionScope: "NA", RegionSubScope: "GCC"}, outcome.OK, ""},
+		{gov, tenant.Home{Instance: "microsoftonline.us", RegionScope: "USGov", RegionSubScope: "DODCON"}, outcome.OK, ""},
+		{deleted, tenant.Home{}, outcome.TenantNotFound, "AADSTS5000224"},
+		{unknown, tenant.Home{}, outcome.TenantNotFound, "AADSTS90002"},
+		{"common", tenant.Home{}, outcome.TenantNotFound, "GUID of a customer directory"},
+	} {
+		got, err := ts.Home(ctx, tc.tenant)
+		if got != tc.want || outcome.Of(err) != tc.code || !strings.Contains(outcome.Detail(err), tc.detail) {
+			t.Errorf("%s: %+v %v (%s), want %+v %s %q", tc.tenant, got, err, outcome.Detail(err), tc.want, tc.code, tc.detail)
+		}
+	}
+	if n := c.TotalTokenRequests(); n != 0 {
+		t.Errorf("%d token requests: Home needs no credential", n)
+	}
+	for _, r := range c.Requests() {
+		if r.Tenant == "common" {
+			t.Error("a request for the common tenant")
+		}
+	}
+
+	t.Run("metadata down", func(t *testing.T) {
+		c.SetMetadataStatus(http.StatusServiceUnavailable)
+		defer c.SetMetadataStatus(0)
+		_, err := ts.Home(ctx, tenantA)
+		if outcome.Of(err) != outcome.UpstreamError || outcome.Detail(err) != "Entra ID answered HTTP 503 three times" {
+			t.Errorf("err = %v (%q)", err, outcome.Detail(err))
+		}
+	})
+	t.Run("metadata hangs", func(t *testing.T) {
+		c.SetMetadataHang(true)
+		defer c.SetMetadataHang(false)
+		tctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+		defer cancel()
+		if _, err := ts.Home(tctx, tenantA); outcome.Of(err) != outcome.Timeout {
+			t.Errorf("err = %v", err)
+		}
+	})
+	t.Run("through a refusing proxy", func(t *testing.T) {
+		proxy, _ := url.Parse(c.ProxyURL())
+		pts := newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret},
+			azauth.Options{Transport: azauth.SignInHTTPVia(proxy, c.CertPool())})
+		if got, err := pts.Home(ctx, gov); err != nil || got.Instance != "microsoftonline.us" {
+			t.Errorf("through the proxy: %+v %v", got, err)
+		}
+		c.RefuseHost(cloudtest.LoginHost, http.StatusBadGateway)
+		defer c.RefuseHost(cloudtest.LoginHost, 0)
+		// A new transport: the open tunnel would be reused.
+		pts = newTenants(t, c, config.App{ClientID: appID, Method: config.MethodSecret, Secret: secret},
+			azauth.Options{Transport: azauth.SignInHTTPVia(proxy, c.CertPool())})
+		start := time.Now()
+		_, err := pts.Home(ctx, tenantA)
+		if outcome.Of(err) != outcome.UpstreamError || !strings.Contains(outcome.Detail(err), "502") || time.Since(start) > 700*time.Millisecond {
+			t.Errorf("err = %v (%q) after %s", err, outcome.Detail(err), time.Since(start))
+		}
+	})
 }

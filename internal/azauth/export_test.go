@@ -1,6 +1,11 @@
 package azauth
 
-import "context"
+import (
+	"context"
+	"crypto/x509"
+	"net/http"
+	"net/url"
+)
 
 // Len is the number of cached tenant credentials, for tests of the cache.
 func (t *Tenants) Len() int {
@@ -10,4 +15,13 @@ func (t *Tenants) Len() int {
 }
 
 // Classify is classify outside any request, for table tests.
-func Classify(err error) error { return classify(context.Background(), err) }
+func Classify(err error) error { return classify(context.Background(), err, "") }
+
+// SignInHTTPVia is the production sign-in transport (signInHTTP) with its
+// proxy and roots set, as HTTPS_PROXY and SSL_CERT_FILE would set them.
+func SignInHTTPVia(proxy *url.URL, roots *x509.CertPool) *http.Client {
+	tr := signInHTTP.Transport.(*http.Transport).Clone()
+	tr.Proxy = http.ProxyURL(proxy)
+	tr.TLSClientConfig.RootCAs = roots
+	return &http.Client{Transport: tr}
+}

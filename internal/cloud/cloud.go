@@ -21,6 +21,9 @@ type Cloud struct {
 	// TokenExchangeAudience is the audience of a managed identity token used as
 	// a federated client assertion.
 	TokenExchangeAudience string
+	// Instance is how a tenant's OpenID metadata names this cloud
+	// (cloud_instance_name).
+	Instance string
 }
 
 // GraphScope is the client-credentials scope of Microsoft Graph in this cloud.
@@ -45,6 +48,7 @@ var (
 		KeyVaultSuffix:        "vault.azure.net",
 		KeyVaultScope:         "https://vault.azure.net/.default",
 		TokenExchangeAudience: "api://AzureADTokenExchange",
+		Instance:              "microsoftonline.com",
 	}
 	AzureUSGovernment = Cloud{
 		Name:                  "AzureUSGovernment",
@@ -53,6 +57,7 @@ var (
 		KeyVaultSuffix:        "vault.usgovcloudapi.net",
 		KeyVaultScope:         "https://vault.usgovcloudapi.net/.default",
 		TokenExchangeAudience: "api://AzureADTokenExchangeUSGov",
+		Instance:              "microsoftonline.us",
 	}
 	AzureChina = Cloud{
 		Name:                  "AzureChina",
@@ -61,6 +66,7 @@ var (
 		KeyVaultSuffix:        "vault.azure.cn",
 		KeyVaultScope:         "https://vault.azure.cn/.default",
 		TokenExchangeAudience: "api://AzureADTokenExchangeChina",
+		Instance:              "partner.microsoftonline.cn",
 	}
 )
 
@@ -75,4 +81,15 @@ func ByName(name string) (Cloud, error) {
 		}
 	}
 	return Cloud{}, fmt.Errorf("unknown cloud %q (want AzurePublic, AzureUSGovernment or AzureChina)", name)
+}
+
+// ByInstance returns the cloud whose tenants' OpenID metadata names it
+// instance (cloud_instance_name, any case).
+func ByInstance(instance string) (Cloud, bool) {
+	for _, c := range All {
+		if strings.EqualFold(c.Instance, instance) {
+			return c, true
+		}
+	}
+	return Cloud{}, false
 }

@@ -39,3 +39,18 @@ func TestByName(t *testing.T) {
 		t.Error("derived endpoints are wrong")
 	}
 }
+
+func TestByInstance(t *testing.T) {
+	for in, want := range map[string]string{
+		"microsoftonline.com":        "AzurePublic",
+		"MicrosoftOnline.US":         "AzureUSGovernment",
+		"partner.microsoftonline.cn": "AzureChina",
+	} {
+		if c, ok := ByInstance(in); !ok || c.Name != want {
+			t.Errorf("ByInstance(%q) = %s, %v; want %s", in, c.Name, ok, want)
+		}
+	}
+	if _, ok := ByInstance("microsoftonline.de"); ok {
+		t.Error("ByInstance(microsoftonline.de): a closed cloud")
+	}
+}

@@ -89,7 +89,9 @@ type Cloud struct {
 	miReqs         int
 	miStatus       int
 	tunnels        map[net.Conn]struct{}
-	rsaUsed        map[int]int // RSA key material taken from the process's cache, by size
+	rsaUsed        map[int]int    // RSA key material taken from the process's cache, by size
+	refused        map[string]int // host -> the proxy's answer to CONNECT
+	entra          entraState
 	closed         bool
 }
 
@@ -135,6 +137,7 @@ func New() (*Cloud, error) {
 		tokenReqs: map[string]int{},
 		tunnels:   map[net.Conn]struct{}{},
 		rsaUsed:   map[int]int{},
+		refused:   map[string]int{},
 	}
 	c.pool.AddCert(ca.cert)
 
@@ -233,6 +236,20 @@ func (c *Cloud) WriteCACert(t testing.TB) string {
 // HTTPS_PROXY of a child process. CONNECTs to names that are not fakes get
 // 502, as an unresolvable name would.
 func (c *Cloud) ProxyURL() string { return c.proxy.URL }
+
+// RefuseHost makes the proxy of ProxyURL answer a CONNECT to host with
+// status (502 Bad Gateway, say), as a corporate proxy answers for a host it
+// cannot resolve or reach or will not let through; 0 lets it through again.
+// Clients that dial the fakes themselves (HTTPClient) are not affected.
+func (c *Cloud) RefuseHost(host string, status int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if status == 0 {
+		delete(c.refused, strings.ToLower(host))
+		return
+	}
+	c.refused[strings.ToLower(host)] = status
+}
 
 // ListenerAddr is the host:port of the TLS listener, for a client that
 // dials it itself.
@@ -412,6 +429,13 @@ func (c *Cloud) serveProxy(w http.ResponseWriter, r *http.Request) {
 	host, _, err := net.SplitHostPort(r.Host)
 	if err != nil {
 		host = r.Host
+	}
+	c.mu.Lock()
+	refused := c.refused[strings.ToLower(host)]
+	c.mu.Unlock()
+	if refused != 0 {
+		http.Error(w, "cloudtest proxy: refused "+host, refused)
+		return
 	}
 	fake, direct := c.route(host)
 	target := c.srv.Listener.Addr().String()

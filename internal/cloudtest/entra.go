@@ -1,6 +1,7 @@
 package cloudtest
 
 import (
+	"cmp"
 	"crypto"
 	"crypto/rsa"
 	"crypto/sha256"
@@ -36,11 +37,33 @@ type App struct {
 	// FederatedMIClientID, when set, accepts only assertions of the managed
 	// identity with this client id.
 	FederatedMIClientID string
+
+	// HomeTenant is the tenant the app is registered in: its Graph tokens
+	// may look other tenants up (findTenantInformationByTenantId, with
+	// CrossTenantInformation.ReadBasic.All among the tenant's GraphRoles)
+	// and read the registration (applications(appId=...), with
+	// Application.Read.All). Add it as a Tenant too.
+	HomeTenant string
+	// Secrets and Certificates are the registration's credentials as Graph
+	// lists them (passwordCredentials, keyCredentials).
+	Secrets, Certificates []AppCredential
+}
+
+// AppCredential is a credential of the app registration as Graph lists it:
+// never its secret.
+type AppCredential struct {
+	KeyID       string
+	DisplayName string
+	EndDateTime time.Time
 }
 
 // SignInFault is an AADSTS code, as a string, that the token endpoint answers
-// with; empty means sign-ins succeed. Codes other than the constants below
-// are answered with 400 invalid_request.
+// with; empty means sign-ins succeed. Each constant below is answered as
+// Entra ID answers it (HTTP status, OAuth error, AADSTS description,
+// error_codes); codes other than these are answered with 400
+// invalid_request. The tenant faults (TenantNotFound, TenantUnavailable,
+// TenantInactive, InvalidTenantID) are answered by the OpenID metadata
+// endpoint as well, as Entra ID does for a tenant it cannot serve.
 type SignInFault string
 
 const (
@@ -50,6 +73,46 @@ const (
 	FaultInvalidSecret    SignInFault = "7000215"
 	FaultSecretExpired    SignInFault = "7000222"
 	FaultInvalidAssertion SignInFault = "700027"
+	// FaultNoServicePrincipal: an app-only sign-in by an app without a
+	// service principal in the tenant.
+	FaultNoServicePrincipal SignInFault = "7000229"
+	// FaultAppDisabled: the app's enterprise application is disabled in the
+	// tenant (Enabled for users to sign-in: No).
+	FaultAppDisabled SignInFault = "7000112"
+	// FaultConditionalAccess: a Conditional Access policy for workload
+	// identities blocks the app.
+	FaultConditionalAccess SignInFault = "53003"
+	// FaultSecurityPolicy: a security policy of the tenant blocks it.
+	FaultSecurityPolicy SignInFault = "530032"
+	// FaultTenantRestrictions: a tenant restrictions (v2) policy, added to
+	// the request by the network the app signs in from, blocks the tenant.
+	FaultTenantRestrictions SignInFault = "5000211"
+	// FaultTenantRestrictionsV1: the v1 header (Restrict-Access-To-Tenants).
+	FaultTenantRestrictionsV1 SignInFault = "500021"
+	// FaultTenantUnavailable: a deleted or deauthenticated tenant; also
+	// fails openid-configuration.
+	FaultTenantUnavailable SignInFault = "5000224"
+	// FaultTenantInactive: a tenant blocked for inactivity; also fails
+	// openid-configuration.
+	FaultTenantInactive SignInFault = "5000225"
+	// FaultInvalidTenantID: an identifier Entra ID cannot read as a tenant;
+	// also fails openid-configuration.
+	FaultInvalidTenantID SignInFault = "900023"
+	// FaultCrossCloud: a confidential client signing in to a tenant of
+	// another cloud; a tenant whose Cloud is another cloud's answers it.
+	FaultCrossCloud SignInFault = "900382"
+)
+
+// Cloud instances as the OpenID metadata's cloud_instance_name names them,
+// and the metadata a tenant of each shows at the public endpoint. A US
+// Government tenant (GCC High, DoD) is found there and shows its own cloud;
+// a tenant of Microsoft Azure operated by 21Vianet is not found there at
+// all (AADSTS90002). Commercial tenants show their region (NA, EU, AS...)
+// and GCC ones NA with the sub-scope GCC.
+const (
+	InstancePublic = "microsoftonline.com"
+	InstanceUSGov  = "microsoftonline.us"
+	InstanceChina  = "partner.microsoftonline.cn"
 )
 
 // Tenant is one customer tenant. Change it with UpdateTenant.
@@ -91,6 +154,22 @@ type Tenant struct {
 	// GraphToken shapes the tenant's Graph tokens: what a client can read
 	// from them, not what Graph lets them do.
 	GraphToken TokenShape
+
+	// Cloud is the tenant's cloud_instance_name; empty means InstancePublic.
+	// A tenant of InstanceUSGov shows its metadata (with RegionScope
+	// "USGov" and RegionSubScope "DODCON" or "DOD") and refuses sign-ins
+	// with AADSTS900382; one of InstanceChina is not found.
+	Cloud string
+	// RegionScope and RegionSubScope are tenant_region_scope and
+	// tenant_region_sub_scope; empty RegionScope means "EU".
+	RegionScope, RegionSubScope string
+	// DefaultDomain is what findTenantInformationByTenantId answers for
+	// the tenant (its default domain); empty means <id prefix>.onmicrosoft.com.
+	DefaultDomain string
+	// MissingResources are resources (token audiences, such as
+	// VaultResource) that have no service principal in the tenant: token
+	// requests for them fail with AADSTS500011.
+	MissingResources []string
 }
 
 // DefaultGraphRoles are the Graph application permissions the app needs
@@ -314,7 +393,7 @@ func (c *Cloud) serveEntra(w http.ResponseWriter, r *http.Request) {
 	case r.Method == http.MethodGet && r.URL.Path == "/common/discovery/instance":
 		c.serveInstanceDiscovery(w, r)
 	case r.Method == http.MethodGet && len(segs) == 4 && segs[1] == "v2.0" && segs[2] == ".well-known" && segs[3] == "openid-configuration":
-		c.serveOpenIDConfig(w, tenant)
+		c.serveOpenIDConfig(w, r, tenant)
 	case isToken:
 		c.serveToken(w, r, tenant)
 	default:
@@ -341,16 +420,82 @@ func (c *Cloud) serveInstanceDiscovery(w http.ResponseWriter, r *http.Request) {
 	})
 }
 
-func (c *Cloud) serveOpenIDConfig(w http.ResponseWriter, tenant string) {
+// entraState is how the OpenID metadata endpoint misbehaves for every
+// tenant.
+type entraState struct {
+	metadataStatus int  // answer every metadata request with it
+	metadataHang   bool // hold every metadata request until the client gives up
+}
+
+// SetMetadataStatus makes the OpenID metadata endpoint answer every tenant
+// with this HTTP status (503 and an Entra ID error body, say); 0 restores
+// it. Sign-ins, which need the metadata first, fail with it.
+func (c *Cloud) SetMetadataStatus(status int) {
 	c.mu.Lock()
-	tn := c.tenants[tenant]
-	missing := tn == nil || tn.SignIn == FaultTenantNotFound
+	defer c.mu.Unlock()
+	c.entra.metadataStatus = status
+}
+
+// SetMetadataHang makes the OpenID metadata endpoint hold every request
+// until the client gives up (or not, with false).
+func (c *Cloud) SetMetadataHang(hang bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.entra.metadataHang = hang
+}
+
+// metadataFault is what the metadata endpoint answers for a tenant it
+// cannot serve, or nil.
+func metadataFault(tenant string, tn *Tenant) *aadFailure {
+	if tenant == "common" || tenant == "organizations" {
+		return nil
+	}
+	var f *aadFailure
+	switch {
+	case tn == nil || tn.SignIn == FaultTenantNotFound || tn.Cloud == InstanceChina:
+		f = tenantNotFound(tenant)
+	case tn.SignIn == FaultTenantUnavailable || tn.SignIn == FaultTenantInactive || tn.SignIn == FaultInvalidTenantID:
+		code, _ := strconv.Atoi(string(tn.SignIn))
+		f = faultFor(code, tenant, "")
+	default:
+		return nil
+	}
+	f.err = "invalid_tenant"
+	return f
+}
+
+func (c *Cloud) serveOpenIDConfig(w http.ResponseWriter, r *http.Request, tenant string) {
+	c.mu.Lock()
+	var tn *Tenant
+	if t, ok := c.tenants[tenant]; ok {
+		cp := *t
+		tn = &cp
+	}
+	state := c.entra
 	c.mu.Unlock()
-	if missing && tenant != "common" && tenant != "organizations" {
-		f := tenantNotFound(tenant)
-		f.err = "invalid_tenant"
+	if state.metadataHang {
+		select {
+		case <-r.Context().Done():
+		case <-c.done:
+		}
+		return
+	}
+	if state.metadataStatus != 0 {
+		writeAADError(w, &aadFailure{status: state.metadataStatus, err: "temporarily_unavailable", retryAfter: true,
+			desc: "cloudtest: the metadata endpoint is unavailable."})
+		return
+	}
+	if f := metadataFault(tenant, tn); f != nil {
 		writeAADError(w, f)
 		return
+	}
+	instance, scope, subScope, graphHost := InstancePublic, "EU", "", GraphHost
+	if tn != nil {
+		instance = cmp.Or(tn.Cloud, InstancePublic)
+		scope, subScope = cmp.Or(tn.RegionScope, "EU"), tn.RegionSubScope
+		if instance == InstanceUSGov {
+			scope, graphHost = cmp.Or(tn.RegionScope, "USGov"), "graph.microsoft.us"
+		}
 	}
 	base := "https://" + LoginHost + "/" + tenant
 	writeJSON(w, http.StatusOK, map[string]any{
@@ -366,11 +511,21 @@ func (c *Cloud) serveOpenIDConfig(w http.ResponseWriter, tenant string) {
 		"authorization_endpoint":                base + "/oauth2/v2.0/authorize",
 		"device_authorization_endpoint":         base + "/oauth2/v2.0/devicecode",
 		"end_session_endpoint":                  base + "/oauth2/v2.0/logout",
-		"tenant_region_scope":                   "EU",
-		"cloud_instance_name":                   "microsoftonline.com",
+		"tenant_region_scope":                   scope,
+		"tenant_region_sub_scope":               nilIfEmpty(subScope),
+		"cloud_instance_name":                   instance,
 		"cloud_graph_host_name":                 "graph.windows.net",
-		"msgraph_host":                          GraphHost,
+		"msgraph_host":                          graphHost,
 	})
+}
+
+// nilIfEmpty leaves an empty string out of a JSON answer (as null), as
+// Entra ID leaves tenant_region_sub_scope out for a commercial tenant.
+func nilIfEmpty(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
 }
 
 // aadFailure is an Entra ID error answer.
@@ -379,6 +534,7 @@ type aadFailure struct {
 	err        string
 	code       int
 	desc       string
+	suberror   string
 	retryAfter bool
 }
 
@@ -391,6 +547,36 @@ func faultFor(code int, tenant, clientID string) *aadFailure {
 	switch code {
 	case 90002:
 		return tenantNotFound(tenant)
+	case 7000229:
+		return &aadFailure{status: http.StatusUnauthorized, err: "invalid_client", code: code,
+			desc: fmt.Sprintf("The client application %s is missing service principal in the tenant %s. See instructions here: https://go.microsoft.com/fwlink/?linkid=2225119", clientID, tenant)}
+	case 7000112:
+		return &aadFailure{status: http.StatusBadRequest, err: "unauthorized_client", code: code,
+			desc: fmt.Sprintf("Application '%s'(tenantsweep test app) is disabled.", clientID)}
+	case 53003:
+		return &aadFailure{status: http.StatusBadRequest, err: "invalid_grant", code: code, suberror: "message_only",
+			desc: "Access has been blocked by Conditional Access policies. The access policy does not allow token issuance."}
+	case 530032:
+		return &aadFailure{status: http.StatusBadRequest, err: "invalid_grant", code: code,
+			desc: "The tenant admin has configured a security policy that blocks this request. Check the security policies that are defined on the tenant level to determine if your request meets the policy requirements."}
+	case 5000211:
+		return &aadFailure{status: http.StatusBadRequest, err: "invalid_request", code: code,
+			desc: fmt.Sprintf("A tenant restrictions policy added to this request by a device or network administrator does not allow access to '%s'.", tenant)}
+	case 500021:
+		return &aadFailure{status: http.StatusBadRequest, err: "invalid_request", code: code,
+			desc: fmt.Sprintf("Access to '%s' tenant is denied.", tenant)}
+	case 5000224:
+		return &aadFailure{status: http.StatusBadRequest, err: "invalid_request", code: code,
+			desc: "We are sorry, this resource is not available."}
+	case 5000225:
+		return &aadFailure{status: http.StatusBadRequest, err: "invalid_request", code: code,
+			desc: "This tenant has been blocked due to inactivity. To learn more about tenant lifecycle policies, see https://aka.ms/TenantLifecycle"}
+	case 900023:
+		return &aadFailure{status: http.StatusBadRequest, err: "invalid_request", code: code,
+			desc: fmt.Sprintf("Specified tenant identifier '%s' is neither a valid DNS name, nor a valid external domain.", tenant)}
+	case 900382:
+		return &aadFailure{status: http.StatusBadRequest, err: "invalid_request", code: code,
+			desc: "Confidential Client is not supported in Cross Cloud request."}
 	case 700016:
 		return &aadFailure{status: http.StatusBadRequest, err: "unauthorized_client", code: code,
 			desc: fmt.Sprintf("Application with identifier '%s' was not found in the directory '%s'. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You may have sent your authentication request to the wrong tenant.", clientID, tenant)}
@@ -433,6 +619,9 @@ func writeAADError(w http.ResponseWriter, f *aadFailure) {
 		body["error_codes"] = []int{f.code}
 		body["error_uri"] = fmt.Sprintf("https://%s/error?code=%d", LoginHost, f.code)
 	}
+	if f.suberror != "" {
+		body["suberror"] = f.suberror
+	}
 	if f.retryAfter {
 		w.Header().Set("Retry-After", "0")
 		w.Header().Set("retry-after-ms", "5")
@@ -465,8 +654,11 @@ func (c *Cloud) grant(tenant string, form url.Values) (map[string]any, *aadFailu
 	defer c.mu.Unlock()
 	clientID := strings.ToLower(form.Get("client_id"))
 	tn := c.tenants[tenant]
-	if tn == nil || tn.SignIn == FaultTenantNotFound {
+	switch {
+	case tn == nil || tn.SignIn == FaultTenantNotFound || tn.Cloud == InstanceChina:
 		return nil, tenantNotFound(tenant)
+	case tn.Cloud != "" && tn.Cloud != InstancePublic:
+		return nil, faultFor(900382, tenant, clientID)
 	}
 	if tn.SignInThrottle > 0 {
 		tn.SignInThrottle--
@@ -501,6 +693,10 @@ func (c *Cloud) grant(tenant string, form url.Values) (map[string]any, *aadFailu
 	resource, f := scopeResource(form.Get("scope"))
 	if f != nil {
 		return nil, f
+	}
+	if slices.Contains(tn.MissingResources, resource) {
+		return nil, &aadFailure{status: http.StatusBadRequest, err: "invalid_resource", code: 500011,
+			desc: fmt.Sprintf("The resource principal named %s was not found in the tenant named %s. This can happen if the application has not been installed by the administrator of the tenant or consented to by any user in the tenant. You might have sent your authentication request to the wrong tenant.", resource, tenant)}
 	}
 	var granted []string
 	var roles *[]string

@@ -40,6 +40,9 @@ func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	tenant := claims.Tid
+	if c.serveHomeTenant(w, r, claims) {
+		return
+	}
 
 	c.mu.Lock()
 	tn, ok := c.tenants[tenant]

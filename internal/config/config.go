@@ -50,6 +50,7 @@ var Settings = []Setting{
 	{Name: "TenantSweepSchedule", Default: "0 */15 * * * *", Description: "Six-field NCRONTAB schedule of TenantSweep (read by the host, and by local mode)."},
 	{Name: "AZURE_CLOUD", Default: "AzurePublic", Description: "`AzurePublic`, `AzureUSGovernment` or `AzureChina`: sign-in, Graph and Key Vault hosts."},
 	{Name: "APP_CLIENT_ID", Description: "Application (client) id of the multi-tenant app registration."},
+	{Name: "APP_TENANT_ID", Description: "Directory (tenant) id of the developer tenant the app is registered in (its home tenant). Optional. With it, onboarding fills an empty `displayName` and the tenant's default domain from Microsoft Graph (the app needs `CrossTenantInformation.ReadBasic.All` there), and each planned run checks the registration's client secrets and certificates for expiry (`Application.Read.All` there); without a permission that part is skipped."},
 	{Name: "APP_CLIENT_SECRET", Description: "Credential method 1: the app's client secret."},
 	{Name: "APP_CLIENT_CERTIFICATE_PATH", Description: "Credential method 2: PEM or PKCS#12 file with the app's certificate and private key."},
 	{Name: "APP_CLIENT_CERTIFICATE_PASSWORD", Description: "Password of the PKCS#12 file, if any."},
@@ -100,7 +101,10 @@ const (
 
 // App is the multi-tenant app's identity.
 type App struct {
-	ClientID            string
+	ClientID string
+	// TenantID is the home tenant, where the app is registered; empty when
+	// not configured.
+	TenantID            string
 	Method              CredentialMethod
 	Secret              string
 	CertificatePath     string
@@ -261,6 +265,13 @@ func loadApp(l loader, cl cloud.Cloud) (App, error) {
 		return a, settingErr("APP_CLIENT_ID", "must be a GUID")
 	}
 	a.ClientID = id
+	if raw := l.str("APP_TENANT_ID"); raw != "" {
+		home, err := tenant.ParseTenantID(raw)
+		if err != nil {
+			return a, settingErr("APP_TENANT_ID", "must be the GUID of the developer tenant the app is registered in")
+		}
+		a.TenantID = home
+	}
 	var set []string
 	for name, v := range map[string]string{
 		"APP_CLIENT_SECRET":                a.Secret,

@@ -56,6 +56,8 @@ func TestLoadRejects(t *testing.T) {
 	}{
 		{"no app id", env("APP_CLIENT_SECRET", "x", "AzureWebJobsStorage", "UseDevelopmentStorage=true"), "APP_CLIENT_ID"},
 		{"app id not a guid", env("APP_CLIENT_ID", "contoso", "APP_CLIENT_SECRET", "x", "AzureWebJobsStorage", "x"), "APP_CLIENT_ID"},
+		{"home tenant not a guid", with("APP_TENANT_ID", "contoso.onmicrosoft.com"), "APP_TENANT_ID"},
+		{"home tenant the consumers tenant", with("APP_TENANT_ID", "9188040d-6c67-4c5b-b112-36a304b66dad"), "APP_TENANT_ID"},
 		{"no credential", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "AzureWebJobsStorage", "x"), "APP_CLIENT_SECRET"},
 		{"two credentials", with("APP_CLIENT_CERTIFICATE_PATH", "/c.pem"), "APP_CLIENT_CERTIFICATE_PATH"},
 		{"secret uri on another host", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "APP_CLIENT_SECRET_URI", "https://evil.example/secrets/x", "AzureWebJobsStorage", "x"), "APP_CLIENT_SECRET_URI"},
@@ -223,5 +225,15 @@ func TestRetiredSettings(t *testing.T) {
 				t.Errorf("%s is both a setting and retired", name)
 			}
 		}
+	}
+}
+
+func TestAppTenantID(t *testing.T) {
+	c, err := Load(with("APP_TENANT_ID", "0E0E0E0E-0000-4000-8000-000000000001"), 0)
+	if err != nil || c.App.TenantID != "0e0e0e0e-0000-4000-8000-000000000001" {
+		t.Errorf("TenantID = %q, %v", c.App.TenantID, err)
+	}
+	if c, _ := Load(with(), 0); c.App.TenantID != "" {
+		t.Errorf("unset: %q", c.App.TenantID)
 	}
 }

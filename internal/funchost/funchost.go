@@ -60,34 +60,71 @@ func (r InvokeResponse) MarshalJSON() ([]byte, error) {
 	return json.Marshal(p)
 }
 
-// WriteError writes the JSON error body every handler of ours uses, so that
-// the host, operators and API clients all see one shape.
-func WriteError(w http.ResponseWriter, status int, code, message string) {
-	type detail struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
+// WriteJSON answers status with v as JSON. It is the one writer of our
+// JSON answers, the onboarding API's included: v is marshalled before
+// anything is written, so an unmarshallable value (a channel, NaN) becomes
+// a clean 500 instead of a 200 with a truncated body. The JSON is plain:
+// json.Marshal writes & < > as \u0026 \u003c \u003e for HTML pages, which
+// none of our answers is, and a consentUrl copied from a terminal was then
+// a broken link.
+func WriteJSON(w http.ResponseWriter, status int, v any) {
+	body, err := marshal(v)
+	if err != nil {
+		status, body = http.StatusInternalServerError, internalError
 	}
-	body, _ := json.Marshal(struct {
-		Error detail `json:"error"`
-	}{detail{code, message}}) // strings only: cannot fail
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(body)
+	writeBody(w, status, body)
 }
 
-// writeJSON marshals before writing anything, so an unmarshallable value
-// (a channel, NaN) in a ReturnValue becomes a clean 500 instead of a 200 with
-// a truncated body.
+var internalError = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
+
+func writeBody(w http.ResponseWriter, status int, body []byte) {
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	_, _ = w.Write(body)
+}
+
+// ErrorBody is the JSON error body every handler of ours answers with,
+// so that the host, operators and API clients all see one shape:
+// {"error":{"code":"…","message":"…"}}.
+type ErrorBody struct {
+	Error ErrorDetail `json:"error"`
+}
+
+// ErrorDetail is an ErrorBody's error.
+type ErrorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// WriteError answers status with an ErrorBody.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	WriteJSON(w, status, ErrorBody{ErrorDetail{Code: code, Message: message}})
+}
+
+// marshal is json.Marshal without HTML escaping.
+func marshal(v any) ([]byte, error) {
+	var b bytes.Buffer
+	enc := json.NewEncoder(&b)
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(v); err != nil {
+		return nil, err
+	}
+	return bytes.TrimSuffix(b.Bytes(), []byte("\n")), nil
+}
+
+// writeJSON answers the host 200 with v, or a clean 500 when v does not
+// marshal, which is logged.
 func writeJSON(w http.ResponseWriter, log *zerolog.Logger, v any) {
-	body, err := json.Marshal(v)
+	body, err := marshal(v)
 	if err != nil {
 		log.Error().Err(err).Msg("encode response")
-		WriteError(w, http.StatusInternalServerError, "internal", "internal error")
+		writeBody(w, http.StatusInternalServerError, internalError)
 		return
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(http.StatusOK)
-	w.Write(body)
+	writeBody(w, http.StatusOK, body)
 }
 
 // reject answers a request we will not run. It logs at error level because

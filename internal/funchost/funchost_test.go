@@ -58,6 +58,28 @@ func TestWriteError(t *testing.T) {
 	}
 }
 
+// Our answers are plain JSON: a URL in them is copied from a terminal as it
+// is, with & < > and not \u0026 \u003c \u003e (json.Marshal's HTML-safe
+// form).
+func TestWriteJSONIsPlain(t *testing.T) {
+	rec := httptest.NewRecorder()
+	link := "https://login.microsoftonline.com/t/v2.0/adminconsent?client_id=a&scope=b&state=<c>"
+	WriteJSON(rec, http.StatusOK, map[string]string{"consentUrl": link})
+	if want := `{"consentUrl":"` + link + `"}`; rec.Body.String() != want {
+		t.Errorf("body = %s, want %s", rec.Body, want)
+	}
+	h := rec.Header()
+	if h.Get("Content-Type") != "application/json" || h.Get("Cache-Control") != "no-store" || h.Get("X-Content-Type-Options") != "nosniff" {
+		t.Errorf("headers = %v", h)
+	}
+
+	rec = httptest.NewRecorder()
+	WriteJSON(rec, http.StatusOK, map[string]any{"c": make(chan int)})
+	if code, _ := errorBody(t, rec); rec.Code != http.StatusInternalServerError || code != "internal" {
+		t.Errorf("unmarshallable: %d %s", rec.Code, rec.Body)
+	}
+}
+
 func TestReady(t *testing.T) {
 	for _, method := range []string{http.MethodGet, http.MethodHead, http.MethodPost} {
 		t.Run(method, func(t *testing.T) {

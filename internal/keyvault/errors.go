@@ -57,6 +57,9 @@ func classify(ctx context.Context, name string, err error) error {
 		return outcome.New(outcome.UpstreamError, "the vault's authentication challenge is not valid for its host", err)
 	}
 	if !isResp {
+		if pe, ok := errors.AsType[*outcome.ProxyRefusedError](err); ok {
+			return outcome.New(outcome.UpstreamError, "could not reach the vault: "+pe.Detail(), err)
+		}
 		return outcome.New(outcome.UpstreamError, "could not reach the vault", err)
 	}
 	code := outcome.SafeCode(re.ErrorCode)

@@ -249,6 +249,8 @@ const maxVersionPages = 40
 // certificate chain again (a few hundred bytes a vault).
 var vaultHTTP = &http.Client{Transport: &http.Transport{
 	Proxy: http.ProxyFromEnvironment,
+	// A proxy's refusal to tunnel to the vault is final, not a blip.
+	OnProxyConnectResponse: outcome.CheckProxyConnect,
 	DialContext: (&net.Dialer{
 		Timeout:   30 * time.Second,
 		KeepAlive: 30 * time.Second,

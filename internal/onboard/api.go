@@ -6,7 +6,6 @@ package onboard
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -20,6 +19,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
@@ -61,6 +61,15 @@ type Config struct {
 	AppID string
 	// VerifyTimeout bounds the verification after onboarding; 0 means 10s.
 	VerifyTimeout time.Duration
+	// Homes, when set, is asked about a tenant before it is recorded (the
+	// tenant's OpenID metadata): an unknown tenant, or one of another cloud
+	// than Cloud, is refused with 422 and nothing is written.
+	Homes HomeReader
+	// Lookup, when set, fills an empty display name and the tenant's
+	// default domain from the app's home tenant.
+	Lookup TenantLookup
+	// CheckTimeout bounds that check and lookup; 0 means 5s.
+	CheckTimeout time.Duration
 	// RedirectURI and StateKey enable the admin-consent flow; without both
 	// it answers 501.
 	RedirectURI string
@@ -97,17 +106,20 @@ func New(cfg Config) *API {
 	if cfg.VerifyTimeout <= 0 {
 		cfg.VerifyTimeout = 10 * time.Second
 	}
+	if cfg.CheckTimeout <= 0 {
+		cfg.CheckTimeout = 5 * time.Second
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	a := &API{cfg: cfg, mux: http.NewServeMux()}
-	a.mux.Handle("POST /api/tenants", a.handle(a.post))
-	a.mux.Handle("GET /api/tenants", a.handle(a.list))
-	a.mux.Handle("GET /api/tenants/{tenantId}", a.handle(a.get))
-	a.mux.Handle("DELETE /api/tenants/{tenantId}", a.handle(a.delete))
+	a.mux.Handle("POST "+TenantsPath, a.handle(a.post))
+	a.mux.Handle("GET "+TenantsPath, a.handle(a.list))
+	a.mux.Handle("GET "+TenantsPath+"/{tenantId}", a.handle(a.get))
+	a.mux.Handle("DELETE "+TenantsPath+"/{tenantId}", a.handle(a.delete))
 	// ServeMux's own 404 and 405 answers are plain text; these give JSON.
-	a.mux.Handle("/api/tenants", a.handle(methodNotAllowed("GET, HEAD, POST")))
-	a.mux.Handle("/api/tenants/{tenantId}", a.handle(methodNotAllowed("DELETE, GET, HEAD")))
+	a.mux.Handle(TenantsPath, a.handle(methodNotAllowed("GET, HEAD, POST")))
+	a.mux.Handle(TenantsPath+"/{tenantId}", a.handle(methodNotAllowed("DELETE, GET, HEAD")))
 	// The admin-consent redirect: its own function (ConsentCallback), with
 	// no function key, since Entra ID's redirect cannot carry one. The
 	// signed state is its only guard, checked before any work.
@@ -119,28 +131,15 @@ func New(cfg Config) *API {
 	return a
 }
 
+// ServeHTTP serves the API. The Functions host matches routes in any case;
+// funchost.CanonicalRoutes, in front of the API, gives a request for
+// /API/Tenants the routes' case.
 func (a *API) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	a.mux.ServeHTTP(w, CanonicalPath(r))
+	a.mux.ServeHTTP(w, r)
 }
 
-// apiPrefix is the API's route; the Functions host matches routes in any
-// case, so /API/Tenants/{id} is this route too.
-const apiPrefix = "/api/tenants"
-
-// CanonicalPath returns r with its path's /api/tenants prefix in lower case
-// when it is that route in another case; other requests are returned as
-// they are. The tenant id keeps its case (ids are parsed in any case).
-func CanonicalPath(r *http.Request) *http.Request {
-	p := r.URL.Path
-	if len(p) < len(apiPrefix) || p[:len(apiPrefix)] == apiPrefix || !strings.EqualFold(p[:len(apiPrefix)], apiPrefix) ||
-		(len(p) > len(apiPrefix) && p[len(apiPrefix)] != '/') {
-		return r
-	}
-	r2 := r.Clone(r.Context())
-	r2.URL.Path = apiPrefix + p[len(apiPrefix):]
-	r2.URL.RawPath = ""
-	return r2
-}
+// TenantsPath is the API's route; ConsentCallbackPath is the callback's.
+const TenantsPath = "/api/tenants"
 
 // httpError is an error the client is told about as is.
 type httpError struct {
@@ -156,13 +155,6 @@ func (e *httpError) Error() string { return e.code + ": " + e.message }
 
 func errorf(status int, code, format string, args ...any) *httpError {
 	return &httpError{status: status, code: code, message: fmt.Sprintf(format, args...)}
-}
-
-type errorBody struct {
-	Error struct {
-		Code    string `json:"code"`
-		Message string `json:"message"`
-	} `json:"error"`
 }
 
 // handle adapts a handler that returns an error. Only *httpError text reaches
@@ -185,12 +177,10 @@ func (a *API) handle(fn func(w http.ResponseWriter, r *http.Request) error) http
 		if he.status == http.StatusServiceUnavailable {
 			w.Header().Set("Retry-After", "10")
 		}
-		var body errorBody
-		body.Error.Code, body.Error.Message = he.code, he.message
 		if he.allow != "" {
 			w.Header().Set("Allow", he.allow)
 		}
-		writeJSON(w, he.status, body)
+		funchost.WriteError(w, he.status, he.code, he.message)
 	})
 }
 
@@ -200,20 +190,6 @@ func methodNotAllowed(allow string) func(http.ResponseWriter, *http.Request) err
 		e.allow = allow
 		return e
 	}
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, err := json.Marshal(v)
-	if err != nil { // only a bug: every response type marshals
-		status = http.StatusInternalServerError
-		b = []byte(`{"error":{"code":"internal","message":"internal error"}}`)
-	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Content-Type-Options", "nosniff")
-	w.WriteHeader(status)
-	_, _ = w.Write(b)
 }
 
 // storeError maps the registry's errors to answers; op names the operation
@@ -268,10 +244,19 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return errorf(http.StatusBadRequest, "invalid_request", "%s", err)
 	}
-	if consent, err := in.consentRequested(); err != nil {
+	consent, err := in.consentRequested()
+	if err != nil {
 		return err
-	} else if consent {
-		return a.consentLink(w, reg.TenantID)
+	}
+	if consent && !a.consentConfigured() {
+		return errConsentNotConfigured()
+	}
+	check, err := a.checkTenant(ctx, &reg)
+	if err != nil {
+		return err
+	}
+	if consent {
+		return a.consentLink(w, reg.TenantID, check)
 	}
 
 	now := a.cfg.Now()
@@ -289,8 +274,15 @@ func (a *API) post(w http.ResponseWriter, r *http.Request) error {
 	if created {
 		status = http.StatusCreated
 	}
-	writeJSON(w, status, rec)
+	funchost.WriteJSON(w, status, postResponse{Record: rec, TenantCheck: check})
 	return nil
+}
+
+// postResponse is a registration's answer: the stored record, and what was
+// learnt of the tenant before it was recorded.
+type postResponse struct {
+	tenant.Record
+	TenantCheck *TenantCheck `json:"tenantCheck,omitempty"`
 }
 
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
@@ -350,7 +342,7 @@ func (a *API) get(w http.ResponseWriter, r *http.Request) error {
 	if err != nil {
 		return storeError("get", id, err)
 	}
-	writeJSON(w, http.StatusOK, rec)
+	funchost.WriteJSON(w, http.StatusOK, rec)
 	return nil
 }
 
@@ -387,7 +379,7 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) error {
 	if resp.Tenants == nil {
 		resp.Tenants = []tenant.Record{}
 	}
-	writeJSON(w, http.StatusOK, resp)
+	funchost.WriteJSON(w, http.StatusOK, resp)
 	return nil
 }
 

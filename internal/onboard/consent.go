@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tenantsweep/tenantsweep/internal/funchost"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -26,10 +27,9 @@ func (a *API) consentConfigured() bool {
 // consentLink answers the admin-consent URL of seed step 4 for one tenant: the
 // tenant's own authority (never /common or /organizations), the app's Graph
 // application permissions (.default), and a signed state the callback checks.
-func (a *API) consentLink(w http.ResponseWriter, tenantID string) error {
+func (a *API) consentLink(w http.ResponseWriter, tenantID string, check *TenantCheck) error {
 	if !a.consentConfigured() {
-		return errorf(http.StatusNotImplemented, "consent_not_configured",
-			"admin consent is not configured: set ONBOARD_REDIRECT_URI and ONBOARD_STATE_KEY")
+		return errConsentNotConfigured()
 	}
 	state, err := mintState(a.cfg.StateKey, tenantID, a.cfg.Now())
 	if err != nil {
@@ -42,10 +42,16 @@ func (a *API) consentLink(w http.ResponseWriter, tenantID string) error {
 		"state":        {state},
 	}
 	link := a.cfg.Cloud.AuthorityHost + tenantID + "/v2.0/adminconsent?" + q.Encode()
-	writeJSON(w, http.StatusOK, struct {
-		ConsentURL string `json:"consentUrl"`
-	}{link})
+	funchost.WriteJSON(w, http.StatusOK, struct {
+		ConsentURL  string       `json:"consentUrl"`
+		TenantCheck *TenantCheck `json:"tenantCheck,omitempty"`
+	}{link, check})
 	return nil
+}
+
+func errConsentNotConfigured() error {
+	return errorf(http.StatusNotImplemented, "consent_not_configured",
+		"admin consent is not configured: set ONBOARD_REDIRECT_URI and ONBOARD_STATE_KEY")
 }
 
 // consentCallback is where Entra ID sends the admin's browser after the
@@ -87,10 +93,27 @@ func (a *API) consentCallback(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	// Entra ID is asked about the tenant first, as a POST does: a tenant it
+	// does not know, or of another cloud, is not recorded.
+	checked := tenant.Registration{TenantID: tenantID}
+	check, err := a.checkTenant(ctx, &checked)
+	if he, ok := errors.AsType[*httpError](err); ok {
+		log.Info().Str("tenantId", tenantID).Str("code", he.code).Msg("admin consent for a tenant that cannot be onboarded")
+		renderPage(w, he.status, page{Title: "This tenant cannot be onboarded here",
+			Paragraphs: []string{"Consent was granted, but Microsoft Entra ID says this tenant cannot be reached by this app, so nothing was recorded.", he.message + "."}})
+		return
+	}
+	if err != nil {
+		log.Error().Err(err).Str("tenantId", tenantID).Msg("check the tenant before recording its admin consent")
+		renderPage(w, http.StatusInternalServerError, page{Title: "Something went wrong",
+			Paragraphs: []string{"Consent was granted, but the tenant could not be recorded. Please open the consent link again in a few minutes."}})
+		return
+	}
+
 	// Consent enables Graph; a tenant already registered keeps its settings
 	// and vaults, and is re-activated like any re-onboarding.
 	rec, _, err := a.cfg.Store.Mutate(ctx, tenantID, func(rec *tenant.Record, exists bool) error {
-		reg := tenant.Registration{TenantID: tenantID}
+		reg := checked
 		if exists {
 			graph := rec.Graph
 			reg.DisplayName, reg.Graph, reg.KeyVaults = rec.DisplayName, &graph, rec.KeyVaults
@@ -108,26 +131,49 @@ func (a *API) consentCallback(w http.ResponseWriter, r *http.Request) {
 	v := rec.Verification
 	log.Info().Str("tenantId", tenantID).Str("outcome", string(v.Outcome)).Msg("tenant registered by admin consent")
 
-	recorded := "Recorded: tenant " + tenantID + recordedChecks(rec) + "."
-	if v.Outcome == outcome.OK {
-		renderPage(w, http.StatusOK, page{Title: "Onboarding succeeded",
-			Paragraphs: []string{"Tenant " + tenantID + " is onboarded: the app signed in to it and every check passed.", recorded}})
-		return
+	renderPage(w, http.StatusOK, resultPage(rec, check))
+}
+
+// resultPage tells the admin who consented what was recorded and what, if
+// anything, is left: a step still owed (with its fix), a problem of the app
+// itself, or nothing but time.
+func resultPage(rec tenant.Record, check *TenantCheck) page {
+	id, v := rec.TenantID, rec.Verification
+	recorded := "Recorded: tenant " + id + recordedChecks(rec) + "."
+	var p page
+	switch {
+	case v.Outcome == outcome.OK:
+		p = page{Title: "Onboarding succeeded",
+			Paragraphs: []string{"Tenant " + id + " is onboarded: the app signed in to it and every check passed.", recorded}}
+	case v.Outcome.Transient():
+		// Nothing is missing as far as the app can tell: say what failed
+		// and that it is tried again, and ask for nothing.
+		p = page{Title: "Onboarding is recorded; the check will run again", Paragraphs: []string{recorded,
+			"Tenant " + id + " is recorded, but the app could not finish checking it just now (" + string(v.Outcome) + "): " + v.Message + ".",
+			"This is temporary and asks nothing of you: the app checks the tenant again on its next sweep. Open the consent link again later to see the result now."}}
+	case v.Outcome.AppWide():
+		p = page{Title: "Onboarding is recorded; the app has a problem of its own", Paragraphs: []string{recorded,
+			"Tenant " + id + " is recorded, but the app could not sign in because of a problem with the app itself, not with your tenant: " + v.Message + ".",
+			"Nothing is asked of you: the app's developer fixes it, and the tenant is checked again on the app's next sweep after that."}}
+	default:
+		p = page{Title: "One step is still missing", Paragraphs: []string{recorded}}
+		if v.Step != "" {
+			p.Paragraphs = append(p.Paragraphs, "Tenant "+id+" is recorded, but "+stepText(v.Step)+".")
+		} else {
+			p.Paragraphs = append(p.Paragraphs, "Tenant "+id+" is recorded, but its verification did not pass ("+string(v.Outcome)+").")
+		}
+		if v.Message != "" {
+			p.Paragraphs = append(p.Paragraphs, v.Message)
+		}
+		if v.Remediation != "" {
+			p.Paragraphs = append(p.Paragraphs, "To finish it:")
+			p.Detail = v.Remediation
+		}
 	}
-	p := page{Title: "One step is still missing", Paragraphs: []string{recorded}}
-	if v.Step != "" {
-		p.Paragraphs = append(p.Paragraphs, "Tenant "+tenantID+" is recorded, but step "+v.Step+" of the setup is still missing"+stepName(v.Step)+".")
-	} else {
-		p.Paragraphs = append(p.Paragraphs, "Tenant "+tenantID+" is recorded, but its verification did not pass ("+string(v.Outcome)+").")
+	if note := checkedText(check); note != "" {
+		p.Paragraphs = append(p.Paragraphs, note)
 	}
-	if v.Message != "" {
-		p.Paragraphs = append(p.Paragraphs, v.Message)
-	}
-	if v.Remediation != "" {
-		p.Paragraphs = append(p.Paragraphs, "To finish it:")
-		p.Detail = v.Remediation
-	}
-	renderPage(w, http.StatusOK, p)
+	return p
 }
 
 // recordedChecks says in words what the app will check in the tenant.
@@ -149,17 +195,22 @@ func recordedChecks(rec tenant.Record) string {
 	return ", to be checked for " + strings.Join(checks, " and ")
 }
 
-// stepName names the seed's onboarding steps for the admin reading the page.
-func stepName(step string) string {
+// stepText says which of the seed's onboarding steps is still owed, for the
+// admin reading the page.
+func stepText(step string) string {
 	switch step {
 	case "3":
-		return " (adding the app to the tenant)"
+		return "step 3 of the setup is still missing (adding the app to the tenant, and keeping it enabled)"
 	case "4":
-		return " (admin consent to the app's Microsoft Graph permissions)"
+		return "step 4 of the setup is still missing (admin consent to the app's Microsoft Graph permissions)"
 	case "5":
-		return " (a role for the app on the Key Vault)"
+		return "step 5 of the setup is still missing (a role for the app on the Key Vault)"
+	case tenant.StepPolicy:
+		return "a policy blocks the app's sign-in"
+	case "onboarding":
+		return "the tenant itself cannot be signed in to"
 	}
-	return ""
+	return "step " + step + " of the setup is still missing"
 }
 
 var errAdminConsentMissing = errors.New("redirect carries no admin_consent=True")

@@ -135,6 +135,7 @@ func TestOpenAPIDescribesTheRouter(t *testing.T) {
 		{op: "POST /api/tenants", method: "POST", target: "/api/tenants", body: registrationBody(tenantB),
 			setup: func(e *env) { e.store.BeforeWrite(func(id string) { r, _ := e.store.Stored(id); e.store.Put(r) }) }},
 		{op: "POST /api/tenants", method: "POST", target: "/api/tenants", body: registrationBody(tenantA), setup: func(e *env) { e.store.FailWith(tenant.ErrUnavailable) }},
+		{op: "POST /api/tenants", method: "POST", target: "/api/tenants", body: registrationBody(tenantA), edit: func(c *Config) { c.Homes = &fakeHomes{} }},
 		{op: "GET /api/tenants", method: "GET", target: "/api/tenants"},
 		{op: "GET /api/tenants", method: "GET", target: "/api/tenants?pageSize=0"},
 		{op: "GET /api/tenants", method: "GET", target: "/api/tenants", setup: func(e *env) { e.store.FailWith(tenant.ErrUnavailable) }},
@@ -151,6 +152,7 @@ func TestOpenAPIDescribesTheRouter(t *testing.T) {
 		{op: "GET /api/consent/callback", method: "GET", target: "valid state"},
 		{op: "GET /api/consent/callback", method: "GET", target: ConsentCallbackPath + "?admin_consent=True&tenant=" + tenantA + "&state=forged"},
 		{op: "GET /api/consent/callback", method: "GET", target: "valid state", setup: func(e *env) { e.store.FailWith(errors.New("table down")) }},
+		{op: "GET /api/consent/callback", method: "GET", target: "valid state", setup: func(e *env) { e.api.cfg.Homes = &fakeHomes{} }},
 		{op: "GET /api/consent/callback", method: "GET", target: ConsentCallbackPath + "?admin_consent=True&tenant=" + tenantA + "&state=x", edit: func(c *Config) { c.RedirectURI, c.StateKey = "", nil }},
 	}
 	seen := map[string]map[int]bool{}

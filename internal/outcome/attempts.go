@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
+	"net/url"
 	"sync"
 	"syscall"
 )
@@ -97,13 +99,65 @@ func times(n int) string {
 	return fmt.Sprintf("%d times", n)
 }
 
-// Unreachable reports whether err is a host name that does not resolve or a
-// connection refused: retrying within a tenant's time budget will not change
-// it, so adapters stop at once and report an upstream error.
+// Unreachable reports whether err is a host name that does not resolve, a
+// connection refused, or an HTTPS proxy's refusal to open a tunnel to the
+// host (ProxyRefusedError.Final): retrying within a tenant's time budget
+// will not change it, so adapters stop at once and report an upstream error.
 func Unreachable(err error) bool {
 	var dns *net.DNSError
 	if errors.As(err, &dns) && (dns.IsNotFound || !dns.IsTimeout && !dns.IsTemporary) {
 		return true
 	}
+	if pe, ok := errors.AsType[*ProxyRefusedError](err); ok {
+		return pe.Final()
+	}
 	return errors.Is(err, syscall.ECONNREFUSED)
+}
+
+// ProxyRefusedError is an HTTPS proxy's answer other than 200 to the
+// CONNECT that opens a tunnel to Host. net/http reports it as an untyped
+// error holding only the status text ("Bad Gateway"), which cannot be told
+// from a network blip; CheckProxyConnect makes it this.
+type ProxyRefusedError struct {
+	Host   string
+	Status int
+}
+
+func (e *ProxyRefusedError) Error() string {
+	return fmt.Sprintf("the HTTPS proxy refused a tunnel to %s: %d %s", e.Host, e.Status, http.StatusText(e.Status))
+}
+
+// Final reports whether the refusal will stand for the rest of a tenant's
+// time budget. A proxy answers 502 or 503 when it cannot resolve or reach
+// the host, and 403 or 407 when its policy or its authentication refuses
+// the tunnel: the same as a host that does not resolve or refuses the
+// connection without a proxy. 408, 429 and 504 are about time (the proxy's
+// own connection timed out, or it is busy), as a dial that times out is,
+// and are retried like one.
+func (e *ProxyRefusedError) Final() bool {
+	switch e.Status {
+	case http.StatusRequestTimeout, http.StatusTooManyRequests, http.StatusGatewayTimeout:
+		return false
+	}
+	return true
+}
+
+// Detail is the customer-safe sentence for the refusal: the proxy's status,
+// never its body.
+func (e *ProxyRefusedError) Detail() string {
+	return fmt.Sprintf("the HTTPS proxy answered %d %s", e.Status, http.StatusText(e.Status))
+}
+
+// CheckProxyConnect is an http.Transport's OnProxyConnectResponse: it turns
+// a proxy's refusal to tunnel into a *ProxyRefusedError (see Unreachable).
+// Every transport of ours that honours HTTPS_PROXY sets it.
+func CheckProxyConnect(_ context.Context, _ *url.URL, connectReq *http.Request, resp *http.Response) error {
+	if resp.StatusCode == http.StatusOK {
+		return nil
+	}
+	host := connectReq.URL.Opaque
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	return &ProxyRefusedError{Host: host, Status: resp.StatusCode}
 }

@@ -14,20 +14,38 @@ import (
 type Code string
 
 const (
-	OK                   Code = "ok"
-	AppNotInTenant       Code = "app_not_in_tenant"      // AADSTS700016: seed step 3 missing
-	TenantNotFound       Code = "tenant_not_found"       // AADSTS90002
+	OK             Code = "ok"
+	AppNotInTenant Code = "app_not_in_tenant" // AADSTS700016, 7000229: seed step 3 missing
+	// AppDisabled: AADSTS7000112, the app's enterprise application (service
+	// principal) is disabled in the tenant: step 3 undone.
+	AppDisabled Code = "app_disabled"
+	// BlockedByPolicy: a policy refused the sign-in: the tenant's Conditional
+	// Access for workload identities (AADSTS53003, 530032) or a tenant
+	// restrictions policy of the network the app signs in from (5000211,
+	// 500021, 500022).
+	BlockedByPolicy Code = "blocked_by_policy"
+	// TenantNotFound: AADSTS90002, 900023, 5000224, 5000225: no such tenant,
+	// an invalid id, or a tenant deleted or blocked.
+	TenantNotFound Code = "tenant_not_found"
+	// WrongCloud: the tenant lives in another Microsoft cloud than the
+	// deployment's (AADSTS900382, 900432, 90038; or its OpenID metadata).
+	WrongCloud           Code = "wrong_cloud"
 	AppCredentialInvalid Code = "app_credential_invalid" // AADSTS7000215/7000222/700027: our side
 	GraphConsentMissing  Code = "graph_consent_missing"  // Graph 403: seed step 4 missing
 	// GraphPermissionMissing: the token's roles lack a permission the app
 	// needs (it gained one since the tenant consented): seed step 4 again.
 	GraphPermissionMissing Code = "graph_permission_missing"
-	KeyVaultAccessDenied   Code = "keyvault_access_denied" // Key Vault 403: seed step 5 missing
-	SecretNotFound         Code = "secret_not_found"       // Key Vault 404
-	Throttled              Code = "throttled"              // 429 past the retry budget
-	Timeout                Code = "timeout"
-	UpstreamError          Code = "upstream_error" // 5xx or network after retries
-	InternalError          Code = "internal_error" // a bug of ours (a recovered panic)
+	// ResourceNotInTenant: AADSTS500011, the resource the app asks a token
+	// for (Azure Key Vault, Microsoft Graph) has no service principal in
+	// the tenant: a tenant without an Azure subscription has none for Key
+	// Vault.
+	ResourceNotInTenant  Code = "resource_not_in_tenant"
+	KeyVaultAccessDenied Code = "keyvault_access_denied" // Key Vault 403: seed step 5 missing
+	SecretNotFound       Code = "secret_not_found"       // Key Vault 404
+	Throttled            Code = "throttled"              // 429 past the retry budget
+	Timeout              Code = "timeout"
+	UpstreamError        Code = "upstream_error" // 5xx or network after retries
+	InternalError        Code = "internal_error" // a bug of ours (a recovered panic)
 	// AccessDenied: an Azure resource other than Graph and Key Vault
 	// answered a task 403: the role of seed step 5 is missing.
 	AccessDenied Code = "access_denied"
@@ -36,9 +54,9 @@ const (
 )
 
 // Codes lists every code, in the order they are documented.
-var Codes = []Code{OK, AppNotInTenant, TenantNotFound, AppCredentialInvalid, GraphConsentMissing,
-	GraphPermissionMissing, KeyVaultAccessDenied, SecretNotFound, AccessDenied, ResourceNotFound, Throttled, Timeout,
-	UpstreamError, InternalError}
+var Codes = []Code{OK, AppNotInTenant, AppDisabled, BlockedByPolicy, TenantNotFound, WrongCloud, AppCredentialInvalid,
+	GraphConsentMissing, GraphPermissionMissing, ResourceNotInTenant, KeyVaultAccessDenied, SecretNotFound, AccessDenied,
+	ResourceNotFound, Throttled, Timeout, UpstreamError, InternalError}
 
 // Error is a classified failure. Detail is safe to show to the customer and to
 // store: it never holds a token or a secret value.
@@ -120,8 +138,17 @@ func Detail(err error) string {
 }
 
 // AppWide reports whether the outcome is a fault of the whole app rather than
-// of one tenant; such results are not counted against the tenant.
+// of one tenant; such results are not counted against the tenant, and enough
+// of them stop a sweep. Every other failure counts toward the tenant's
+// backoff, the transient ones too (a tenant that fails three sweeps in a
+// row is skipped for a while, whatever the reason).
 func (c Code) AppWide() bool { return c == AppCredentialInvalid }
+
+// Transient reports whether the outcome says nothing is missing: it is
+// expected to go away by itself, and the tenant is simply tried again.
+func (c Code) Transient() bool {
+	return c == Throttled || c == Timeout || c == UpstreamError
+}
 
 // SafeCode returns an error code from a service's response body when it looks
 // like an identifier (letters, digits, '_', '.', '-'; at most 64), and ""

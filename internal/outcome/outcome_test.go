@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -40,6 +42,20 @@ func TestAppWide(t *testing.T) {
 		if got, want := c.AppWide(), c == AppCredentialInvalid; got != want {
 			t.Errorf("%s.AppWide() = %v, want %v", c, got, want)
 		}
+	}
+	// The sign-in codes of a tenant's own making are held against it (its
+	// backoff) and say something is missing; none is transient.
+	for _, c := range []Code{AppDisabled, BlockedByPolicy, TenantNotFound, WrongCloud, ResourceNotInTenant, AppNotInTenant} {
+		if c.AppWide() || c.Transient() {
+			t.Errorf("%s: app-wide %v, transient %v", c, c.AppWide(), c.Transient())
+		}
+	}
+	seen := map[Code]bool{}
+	for _, c := range Codes {
+		if seen[c] {
+			t.Errorf("%s listed twice", c)
+		}
+		seen[c] = true
 	}
 }
 
@@ -106,5 +122,45 @@ func TestSettled(t *testing.T) {
 				t.Errorf("settled = %v, want no outcome", got)
 			}
 		})
+	}
+}
+
+// A proxy's refusal to tunnel is told apart from a network blip, as a host
+// that does not resolve or refuses the connection is without a proxy.
+func TestProxyRefusal(t *testing.T) {
+	connect := &http.Request{Method: http.MethodConnect, URL: &url.URL{Opaque: "login.microsoftonline.com:443"}}
+	for _, tc := range []struct {
+		status int
+		final  bool
+	}{
+		{http.StatusOK, false},
+		{http.StatusBadGateway, true},
+		{http.StatusServiceUnavailable, true},
+		{http.StatusForbidden, true},
+		{http.StatusProxyAuthRequired, true},
+		{http.StatusGatewayTimeout, false},
+		{http.StatusTooManyRequests, false},
+		{http.StatusRequestTimeout, false},
+	} {
+		err := CheckProxyConnect(context.Background(), nil, connect, &http.Response{StatusCode: tc.status})
+		if tc.status == http.StatusOK {
+			if err != nil {
+				t.Errorf("200: %v", err)
+			}
+			continue
+		}
+		// As net/http and the SDKs above it return it.
+		wrapped := &url.Error{Op: "Post", URL: "https://login.microsoftonline.com/t/oauth2/v2.0/token", Err: fmt.Errorf("server response error:\n %w", err)}
+		if got := Unreachable(wrapped); got != tc.final {
+			t.Errorf("%d: Unreachable = %v, want %v", tc.status, got, tc.final)
+		}
+		pe, ok := errors.AsType[*ProxyRefusedError](wrapped)
+		if !ok || pe.Host != "login.microsoftonline.com" || !strings.Contains(pe.Detail(), fmt.Sprint(tc.status)) {
+			t.Errorf("%d: %+v %v", tc.status, pe, ok)
+		}
+		retry := RetryWithin(time.Millisecond, time.Millisecond)
+		if got := retry(nil, wrapped); got == tc.final {
+			t.Errorf("%d: RetryWithin retries = %v", tc.status, got)
+		}
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/posture"
 	"github.com/tenantsweep/tenantsweep/internal/runid"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -235,6 +236,16 @@ type PlanOptions struct {
 	Budget            time.Duration // planning's wall time; default 4m30s
 	Enqueuers         int           // messages enqueued at once; default 32
 	WriteTimeout      time.Duration // lease and history writes; default 20s
+	// Posture, when set, is read once a run is planned, for its summary
+	// and its status line (see Planner.posture).
+	Posture Posture
+	// PostureTimeout bounds reading it; default 10s.
+	PostureTimeout time.Duration
+}
+
+// Posture reads the app's own credentials (*posture.Checker is one).
+type Posture interface {
+	Check(ctx context.Context) posture.Report
 }
 
 // Planner plans a run onto the work queue: TenantSweep's timer.
@@ -252,6 +263,7 @@ func NewPlanner(reg PlanSource, queue Enqueuer, lock *RunLock, hist History, opt
 	opt.Budget = cmp.Or(opt.Budget, 4*time.Minute+30*time.Second)
 	opt.Enqueuers = cmp.Or(opt.Enqueuers, 32)
 	opt.WriteTimeout = cmp.Or(opt.WriteTimeout, 20*time.Second)
+	opt.PostureTimeout = cmp.Or(opt.PostureTimeout, 10*time.Second)
 	return &Planner{reg: reg, queue: queue, lock: lock, hist: hist, opt: opt}
 }
 
@@ -324,6 +336,7 @@ func (p *Planner) Plan(ctx context.Context, req Request) (Run, error) {
 	}
 	pctx, cancel := context.WithDeadline(ctx, start.Add(p.opt.Budget))
 	defer cancel()
+	run.Posture = p.posture(pctx, run.ID)
 
 	todo := only
 	if req.TenantID == "" {
@@ -405,6 +418,25 @@ func (p *Planner) Release(ctx context.Context, runID string) error {
 	}
 	_, err = p.lock.Update(ctx, cur)
 	return err
+}
+
+// posture reads the app's own posture for the run's summary, and logs it as
+// one "app posture" line: at warn level when a credential of the app
+// expires within the window, the line an alert fires on.
+func (p *Planner) posture(ctx context.Context, runID string) *posture.Report {
+	if p.opt.Posture == nil {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.opt.PostureTimeout)
+	defer cancel()
+	r := p.opt.Posture.Check(ctx)
+	log := zerolog.Ctx(ctx)
+	ev := log.Info()
+	if !r.OK() {
+		ev = log.Warn()
+	}
+	ev.Str("runId", runID).Bool("postureOk", r.OK()).Int("expiring", len(r.Expiring)).Str("posture", r.String()).Msg("app posture")
+	return &r
 }
 
 // finish stores the lease and the run's first history row; they outlive

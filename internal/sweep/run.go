@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/posture"
 )
 
 // Run is the summary of one sweep, returned to the host and kept in the run
@@ -58,6 +59,18 @@ type Run struct {
 	P50Ms  int64                 `json:"p50Ms"`
 	P95Ms  int64                 `json:"p95Ms"`
 	WallMs int64                 `json:"wallMs"`
+	// Posture is the app's own credentials when the run was planned: a
+	// problem of the app, never of a tenant.
+	Posture *posture.Report `json:"posture,omitempty"`
+}
+
+// PostureString is the run's posture line ("app posture: ok ..." or what
+// expires soon), or "" when it was not read.
+func (r Run) PostureString() string {
+	if r.Posture == nil {
+		return ""
+	}
+	return r.Posture.String()
 }
 
 // ModeQueue marks a run executed through a work queue.

@@ -43,6 +43,7 @@ type tenantEntity struct {
 	PartitionKey        string `json:"PartitionKey"`
 	RowKey              string `json:"RowKey"`
 	DisplayName         string `json:"DisplayName"`
+	DefaultDomain       string `json:"DefaultDomain,omitempty"`
 	Status              string `json:"Status"`
 	Graph               bool   `json:"Graph"`
 	KeyVaults           string `json:"KeyVaults"`
@@ -69,6 +70,7 @@ func encodeTenant(key string, rec tenant.Record) ([]byte, error) {
 		PartitionKey:        partitionKey(key),
 		RowKey:              key,
 		DisplayName:         rec.DisplayName,
+		DefaultDomain:       rec.DefaultDomain,
 		Status:              string(rec.Status),
 		Graph:               rec.Graph,
 		OnboardedAt:         formatTime(rec.OnboardedAt),
@@ -120,6 +122,7 @@ func decodeTenant(body []byte) (tenant.Record, error) {
 	}
 	d := decoder{props: props, rec: &rec}
 	d.prop("DisplayName", &rec.DisplayName)
+	d.prop("DefaultDomain", &rec.DefaultDomain)
 	var status string
 	d.prop("Status", &status)
 	rec.Status = tenant.Status(status)
@@ -205,6 +208,7 @@ func checkTenantSize(e tenantEntity) error {
 	size += propSize("Timestamp", 8)
 	for _, p := range []struct{ name, val string }{
 		{"DisplayName", e.DisplayName},
+		{"DefaultDomain", e.DefaultDomain},
 		{"Status", e.Status},
 		{"KeyVaults", e.KeyVaults},
 		{"OnboardedAt", e.OnboardedAt},

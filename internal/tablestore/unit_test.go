@@ -76,7 +76,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 // TestEntityCoversRecord fails when tenant.Record gains a field that the
 // entity mapping does not store, so that it is not silently dropped.
 func TestEntityCoversRecord(t *testing.T) {
-	mapped := []string{"TenantID", "DisplayName", "Status", "Graph", "KeyVaults", "OnboardedAt", "UpdatedAt",
+	mapped := []string{"TenantID", "DisplayName", "DefaultDomain", "Status", "Graph", "KeyVaults", "OnboardedAt", "UpdatedAt",
 		"Verification", "LastSweep", "ConsecutiveFailures", "BackoffUntil", "ETag",
 		"Damage"} // Damage is derived when a row is read, never stored
 	rt := reflect.TypeFor[tenant.Record]()

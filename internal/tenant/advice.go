@@ -82,11 +82,52 @@ func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
 			Remediation: fmt.Sprintf("A tenant admin runs: az login --tenant %s --allow-no-subscriptions && az ad sp create --id %s",
 				s.TenantID, a.AppID),
 		}
+	case outcome.AppDisabled:
+		return Advice{
+			Step:    "3",
+			Message: fmt.Sprintf("the app %s is disabled in tenant %s: its enterprise application does not let it sign in", a.AppID, s.TenantID),
+			Remediation: fmt.Sprintf("A tenant admin enables it again: az login --tenant %s --allow-no-subscriptions && az ad sp update --id %s --set accountEnabled=true (or Microsoft Entra admin center > Enterprise applications > application id %s > Properties > Enabled for users to sign-in: Yes)",
+				s.TenantID, a.AppID, a.AppID),
+		}
+	case outcome.BlockedByPolicy:
+		// Which kind of policy is in the message (the sign-in's detail);
+		// its name is in the sign-in logs only, never guessed here.
+		return Advice{
+			Step:    StepPolicy,
+			Message: fmt.Sprintf("a policy blocked the app %s's sign-in to tenant %s", a.AppID, s.TenantID),
+			Remediation: fmt.Sprintf("Who acts depends on the policy the message names. Conditional Access (a policy for workload identities, or a security policy): "+
+				"a Conditional Access administrator of tenant %s finds the policy in Microsoft Entra admin center > Monitoring & health > Sign-in logs > Service principal sign-ins (application id %s, its Conditional Access tab) "+
+				"and excludes the app or allows where it signs in from. Tenant restrictions: the administrator of the network or device the app signs in from "+
+				"(the app's operator, not the customer) allows tenant %s in that tenant restrictions policy (cross-tenant access settings), or the app signs in from a network without it.",
+				s.TenantID, a.AppID, s.TenantID),
+		}
 	case outcome.TenantNotFound:
 		return Advice{
-			Step:        "onboarding",
-			Message:     fmt.Sprintf("no Microsoft Entra tenant %s exists in %s", s.TenantID, a.Cloud.Name),
-			Remediation: "Check the tenant id (Microsoft Entra admin center > Overview > Tenant ID) and onboard again with the right one.",
+			Step:    "onboarding",
+			Message: fmt.Sprintf("no Microsoft Entra tenant %s can be signed in to in %s: it does not exist (a typo), was deleted or deactivated%s", s.TenantID, a.Cloud.Name, a.invisibleClouds()),
+			Remediation: fmt.Sprintf("Check the tenant id (Microsoft Entra admin center > Overview > Tenant ID) and onboard again with the right one; offboard a deleted tenant (DELETE /api/tenants/%s). "+
+				"A tenant blocked for inactivity can be reactivated by its admin through Microsoft support within 20 days.", s.TenantID),
+		}
+	case outcome.WrongCloud:
+		return Advice{
+			Step:    "onboarding",
+			Message: fmt.Sprintf("tenant %s lives in another Microsoft cloud than this deployment's (%s): the app cannot sign in to it from here", s.TenantID, a.Cloud.Name),
+			Remediation: fmt.Sprintf("Offboard it here (DELETE /api/tenants/%s) and onboard it with a deployment of the tenant's cloud "+
+				"(AZURE_CLOUD AzureUSGovernment for a US Government tenant, AzureChina for one operated by 21Vianet).", s.TenantID),
+		}
+	case outcome.ResourceNotInTenant:
+		if s.VaultURL != "" {
+			return Advice{
+				Step:    "5",
+				Message: fmt.Sprintf("tenant %s has no service principal for Azure Key Vault, so no Key Vault token can be issued there for vault %s", s.TenantID, s.VaultURL),
+				Remediation: fmt.Sprintf("Register a vault of a subscription of tenant %s; if the vault is one, a tenant admin adds Azure Key Vault to the tenant: az login --tenant %s --allow-no-subscriptions && az ad sp create --id %s",
+					s.TenantID, s.TenantID, keyVaultAppID),
+			}
+		}
+		return Advice{
+			Step:        "4",
+			Message:     fmt.Sprintf("tenant %s has no service principal for Microsoft Graph", s.TenantID),
+			Remediation: fmt.Sprintf("A tenant admin adds Microsoft Graph to the tenant: az login --tenant %s --allow-no-subscriptions && az ad sp create --id %s", s.TenantID, graphAppID),
 		}
 	case outcome.AppCredentialInvalid:
 		return Advice{
@@ -148,6 +189,29 @@ func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
 	default:
 		return Advice{Message: "an Azure service failed or could not be reached", Remediation: "Nothing to do unless it persists: the tenant is retried on the next sweep."}
 	}
+}
+
+// StepPolicy is the step of a sign-in that a policy blocked: not one of the
+// seed's steps, which predate Conditional Access for workload identities and
+// tenant restrictions.
+const StepPolicy = "policy"
+
+// The application ids of the first-party resources the app asks tokens
+// for, the same in every cloud.
+const (
+	keyVaultAppID = "cfa8b339-82a2-471a-a3c9-0fc0be7a4093" // Azure Key Vault
+	graphAppID    = "00000003-0000-0000-c000-000000000000" // Microsoft Graph
+)
+
+// invisibleClouds says which tenants a deployment's sign-in host cannot see
+// at all: the global cloud does not know the tenants of Microsoft Azure
+// operated by 21Vianet (they answer AADSTS90002 there), while US Government
+// tenants are found and reported as wrong_cloud.
+func (a Advisor) invisibleClouds() string {
+	if a.Cloud.Name == cloud.AzurePublic.Name {
+		return " (a tenant of Microsoft Azure operated by 21Vianet is not visible from AzurePublic either)"
+	}
+	return ""
 }
 
 // PropagationWindow is how long after onboarding a missing service principal

@@ -9,7 +9,11 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 )
 
-const appID = "11111111-2222-4333-8444-555555555555"
+const (
+	appID    = "11111111-2222-4333-8444-555555555555"
+	tenantID = "aaaaaaaa-bbbb-4ccc-8ddd-eeeeeeeeeeee"
+	vaultURL = "https://contoso.vault.azure.net/"
+)
 
 func TestRecordSweepAndBackoff(t *testing.T) {
 	at := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)

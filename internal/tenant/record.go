@@ -110,8 +110,11 @@ const MaxTaskBody = 1024
 
 // Record is one onboarded tenant in the registry.
 type Record struct {
-	TenantID            string        `json:"tenantId"`
-	DisplayName         string        `json:"displayName"`
+	TenantID    string `json:"tenantId"`
+	DisplayName string `json:"displayName"`
+	// DefaultDomain is the tenant's default domain, as the app's home
+	// tenant told it when the tenant was onboarded (findTenantInformation).
+	DefaultDomain       string        `json:"defaultDomain,omitempty"`
 	Status              Status        `json:"status"`
 	Graph               bool          `json:"graph"`
 	KeyVaults           []KeyVault    `json:"keyVaults"`

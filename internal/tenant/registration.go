@@ -24,6 +24,8 @@ const (
 type Registration struct {
 	TenantID    string
 	DisplayName string
+	// DefaultDomain comes from Fill, never from the request.
+	DefaultDomain string
 	// Graph is whether Microsoft Graph is checked; nil means true.
 	Graph     *bool
 	KeyVaults []KeyVault
@@ -162,6 +164,45 @@ func checkSecrets(field string, secrets []string) ([]string, error) {
 	return slices.Clone(secrets), nil
 }
 
+// TenantInfo is what the app's home tenant can tell about another tenant
+// (Microsoft Graph's findTenantInformationByTenantId), before it is recorded.
+type TenantInfo struct {
+	DisplayName   string
+	DefaultDomain string
+}
+
+// Fill completes the registration with what is known of the tenant: an
+// empty display name takes the tenant's own, and the default domain is
+// kept, each only when a record may hold it (the name is the tenant
+// admin's text and goes through the rules of a registered one).
+func (r *Registration) Fill(info TenantInfo) {
+	if r.DisplayName == "" && checkDisplayName(info.DisplayName) == nil {
+		r.DisplayName = info.DisplayName
+	}
+	if validDomain(info.DefaultDomain) {
+		r.DefaultDomain = strings.ToLower(info.DefaultDomain)
+	}
+}
+
+// validDomain accepts a DNS name: dot-separated labels of 1-63 letters,
+// digits and inner hyphens, 253 characters at most.
+func validDomain(d string) bool {
+	if d == "" || len(d) > 253 {
+		return false
+	}
+	for label := range strings.SplitSeq(d, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for _, c := range label {
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
 // Apply writes the registration into the tenant's record: a new record starts
 // now; an existing one keeps its history (onboarding time, last sweep,
 // verification). Either way the tenant becomes active and any backoff is
@@ -172,6 +213,9 @@ func (r Registration) Apply(rec *Record, exists bool, now time.Time) {
 	}
 	rec.TenantID = r.TenantID
 	rec.DisplayName = r.DisplayName
+	if r.DefaultDomain != "" { // a registration that could not look it up keeps the last one
+		rec.DefaultDomain = r.DefaultDomain
+	}
 	rec.Graph = r.Graph == nil || *r.Graph
 	rec.KeyVaults = make([]KeyVault, len(r.KeyVaults))
 	for i, kv := range r.KeyVaults {

@@ -329,3 +329,35 @@ func TestRegistrationApply(t *testing.T) {
 		}
 	})
 }
+
+// What the home tenant tells of a tenant fills an empty display name and
+// the default domain, only with values a record may hold.
+func TestRegistrationFill(t *testing.T) {
+	for _, tc := range []struct {
+		name       string
+		reg        Registration
+		info       TenantInfo
+		wantName   string
+		wantDomain string
+	}{
+		{"fills", Registration{}, TenantInfo{DisplayName: "Contoso", DefaultDomain: "Contoso.onmicrosoft.com"}, "Contoso", "contoso.onmicrosoft.com"},
+		{"keeps the given name", Registration{DisplayName: "Ours"}, TenantInfo{DisplayName: "Contoso", DefaultDomain: "contoso.com"}, "Ours", "contoso.com"},
+		{"refuses a deceptive name", Registration{}, TenantInfo{DisplayName: "evil\u202egnp.exe"}, "", ""},
+		{"refuses a domain that is not one", Registration{}, TenantInfo{DefaultDomain: "contoso .com/<x>"}, "", ""},
+		{"refuses a label with a leading hyphen", Registration{}, TenantInfo{DefaultDomain: "-contoso.com"}, "", ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := tc.reg
+			r.Fill(tc.info)
+			if r.DisplayName != tc.wantName || r.DefaultDomain != tc.wantDomain {
+				t.Errorf("got %q %q, want %q %q", r.DisplayName, r.DefaultDomain, tc.wantName, tc.wantDomain)
+			}
+		})
+	}
+	var rec Record
+	Registration{TenantID: "t", DefaultDomain: "contoso.com"}.Apply(&rec, false, time.Now())
+	Registration{TenantID: "t"}.Apply(&rec, true, time.Now())
+	if rec.DefaultDomain != "contoso.com" {
+		t.Errorf("a registration without a lookup dropped the default domain: %q", rec.DefaultDomain)
+	}
+}

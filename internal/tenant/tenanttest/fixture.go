@@ -15,10 +15,11 @@ func FullRecord(id string) tenant.Record {
 	expires := at.Add(24 * time.Hour)
 	enabled := true
 	return tenant.Record{
-		TenantID:    id,
-		DisplayName: "Contoso Ltd — Zürich 😀",
-		Status:      tenant.StatusActive,
-		Graph:       true,
+		TenantID:      id,
+		DisplayName:   "Contoso Ltd — Zürich 😀",
+		DefaultDomain: "contoso.onmicrosoft.com",
+		Status:        tenant.StatusActive,
+		Graph:         true,
 		KeyVaults: []tenant.KeyVault{
 			{VaultURL: "https://contoso-kv.vault.azure.net/", Secrets: []string{"db-password", "api-key"}},
 			{VaultURL: "https://contoso-kv2.vault.azure.net/", Secrets: []string{"x"}},
