@@ -292,8 +292,11 @@ func printTasks(names []string, asJSON bool, stdout io.Writer) error {
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	fmt.Fprintf(stdout, "\nSWEEP_TASKS=%s: the app registration asks for the Graph application permissions %s\n(A|B: either suffices; infra/scripts/register-app.sh adds them, each customer's admin consents).\n",
-		strings.Join(names, ","), orDash(strings.Join(task.Permissions(enabled), ", ")))
+	perms := task.Permissions(enabled)
+	fmt.Fprintf(stdout, "\nSWEEP_TASKS=%s: the app registration asks for the Graph application permissions %s\n"+
+		"(A|B: either suffices). infra/scripts/register-app.sh --tasks %s adds them; a customer's admin consents to them,\n"+
+		"or grants them with infra/scripts/onboard-customer.sh --consent graph --permissions %s\n",
+		strings.Join(names, ","), orDash(strings.Join(perms, ", ")), strings.Join(names, ","), orDash(strings.Join(perms, ",")))
 	return nil
 }
 

@@ -29,8 +29,9 @@ Usage: infra/scripts/onboard-customer.sh --tenant TENANT_ID --app-id APP_ID [opt
                         secrets S1,S2 it should check; repeat for more vaults
   --subscription ID     subscription of the vaults (default: every subscription of the tenant is searched)
   --no-graph            the app does not read Microsoft Graph in your tenant (skips step 4)
-  --tasks LIST          the app's tasks, as its developer tells you (default: access): with
-                        --consent graph, the Graph permissions granted are theirs
+  --permissions LIST    the app's Graph application permissions, comma-separated, as its
+                        developer tells you (`handler tasks` prints them; default:
+                        Organization.Read.All,User.Read.All): --consent graph grants these
   --consent url|graph   url: open or print the admin-consent URL (default)
                         graph: grant the app roles directly through Microsoft Graph
                         (needs Privileged Role Administrator or Global Administrator)
@@ -54,35 +55,10 @@ die() {
   exit 1
 }
 
-# The Graph application permissions each task asks for (internal/tasks;
-# `bin/handler tasks` lists them). infra/scripts_test.go holds this table to
-# the tasks' own declarations, so the two cannot drift.
-graph_roles_of() {
-  case $1 in
-  access) echo "Organization.Read.All User.Read.All" ;;
-  groups) echo "Group.Read.All" ;;
-  *) return 1 ;;
-  esac
-}
-
-# graph_roles sets GRAPH_ROLES to the permissions of the comma-separated
-# tasks $1, each once.
-graph_roles() {
-  local task role
-  GRAPH_ROLES=()
-  local IFS=,
-  for task in $1; do
-    local roles
-    roles=$(graph_roles_of "$task") || die "unknown task '$task' (bin/handler tasks lists them)"
-    local IFS=' '
-    for role in $roles; do
-      if ! printf '%s\n' ${GRAPH_ROLES[@]+"${GRAPH_ROLES[@]}"} | grep -Fxq -- "$role"; then
-        GRAPH_ROLES+=("$role")
-      fi
-    done
-    IFS=,
-  done
-}
+# The access task's Graph permissions, what the app asks for unless its
+# developer says otherwise (--permissions); infra/scripts_test.go holds this
+# to the task's own declaration.
+readonly DEFAULT_GRAPH_ROLES="Organization.Read.All,User.Read.All"
 
 tenant=""
 app=""
@@ -94,7 +70,7 @@ consent_mode=url
 browser=true
 retries=6
 vault_specs=()
-tasks=access
+permissions=$DEFAULT_GRAPH_ROLES
 while (($# > 0)); do
   case $1 in
   --tenant) tenant=${2:?--tenant needs a value}; shift 2 ;;
@@ -104,7 +80,7 @@ while (($# > 0)); do
   --vault) vault_specs+=("${2:?--vault needs a value}"); shift 2 ;;
   --subscription) subscription=${2:?--subscription needs a value}; shift 2 ;;
   --no-graph) graph=false; shift ;;
-  --tasks) tasks=${2:?--tasks needs a value}; shift 2 ;;
+  --permissions) permissions=${2:?--permissions needs a value}; shift 2 ;;
   --consent) consent_mode=${2:?--consent needs a value}; shift 2 ;;
   --no-browser) browser=false; shift ;;
   --retries) retries=${2:?--retries needs a value}; shift 2 ;;
@@ -117,7 +93,10 @@ done
 [[ -z $webhook || $webhook == https://* ]] || die "--webhook must be an https URL"
 [[ $consent_mode == url || $consent_mode == graph ]] || die "--consent is url or graph"
 [[ $retries =~ ^[0-9]+$ ]] || die "--retries must be a number"
-graph_roles "$tasks"
+IFS=, read -r -a GRAPH_ROLES <<<"$permissions"
+for role in "${GRAPH_ROLES[@]}"; do
+  [[ $role =~ ^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+$ ]] || die "--permissions: '$role' is not a Graph permission name such as User.Read.All"
+done
 tenant=$(printf '%s' "$tenant" | tr '[:upper:]' '[:lower:]')
 app=$(printf '%s' "$app" | tr '[:upper:]' '[:lower:]')
 

@@ -54,34 +54,26 @@ die() {
   exit 1
 }
 
-# The Graph application permissions each task asks for (internal/tasks;
-# `bin/handler tasks` lists them). infra/scripts_test.go holds this table to
-# the tasks' own declarations, so the two cannot drift.
-graph_roles_of() {
-  case $1 in
-  access) echo "Organization.Read.All User.Read.All" ;;
-  groups) echo "Group.Read.All" ;;
-  *) return 1 ;;
-  esac
-}
-
-# graph_roles sets GRAPH_ROLES to the permissions of the comma-separated
-# tasks $1, each once.
+# graph_roles sets GRAPH_ROLES to the Graph application permissions the
+# comma-separated tasks $1 declare, as the app itself lists them
+# (`handler tasks --json`, the first alternative of each need): the tasks'
+# declarations are the one list, so a task added to the binary needs nothing
+# here. TENANTSWEEP_HANDLER names a built handler to ask; by default the
+# repository's source is run with `go run`, so a stale build cannot answer.
 graph_roles() {
-  local task role
+  local json
+  if [[ -n ${TENANTSWEEP_HANDLER:-} ]]; then
+    json=$(SWEEP_TASKS=$1 "$TENANTSWEEP_HANDLER" tasks --json) || die "cannot list the tasks' permissions ($TENANTSWEEP_HANDLER tasks)"
+  else
+    command -v go >/dev/null || die "go is required to list the tasks' permissions (or set TENANTSWEEP_HANDLER to a built bin/handler)"
+    json=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && SWEEP_TASKS=$1 go run ./handler tasks --json) ||
+      die "cannot list the tasks' permissions (go run ./handler tasks)"
+  fi
   GRAPH_ROLES=()
-  local IFS=,
-  for task in $1; do
-    local roles
-    roles=$(graph_roles_of "$task") || die "unknown task '$task' (bin/handler tasks lists them)"
-    local IFS=' '
-    for role in $roles; do
-      if ! printf '%s\n' ${GRAPH_ROLES[@]+"${GRAPH_ROLES[@]}"} | grep -Fxq -- "$role"; then
-        GRAPH_ROLES+=("$role")
-      fi
-    done
-    IFS=,
-  done
+  local role
+  while IFS= read -r role; do
+    [[ -z $role ]] || GRAPH_ROLES+=("$role")
+  done < <(jq -r 'select(.enabled) | .graph[] | split("|")[0]' <<<"$json" | awk '!seen[$0]++')
 }
 
 name=tenantsweep
