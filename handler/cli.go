@@ -270,6 +270,7 @@ func printTasks(names []string, asJSON bool, stdout io.Writer) error {
 		return err
 	}
 	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false) // a command or link copied from the terminal must work
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	if !asJSON {
 		fmt.Fprintln(tw, "TASK\tENABLED\tVERIFY\tGRAPH PERMISSIONS\tAZURE ROLES")
@@ -403,6 +404,7 @@ func printTenants(ctx context.Context, reg config.Registry, f tenantFilter, advi
 	}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
 	enc := json.NewEncoder(stdout)
+	enc.SetEscapeHTML(false) // a command or link copied from the terminal must work
 	switch {
 	case f.json:
 	case f.needsConsent:

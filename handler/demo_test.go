@@ -132,6 +132,10 @@ func TestDemo(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("tenants --demo: exit %d, %s", code, errOut)
 	}
+	// Plain JSON: a command copied from the terminal works.
+	if strings.Contains(out, `\u0026`) || !strings.Contains(out, "&& az ad sp create") {
+		t.Errorf("tenants --json escapes HTML characters: %s", out)
+	}
 	seen := 0
 	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
 		var l tenantLine
