@@ -133,7 +133,7 @@ func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
 		return Advice{
 			Step:        "1",
 			Message:     "the app's own credential was rejected: this is the app developer's side, not the customer's",
-			Remediation: "The app's developer rotates the client secret or certificate (docs/operations.md, 'Rotate the app credential').",
+			Remediation: "The app's developer rotates the client secret or certificate (docs/operations.md, 'Rotating the app's credential with no downtime').",
 		}
 	case outcome.GraphConsentMissing:
 		return Advice{

@@ -1,11 +1,14 @@
 package tenant
 
 import (
+	"os"
 	"reflect"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 )
 
@@ -144,5 +147,29 @@ func TestStatusChanges(t *testing.T) {
 				t.Errorf("changes = %v, want %v", got, tt.want)
 			}
 		})
+	}
+}
+
+// A remediation that sends the reader to docs/operations.md names a section
+// that is there.
+func TestRemediationsNameRealSections(t *testing.T) {
+	ops, err := os.ReadFile("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ref := regexp.MustCompile(`docs/operations\.md, '([^']+(?:'s[^']*)?)'`)
+	a := Advisor{AppID: appID, Cloud: cloud.AzurePublic}
+	found := 0
+	for _, c := range outcome.Codes {
+		adv := a.Advise(c, Subject{TenantID: tenantID, VaultURL: vaultURL, Secret: "s"})
+		for _, m := range ref.FindAllStringSubmatch(adv.Message+" "+adv.Remediation, -1) {
+			found++
+			if !regexp.MustCompile(`(?m)^#+ .*` + regexp.QuoteMeta(m[1]) + `$`).Match(ops) {
+				t.Errorf("%s: the remediation names the section %q, which docs/operations.md lacks", c, m[1])
+			}
+		}
+	}
+	if found == 0 {
+		t.Error("no remediation names a section: the check checks nothing")
 	}
 }
