@@ -225,3 +225,35 @@ type noVerifier struct{}
 func (noVerifier) Verify(context.Context, tenant.Record) tenant.Verification {
 	return tenant.Verification{Outcome: outcome.OK}
 }
+
+// The docs name every function the app deploys (a folder with a
+// function.json), where an operator checks that they started.
+func TestDocsNameEveryFunction(t *testing.T) {
+	folders, err := filepath.Glob(filepath.Join("..", "*", "function.json"))
+	if err != nil || len(folders) == 0 {
+		t.Fatalf("function folders: %v, %v", folders, err)
+	}
+	ops, err := os.ReadFile(filepath.Join("..", "docs", "operations.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := strings.Index(string(ops), "az functionapp function list")
+	if i < 0 {
+		t.Fatal("docs/operations.md no longer says how to list the functions")
+	}
+	check := string(ops[i:min(len(ops), i+400)])
+	for _, f := range folders {
+		name := filepath.Base(filepath.Dir(f))
+		if !strings.Contains(check, "`"+name+"`") {
+			t.Errorf("docs/operations.md's function check does not name %s", name)
+		}
+		for _, fn := range []string{sweepFunction, workerFunction, onboardFunction, consentFunction} {
+			if fn == name {
+				name = ""
+			}
+		}
+		if name != "" {
+			t.Errorf("function folder %s is not one the binary serves", filepath.Dir(f))
+		}
+	}
+}
