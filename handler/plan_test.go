@@ -129,3 +129,39 @@ func TestProbeIsOneRoundTripWarmAndTwoCold(t *testing.T) {
 		}
 	}
 }
+
+// A second task adds no round trip: it shares the tenant's sign-in and runs
+// at once with the access task's reads (two rounds cold, one warm).
+func TestTasksAddNoRoundTrip(t *testing.T) {
+	r := newReach(t)
+	r.c.AddTenant(reachTenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 7, Groups: 4,
+		GraphRoles: []string{"Organization.Read.All", "User.Read.All", "Group.Read.All"}})
+	r.c.AddVault("plan-kv3", reachTenantA, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{"s1": {Value: reachSecret, Enabled: true}}})
+	p, err := task.New(task.Config{
+		Tasks:  []task.Task{tasks.Access{Directory: r.graph, Vaults: r.vaults}, tasks.Groups{}},
+		SignIn: r.creds, Graph: r.graph, Advisor: tenant.Advisor{AppID: testAppID, Cloud: cloud.AzurePublic}, Cloud: cloud.AzurePublic,
+		ClientOptions: azcore.ClientOptions{Transport: r.c.HTTPClient()},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec := tenant.Record{TenantID: reachTenantA, Status: tenant.StatusActive, Graph: true,
+		KeyVaults: []tenant.KeyVault{{VaultURL: cloudtest.VaultURL("plan-kv3") + "/", Secrets: []string{"s1"}}}}
+	const latency = 200 * time.Millisecond
+	r.c.SetLatency(latency)
+	for _, run := range []struct {
+		name          string
+		rounds, calls int // calls in the last round: the $batch, the secret, the groups count
+	}{{"cold", 2, 3}, {"warm", 1, 3}} {
+		r.c.ResetCounters()
+		res := p.Probe(context.Background(), rec)
+		if res.Outcome != outcome.OK || string(res.Tasks["groups"].Body) != `{"groups":4}` {
+			t.Fatalf("%s probe: %+v", run.name, res)
+		}
+		got := rounds(r.c.Requests(), latency)
+		if len(got) != run.rounds || len(got[len(got)-1]) != run.calls {
+			t.Errorf("%s probe: %d round trips, want %d, the last with the $batch, the secret and the groups count%s",
+				run.name, len(got), run.rounds, describe(got))
+		}
+	}
+}
