@@ -299,6 +299,24 @@ func (c *Cloud) UnwrapCount(vault, key string) int {
 	return fv.unwraps[key]
 }
 
+// KeyOperationValues are the values of the key operations the vault
+// served (wrapkey, unwrapkey, encrypt, decrypt): what each request sent and
+// what each answered, wrapped and plain, so that a test can look for them
+// where they must never appear (logs, the registry, answers).
+func (c *Cloud) KeyOperationValues(vault string) [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	fv, ok := c.vaults[strings.ToLower(vault)]
+	if !ok {
+		return nil
+	}
+	out := make([][]byte, len(fv.opValues))
+	for i, v := range fv.opValues {
+		out[i] = bytes.Clone(v)
+	}
+	return out
+}
+
 func keyNotFound(w http.ResponseWriter, id string) {
 	writeKVError(w, http.StatusNotFound, "KeyNotFound", fmt.Sprintf("A key with (name/id) %s was not found in this key vault. If you recently deleted this key you may be able to recover it using the correct recovery command. For help resolving this issue, please see https://go.microsoft.com/fwlink/?linkid=2125182", id), "")
 }
@@ -512,6 +530,8 @@ func (c *Cloud) keyOperationLocked(w http.ResponseWriter, r *http.Request, fv *f
 		writeKVError(w, http.StatusBadRequest, "BadParameter", "The "+op+" operation failed: "+err.Error()+".", "")
 		return
 	}
+	fv.opValues = append(fv.opValues, bytes.Clone(value))
+	defer func() { fv.opValues = append(fv.opValues, bytes.Clone(out)) }()
 	if op == "unwrapKey" {
 		if wrongUnwrap {
 			out = bytes.Clone(out)

@@ -17,6 +17,7 @@ import (
 // responseError stands in for an *azcore.ResponseError in an outcome's chain:
 // the SDK's text holds the request URL and the whole response body.
 type responseError struct {
+	op     string // "get secret", "unwrapKey key"...
 	status int
 	code   string
 	err    error
@@ -24,9 +25,9 @@ type responseError struct {
 
 func (e *responseError) Error() string {
 	if e.code != "" {
-		return fmt.Sprintf("keyvault: get secret: HTTP %d %s", e.status, e.code)
+		return fmt.Sprintf("keyvault: %s: HTTP %d %s", e.op, e.status, e.code)
 	}
-	return fmt.Sprintf("keyvault: get secret: HTTP %d", e.status)
+	return fmt.Sprintf("keyvault: %s: HTTP %d", e.op, e.status)
 }
 
 func (e *responseError) Unwrap() error { return e.err }
@@ -60,7 +61,7 @@ func classify(ctx context.Context, name string, err error) error {
 		return outcome.New(outcome.UpstreamError, "could not reach the vault", err)
 	}
 	code := outcome.SafeCode(re.ErrorCode)
-	wrapped := &responseError{status: re.StatusCode, code: code, err: err}
+	wrapped := &responseError{op: "get secret", status: re.StatusCode, code: code, err: err}
 	switch s := re.StatusCode; {
 	case s == http.StatusForbidden:
 		if innerCode(re) == "ForbiddenByFirewall" {
