@@ -107,7 +107,7 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	}
 	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport, MaxClients: cfg.Sweep.CacheSize})
 	graphReader := graph.New(cfg.Cloud, graph.Options{Transport: roundTripper})
-	chosen, err := tasks.Select(tasks.All(tasks.Deps{Directory: graphReader, Vaults: vaults, SecretExpiryWarning: cfg.SecretExpiryWarning}), cfg.Sweep.Tasks)
+	chosen, err := tasks.Select(tasks.All(tasks.Deps{Directory: graphReader, Vaults: vaults, Keys: vaults, SecretExpiryWarning: cfg.SecretExpiryWarning}), cfg.Sweep.Tasks)
 	if err != nil { // loadEnv checked the names: only a bug
 		return nil, err
 	}

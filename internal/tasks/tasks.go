@@ -18,7 +18,8 @@ import (
 type Deps struct {
 	Directory Directory
 	Vaults    Vaults
-	// SecretExpiryWarning flags secrets that expire within it.
+	Keys      KeyProver
+	// SecretExpiryWarning flags secrets and keys that expire within it.
 	SecretExpiryWarning time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -32,6 +33,7 @@ func All(d Deps) []task.Task {
 	}
 	return []task.Task{
 		Access{Directory: d.Directory, Vaults: d.Vaults, ExpiryWarning: d.SecretExpiryWarning, Now: d.Now},
+		Keys{Vaults: d.Keys, ExpiryWarning: d.SecretExpiryWarning, Now: d.Now},
 		Groups{},
 	}
 }
