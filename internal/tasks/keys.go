@@ -36,10 +36,13 @@ type Keys struct {
 	// ExpiryWarning flags keys that expire within it.
 	ExpiryWarning time.Duration
 	Now           func() time.Time
+	// Advisor gives each failing key its step and remediation, for the
+	// line that tells its change (tenant.Record.StatusChanges).
+	Advisor tenant.Advisor
 }
 
 // KeysName is the keys task's name.
-const KeysName = "keys"
+const KeysName = tenant.KeysTask
 
 // About declares the role the customer's vault owner grants the app on
 // each key: what Azure services are granted for a customer-managed key.
@@ -129,6 +132,8 @@ func (k Keys) key(ctx context.Context, t *task.Tenant, vaultURL, name string, no
 		st.Outcome, st.OutcomeDetail = outcome.Of(err), outcome.Detail(err)
 		s := tenant.SubjectOf(err, "")
 		s.VaultURL, s.Key = vaultURL, name
+		adv := k.Advisor.Advise(st.Outcome, tenant.Subject{TenantID: t.Record.TenantID, VaultURL: vaultURL, Key: name, Firewall: s.Firewall})
+		st.Step, st.Remediation = adv.Step, adv.Remediation
 		return st, tenant.About(err, s)
 	}
 	return st, nil

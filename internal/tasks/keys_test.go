@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/task/tasktest"
@@ -40,7 +41,8 @@ func noKeyMaterial(t *testing.T, c *cloudtest.Cloud, vault, s string) {
 // against the fake vault's real RSA keys and its documented answers.
 func TestKeysOutcomes(t *testing.T) {
 	env := tasktest.New(t)
-	keys := tasks.Keys{Vaults: env.Vaults, ExpiryWarning: 30 * 24 * time.Hour}
+	keys := tasks.Keys{Vaults: env.Vaults, ExpiryWarning: 30 * 24 * time.Hour,
+		Advisor: tenant.Advisor{AppID: cloudtest.DefaultApp.ClientID, Cloud: cloud.AzurePublic}}
 	soon, past := time.Now().Add(10*24*time.Hour), time.Now().Add(-time.Hour)
 	tests := []struct {
 		name    string
@@ -136,6 +138,10 @@ func TestKeysOutcomes(t *testing.T) {
 				}
 				if !strings.Contains(res.Remediation, tt.remedy) || ver.Remediation != res.Remediation {
 					t.Errorf("remediation %q (verification %q), want %q", res.Remediation, ver.Remediation, tt.remedy)
+				}
+				// The key's own advice, for the line that tells its change.
+				if k := res.Keys[0]; k.Step != res.Step || k.Remediation != res.Remediation {
+					t.Errorf("key advice %q %q, want the tenant's %q %q", k.Step, k.Remediation, res.Step, res.Remediation)
 				}
 			}
 			if n := env.Cloud.UnwrapCount("keys-kv", "cmk"); (n > 0) != tt.unwrapped {

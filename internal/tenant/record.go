@@ -112,6 +112,11 @@ type KeyStatus struct {
 	PurgeProtection *bool        `json:"purgeProtection,omitempty"`
 	Outcome         outcome.Code `json:"outcome"`
 	OutcomeDetail   string       `json:"message,omitempty"`
+	// Step and Remediation are the advice of a failing key, for the line
+	// that tells its change (StatusChanges); they are not stored, as the
+	// tenant's own remediation is that of its first failing key.
+	Step        string `json:"-"`
+	Remediation string `json:"-"`
 }
 
 // SweepResult is one tenant's outcome in one sweep.
