@@ -89,6 +89,7 @@ type Cloud struct {
 	miStatus       int
 	tunnels        map[net.Conn]struct{}
 	rsaUsed        map[int]int // RSA key material taken from the process's cache, by size
+	rsaDistinct    int         // ShareRSAKeys: distinct key materials a size, 0 for all
 	closed         bool
 }
 
