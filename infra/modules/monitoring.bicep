@@ -94,7 +94,7 @@ traces
 | where tostring(j.to) != "ok"
 | project timestamp, tenantId = tostring(j.tenantId), from = tostring(j.from), to = tostring(j.to),
           step = tostring(j.step), remediation = tostring(j.remediation),
-          task = tostring(j.task), key = tostring(j.key), vaultUrl = tostring(j.vaultUrl)
+          task = tostring(j.task), keyName = tostring(j.key), vaultUrl = tostring(j.vaultUrl)
 '''
           timeAggregation: 'Count'
           operator: 'GreaterThan'

@@ -213,3 +213,26 @@ func TestKeysAbout(t *testing.T) {
 		t.Errorf("the default SWEEP_TASKS: %v", err)
 	}
 }
+
+// A vault that does not answer within the tenant's budget: the key is
+// recorded as timed out, as a secret would be, and the task still reports.
+func TestKeysTimeout(t *testing.T) {
+	env := tasktest.New(t)
+	keys := tasks.Keys{Vaults: env.Vaults}
+	id := env.Tenant(cloudtest.Tenant{OrgName: "Contoso"}, keys)
+	url := env.Vault(id, "slow-kv", cloudtest.Vault{Keys: map[string]cloudtest.Key{"cmk": {Enabled: true}}})
+	rec := env.Record(id, withKeys(url, "cmk"), func(r *tenant.Record) { r.Graph = false })
+	if res := env.Run(t, rec, keys); res.Outcome != outcome.OK {
+		t.Fatalf("warming up: %+v", res)
+	}
+	env.Cloud.SetLatency(3 * time.Second) // the tokens are cached: only the vault is slow
+	env.Timeout = 500 * time.Millisecond
+	start := time.Now()
+	res := env.Run(t, rec, keys)
+	if took := time.Since(start); took > 2*time.Second {
+		t.Errorf("took %s: the budget was not kept", took)
+	}
+	if res.Outcome != outcome.Timeout || len(res.Keys) != 1 || res.Keys[0].Outcome != outcome.Timeout {
+		t.Errorf("result %+v, want the key timed out", res)
+	}
+}
