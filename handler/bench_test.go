@@ -39,6 +39,13 @@ func BenchmarkSweep(b *testing.B) {
 			}
 		})
 	}
+	// The keys task: one key per tenant (benchSweepKeys, in
+	// benchkeys_test.go).
+	b.Run("keys/tenants=2000", func(b *testing.B) {
+		for range b.N {
+			benchSweepKeys(b, 2000, 32)
+		}
+	})
 }
 
 // BenchmarkPipeline spreads a run over K handler processes, each behind

@@ -140,7 +140,9 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		appPosture.Sources = append(appPosture.Sources, h)
 		lookup = h
 	}
-	chosen, err := tasks.Select(tasks.All(tasks.Deps{Directory: graphReader, Vaults: vaults, SecretExpiryWarning: cfg.SecretExpiryWarning}), cfg.Sweep.Tasks)
+	advisor := tenant.Advisor{AppID: cfg.App.ClientID, Cloud: cfg.Cloud}
+	chosen, err := tasks.Select(tasks.All(tasks.Deps{Directory: graphReader, Vaults: vaults, Keys: vaults, Advisor: advisor,
+		SecretExpiryWarning: cfg.SecretExpiryWarning}), cfg.Sweep.Tasks)
 	if err != nil { // loadEnv checked the names: only a bug
 		return nil, err
 	}
@@ -148,7 +150,7 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		Tasks:         chosen,
 		SignIn:        creds,
 		Graph:         graphReader,
-		Advisor:       tenant.Advisor{AppID: cfg.App.ClientID, Cloud: cfg.Cloud},
+		Advisor:       advisor,
 		Cloud:         cfg.Cloud,
 		ClientOptions: azcore.ClientOptions{Transport: transport},
 	})

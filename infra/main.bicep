@@ -78,7 +78,7 @@ param sweepBackoffMax string = '24h'
 param registryTimeout string = '10s'
 
 @description('The per-tenant tasks that run, comma-separated (SWEEP_TASKS; `bin/handler tasks` lists them). Each task declares the Graph permissions it needs: register the app with the same list (infra/scripts/register-app.sh reads SWEEP_TASKS from the azd environment).')
-param sweepTasks string = 'access'
+param sweepTasks string = 'access,keys'
 
 @description('A customer secret expiring within this duration is flagged.')
 param secretExpiryWarning string = '720h'

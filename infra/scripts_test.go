@@ -128,6 +128,10 @@ type fakeState struct {
 	AzdEnv          map[string]string    `json:"azdEnv"`
 	Requests        []fakeRequest        `json:"requests"`
 	Seq             int                  `json:"seq"`
+
+	// DenyRoleAssignments makes role assignment create fail, as for an
+	// admin who may not assign roles on the vault.
+	DenyRoleAssignments bool `json:"denyRoleAssignments"`
 }
 
 func (s *fakeState) app(id string) *fakeApp {
@@ -308,7 +312,11 @@ func fakeAz(s *fakeState, args []string, out io.Writer) error {
 		}
 		return js(map[string]any{"id": v.ID, "properties": map[string]any{"vaultUri": v.URI, "enableRbacAuthorization": v.RBAC}})
 	case cmd == "keyvault set-policy":
-		s.Policies = append(s.Policies, flagValue(args, "--object-id")+"|"+flagValue(args, "--name"))
+		policy := flagValue(args, "--object-id") + "|" + flagValue(args, "--name")
+		if perms := flagValues(args, "--key-permissions"); perms != nil {
+			policy += "|keys " + strings.Join(perms, " ")
+		}
+		s.Policies = append(s.Policies, policy)
 		return nil
 	case cmd == "role assignment list" && query == "length(@)":
 		key := flagValue(args, "--assignee") + "|" + flagValue(args, "--role") + "|" + flagValue(args, "--scope")
@@ -316,6 +324,8 @@ func fakeAz(s *fakeState, args []string, out io.Writer) error {
 			return tsv("1")
 		}
 		return tsv("0")
+	case cmd == "role assignment create" && s.DenyRoleAssignments:
+		return fmt.Errorf("(AuthorizationFailed) the client does not have authorization to perform action 'Microsoft.Authorization/roleAssignments/write'")
 	case cmd == "role assignment create":
 		s.RoleAssignments = append(s.RoleAssignments,
 			flagValue(args, "--assignee-object-id")+"|"+flagValue(args, "--role")+"|"+flagValue(args, "--scope"))
@@ -457,6 +467,7 @@ func fakeCurl(s *fakeState, args []string, out io.Writer) error {
 		KeyVaults   []struct {
 			VaultURL string   `json:"vaultUrl"`
 			Secrets  []string `json:"secrets"`
+			Keys     []string `json:"keys"`
 		} `json:"keyVaults"`
 	}
 	if err := json.Unmarshal(body, &req); err != nil {
@@ -475,9 +486,16 @@ func fakeCurl(s *fakeState, args []string, out io.Writer) error {
 	}
 	for _, kv := range req.KeyVaults {
 		for name, v := range s.Vaults {
-			if v.URI == kv.VaultURL && outcome == "ok" &&
+			if v.URI == kv.VaultURL && outcome == "ok" && len(kv.Secrets) > 0 &&
 				!slices.Contains(s.RoleAssignments, sp+"|Key Vault Secrets User|"+v.ID) && !slices.Contains(s.Policies, sp+"|"+name) {
 				outcome, step = "keyvault_access_denied", "5"
+			}
+			for _, key := range kv.Keys {
+				if v.URI == kv.VaultURL && outcome == "ok" &&
+					!slices.Contains(s.RoleAssignments, sp+"|Key Vault Crypto Service Encryption User|"+v.ID+"/keys/"+key) &&
+					!slices.Contains(s.Policies, sp+"|"+name+"|keys get wrapKey unwrapKey") {
+					outcome, step = "keyvault_access_denied", "5"
+				}
 			}
 		}
 	}
@@ -852,6 +870,83 @@ func TestOnboardCustomer(t *testing.T) {
 	}
 	if m := e.mutations(); len(m) > 0 {
 		t.Errorf("second run changed things:\n%s", strings.Join(m, "\n"))
+	}
+}
+
+// --key grants the crypto role on each key (an access policy with get,
+// wrapKey and unwrapKey in an access-policy vault) and registers the keys,
+// joining the vault's entry when --vault names it too; a second run changes
+// nothing in an RBAC vault.
+func TestOnboardCustomerKeys(t *testing.T) {
+	st := customerState()
+	sub := st.Subscriptions[0]
+	st.Vaults["legacy-kv"] = fakeVault{ID: "/subscriptions/" + sub + "/resourceGroups/rg/providers/Microsoft.KeyVault/vaults/legacy-kv",
+		URI: "https://legacy-kv.vault.azure.net/"}
+	e := newFakeEnv(t, st)
+	args := []string{"--tenant", customerTenant, "--app-id", knownAppID, "--webhook", webhookURL, "--consent", "graph", "--retries", "0",
+		"--vault", "contoso-kv:db-password", "--key", "contoso-kv:cmk,tls", "--key", "legacy-kv:cmk"}
+	code, out := e.run("onboard-customer.sh", []string{"TENANTSWEEP_FUNCTION_KEY=" + functionKey}, args...)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s", code, out)
+	}
+	s := e.load()
+	sp := s.SPs[knownAppID]
+	for _, key := range []string{"cmk", "tls"} {
+		want := sp + "|Key Vault Crypto Service Encryption User|" + s.Vaults["contoso-kv"].ID + "/keys/" + key
+		if !slices.Contains(s.RoleAssignments, want) {
+			t.Errorf("role assignments %v lack %s", s.RoleAssignments, want)
+		}
+	}
+	if want := sp + "|legacy-kv|keys get wrapKey unwrapKey"; !slices.Contains(s.Policies, want) {
+		t.Errorf("policies %v lack %s", s.Policies, want)
+	}
+	var body map[string]any
+	_ = json.Unmarshal(s.Requests[len(s.Requests)-1].Body, &body)
+	want := `[{"keys":["cmk","tls"],"secrets":["db-password"],"vaultUrl":"https://contoso-kv.vault.azure.net/"},{"keys":["cmk"],"vaultUrl":"https://legacy-kv.vault.azure.net/"}]`
+	if got, _ := json.Marshal(body["keyVaults"]); string(got) != want {
+		t.Errorf("keyVaults registered\n %s\nwant\n %s", got, want)
+	}
+	if !strings.Contains(out, "Verification: ok") {
+		t.Errorf("verification not printed:\n%s", out)
+	}
+
+	// A second run: the RBAC vault's grants are there already.
+	code, out = e.run("onboard-customer.sh", []string{"TENANTSWEEP_FUNCTION_KEY=" + functionKey},
+		"--tenant", customerTenant, "--app-id", knownAppID, "--webhook", webhookURL, "--consent", "graph", "--retries", "0",
+		"--vault", "contoso-kv:db-password", "--key", "contoso-kv:cmk,tls")
+	if code != 0 {
+		t.Fatalf("second run: exit %d\n%s", code, out)
+	}
+	if m := e.mutations(); len(m) > 0 {
+		t.Errorf("second run changed things:\n%s", strings.Join(m, "\n"))
+	}
+}
+
+// When the admin may not assign roles, the script prints the command for
+// the vault's owner and the verification names the step still owed.
+func TestOnboardCustomerKeyGrantRefused(t *testing.T) {
+	st := customerState()
+	st.DenyRoleAssignments = true
+	e := newFakeEnv(t, st)
+	code, out := e.run("onboard-customer.sh", []string{"TENANTSWEEP_FUNCTION_KEY=" + functionKey},
+		"--tenant", customerTenant, "--app-id", knownAppID, "--webhook", webhookURL, "--consent", "graph", "--retries", "0",
+		"--key", "contoso-kv:cmk")
+	if code != 2 {
+		t.Fatalf("exit %d, want 2 (onboarded, a step still missing)\n%s", code, out)
+	}
+	sp := e.load().SPs[knownAppID]
+	for _, want := range []string{
+		`az role assignment create --assignee-object-id ` + sp + ` --assignee-principal-type ServicePrincipal --role "Key Vault Crypto Service Encryption User" --scope ` +
+			customerState().Vaults["contoso-kv"].ID + "/keys/cmk",
+		"Verification: keyvault_access_denied (seed step 5)",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if code, out := e.run("onboard-customer.sh", nil, "--tenant", customerTenant, "--app-id", knownAppID, "--key", "contoso-kv"); code != 1 ||
+		!strings.Contains(out, "want VAULT:KEY") {
+		t.Errorf("--key without keys: exit %d\n%s", code, out)
 	}
 }
 

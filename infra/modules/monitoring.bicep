@@ -66,9 +66,9 @@ resource assignments 'Microsoft.Authorization/roleAssignments@2022-04-01' = [
 ]
 
 // The handler logs one "tenant status changed" line when a tenant's outcome
-// changes (not on every sweep); this fires on those that changed to a
-// failure, one alert row per tenant. The host forwards the handler's JSON
-// lines as traces.
+// changes (not on every sweep), one per key for a registered key; this
+// fires on those that changed to a failure, one alert row per change. The
+// host forwards the handler's JSON lines as traces.
 resource statusChangeAlert 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = {
   name: '${appInsightsName}-tenant-status'
   location: location
@@ -93,7 +93,8 @@ traces
 | extend j = parse_json(substring(message, indexof(message, "{")))
 | where tostring(j.to) != "ok"
 | project timestamp, tenantId = tostring(j.tenantId), from = tostring(j.from), to = tostring(j.to),
-          step = tostring(j.step), remediation = tostring(j.remediation)
+          step = tostring(j.step), remediation = tostring(j.remediation),
+          task = tostring(j.task), keyName = tostring(j.key), vaultUrl = tostring(j.vaultUrl)
 '''
           timeAggregation: 'Count'
           operator: 'GreaterThan'

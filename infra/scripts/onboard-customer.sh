@@ -4,7 +4,10 @@
 #   3. adds the developer's multi-tenant app to the tenant (az ad sp create),
 #   4. grants admin consent to its Microsoft Graph application permissions
 #      (opens or prints the consent URL, or grants them through Graph),
-#   5. gives it Key Vault Secrets User on the named vaults,
+#   5. gives it Key Vault Secrets User on the named vaults, and Key Vault
+#      Crypto Service Encryption User on the named keys (what Azure services
+#      are granted on a customer-managed key), or prints the command for the
+#      vault's owner when the grant is refused,
 #   and registers the tenant with the webhook, printing the app's own check
 #   of steps 3 to 5 (the verification).
 #
@@ -27,6 +30,10 @@ Usage: infra/scripts/onboard-customer.sh --tenant TENANT_ID --app-id APP_ID [opt
   --display-name NAME   name shown to the developer (default: your organization's name)
   --vault NAME[:S1,S2]  grant the app Key Vault Secrets User on vault NAME and register the
                         secrets S1,S2 it should check; repeat for more vaults
+  --key NAME:K1[,K2]    grant the app Key Vault Crypto Service Encryption User on the keys
+                        K1,K2 of vault NAME (get, wrapKey and unwrapKey in an access-policy
+                        vault) and register them: every sweep proves the app can unwrap with
+                        each; repeat for more vaults
   --subscription ID     subscription of the vaults (default: every subscription of the tenant is searched)
   --no-graph            the app does not read Microsoft Graph in your tenant (skips step 4)
   --permissions LIST    the app's Graph application permissions, comma-separated, as its
@@ -71,6 +78,7 @@ browser=true
 retries=6
 vault_specs=()
 permissions=$DEFAULT_GRAPH_ROLES
+key_specs=()
 while (($# > 0)); do
   case $1 in
   --tenant) tenant=${2:?--tenant needs a value}; shift 2 ;;
@@ -78,6 +86,7 @@ while (($# > 0)); do
   --webhook) webhook=${2:?--webhook needs a value}; shift 2 ;;
   --display-name) display_name=${2:?--display-name needs a value}; shift 2 ;;
   --vault) vault_specs+=("${2:?--vault needs a value}"); shift 2 ;;
+  --key) key_specs+=("${2:?--key needs a value}"); shift 2 ;;
   --subscription) subscription=${2:?--subscription needs a value}; shift 2 ;;
   --no-graph) graph=false; shift ;;
   --permissions) permissions=${2:?--permissions needs a value}; shift 2 ;;
@@ -96,6 +105,10 @@ done
 IFS=, read -r -a GRAPH_ROLES <<<"$permissions"
 for role in "${GRAPH_ROLES[@]}"; do
   [[ $role =~ ^[A-Za-z][A-Za-z0-9]*(\.[A-Za-z0-9]+)+$ ]] || die "--permissions: '$role' is not a Graph permission name such as User.Read.All"
+done
+for spec in ${key_specs[@]+"${key_specs[@]}"}; do
+  [[ $spec =~ ^[A-Za-z0-9-]{3,24}:[A-Za-z0-9-]{1,127}(,[A-Za-z0-9-]{1,127})*$ ]] ||
+    die "--key $spec: want VAULT:KEY[,KEY...] (vault and key names are letters, digits and hyphens)"
 done
 tenant=$(printf '%s' "$tenant" | tr '[:upper:]' '[:lower:]')
 app=$(printf '%s' "$app" | tr '[:upper:]' '[:lower:]')
@@ -229,7 +242,7 @@ else
   log "step 4: skipped (--no-graph)"
 fi
 
-# --- step 5: Key Vault Secrets User on the vaults ------------------------------------
+# --- step 5: Key Vault Secrets User on the vaults, the crypto role on the keys ---------
 
 # vault_json NAME: the vault's resource JSON, from --subscription or any subscription of the tenant.
 vault_json() {
@@ -276,7 +289,43 @@ for spec in ${vault_specs[@]+"${vault_specs[@]}"}; do
   vaults=$(jq --arg u "$vault_uri" --arg s "$secrets" \
     '. + [{vaultUrl: $u, secrets: ($s | split(",") | map(select(. != "")))}]' <<<"$vaults")
 done
-((${#vault_specs[@]} > 0)) || log "step 5: no --vault given; nothing to grant"
+
+readonly KEY_ROLE="Key Vault Crypto Service Encryption User"
+for spec in ${key_specs[@]+"${key_specs[@]}"}; do
+  name=${spec%%:*}
+  keys=${spec#*:}
+  vault=$(vault_json "$name") || die "step 5: vault $name not found in your subscriptions (pass --subscription)"
+  vault_id=$(jq -r .id <<<"$vault")
+  vault_uri=$(jq -r .properties.vaultUri <<<"$vault")
+  if [[ $(jq -r '.properties.enableRbacAuthorization // false' <<<"$vault") == true ]]; then
+    for key in ${keys//,/ }; do
+      scope="$vault_id/keys/$key"
+      n=$(az role assignment list --assignee "$sp" --role "$KEY_ROLE" --scope "$scope" --query 'length(@)' -o tsv)
+      if ((n > 0)); then
+        log "step 5: the app already holds $KEY_ROLE on key $key of $name"
+      elif az role assignment create --assignee-object-id "$sp" --assignee-principal-type ServicePrincipal \
+        --role "$KEY_ROLE" --scope "$scope" -o none; then
+        log "step 5: granted the app $KEY_ROLE on key $key of $name"
+        changed=true
+      else
+        warn "step 5: could not grant $KEY_ROLE on key $key of $name; the vault's owner runs:"
+        echo "    az role assignment create --assignee-object-id $sp --assignee-principal-type ServicePrincipal --role \"$KEY_ROLE\" --scope $scope"
+      fi
+    done
+  else
+    # A vault in access-policy mode: what the role grants on keys.
+    az keyvault set-policy --name "$name" --subscription "$(cut -d/ -f3 <<<"$vault_id")" \
+      --object-id "$sp" --key-permissions get wrapKey unwrapKey -o none
+    log "step 5: access policy on $name lets the app get, wrap and unwrap with keys (consider RBAC mode)"
+    changed=true
+  fi
+  # One entry a vault: keys join the vault's secrets when --vault named it too.
+  vaults=$(jq --arg u "$vault_uri" --arg k "$keys" '($k | split(",")) as $keys |
+    if any(.[]; .vaultUrl == $u)
+    then map(if .vaultUrl == $u then .keys = ((.keys // []) + $keys) else . end)
+    else . + [{vaultUrl: $u, keys: $keys}] end' <<<"$vaults")
+done
+((${#vault_specs[@]} + ${#key_specs[@]} > 0)) || log "step 5: no --vault or --key given; nothing to grant"
 
 # --- the webhook: register the tenant and print the verification -------------------------
 

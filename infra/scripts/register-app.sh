@@ -30,7 +30,7 @@ Usage: infra/scripts/register-app.sh [options]
                        vault secret's new version even if one exists (zero-downtime rotation)
   --years N            keyvault-secret: lifetime of a new client secret (default: 1)
   --tasks LIST         the tasks the deployment runs, comma-separated (SWEEP_TASKS; default:
-                       SWEEP_TASKS of the azd environment, else access): the app asks for
+                       SWEEP_TASKS of the azd environment, else access,keys): the app asks for
                        their Graph permissions (bin/handler tasks lists them)
   --no-azd             do not read or write the azd environment
   -h, --help           show this help
@@ -148,7 +148,7 @@ federated | keyvault-secret | certificate | none) ;;
 *) die "unknown credential method '$method' (federated, keyvault-secret, certificate or none)" ;;
 esac
 vault_entry=${APP_VAULT_ENTRY:-app-client-secret}
-graph_roles "${tasks_flag:-${SWEEP_TASKS:-access}}"
+graph_roles "${tasks_flag:-${SWEEP_TASKS:-access,keys}}"
 
 if [[ -n $AZURE_TENANT_ID && $AZURE_TENANT_ID != "$tenant" ]]; then
   die "az is signed in to tenant $tenant but the azd environment was provisioned in $AZURE_TENANT_ID: az login --tenant $AZURE_TENANT_ID"

@@ -92,6 +92,7 @@ type Cloud struct {
 	rsaUsed        map[int]int    // RSA key material taken from the process's cache, by size
 	refused        map[string]int // host -> the proxy's answer to CONNECT
 	entra          entraState
+	rsaDistinct    int // ShareRSAKeys: distinct key materials a size, 0 for all
 	closed         bool
 }
 

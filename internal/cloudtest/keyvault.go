@@ -55,7 +55,9 @@ type fakeVault struct {
 	history map[string]map[string]Secret // name -> version -> secret
 	keys    map[string][]*keyVersion     // name -> versions, oldest first
 	unwraps map[string]int               // key name -> correct unwraps
-	created time.Time
+	// opValues are the key operations' values, sent and answered.
+	opValues [][]byte
+	created  time.Time
 }
 
 // rememberLocked records the versions of the vault's secrets and keys; c.mu

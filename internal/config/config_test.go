@@ -193,7 +193,7 @@ func TestSweepTasks(t *testing.T) {
 		value string
 		want  []string
 	}{
-		{"", []string{"access"}},
+		{"", []string{"access", "keys"}},
 		{"access", []string{"access"}},
 		{" access , groups ", []string{"access", "groups"}},
 	} {

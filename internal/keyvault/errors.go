@@ -17,6 +17,7 @@ import (
 // responseError stands in for an *azcore.ResponseError in an outcome's chain:
 // the SDK's text holds the request URL and the whole response body.
 type responseError struct {
+	op     string // "get secret", "unwrapKey key"...
 	status int
 	code   string
 	err    error
@@ -24,9 +25,9 @@ type responseError struct {
 
 func (e *responseError) Error() string {
 	if e.code != "" {
-		return fmt.Sprintf("keyvault: get secret: HTTP %d %s", e.status, e.code)
+		return fmt.Sprintf("keyvault: %s: HTTP %d %s", e.op, e.status, e.code)
 	}
-	return fmt.Sprintf("keyvault: get secret: HTTP %d", e.status)
+	return fmt.Sprintf("keyvault: %s: HTTP %d", e.op, e.status)
 }
 
 func (e *responseError) Unwrap() error { return e.err }
@@ -48,22 +49,11 @@ func classify(ctx context.Context, name string, err error) error {
 	if settled, ok := outcome.Settled(ctx, err, isResp, "Key Vault did not answer within the tenant's time budget"); ok {
 		return settled
 	}
-	if errors.Is(err, errForeignHost) {
-		return outcome.New(outcome.UpstreamError, "the vault pointed the app at another host", err)
-	}
-	if !isResp && strings.Contains(err.Error(), "challenge") {
-		// keyvault/internal's challenge policy: a challenge whose resource is
-		// not this vault's domain, or none at all.
-		return outcome.New(outcome.UpstreamError, "the vault's authentication challenge is not valid for its host", err)
-	}
 	if !isResp {
-		if pe, ok := errors.AsType[*outcome.ProxyRefusedError](err); ok {
-			return outcome.New(outcome.UpstreamError, "could not reach the vault: "+pe.Detail(), err)
-		}
-		return outcome.New(outcome.UpstreamError, "could not reach the vault", err)
+		return noAnswer(err)
 	}
 	code := outcome.SafeCode(re.ErrorCode)
-	wrapped := &responseError{status: re.StatusCode, code: code, err: err}
+	wrapped := &responseError{op: "get secret", status: re.StatusCode, code: code, err: err}
 	switch s := re.StatusCode; {
 	case s == http.StatusForbidden:
 		if innerCode(re) == "ForbiddenByFirewall" {
@@ -84,6 +74,23 @@ func classify(ctx context.Context, name string, err error) error {
 	default:
 		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Key Vault answered HTTP %d", s), wrapped)
 	}
+}
+
+// noAnswer classifies a request the vault did not answer, for secrets and
+// keys alike.
+func noAnswer(err error) error {
+	switch {
+	case errors.Is(err, errForeignHost):
+		return outcome.New(outcome.UpstreamError, "the vault pointed the app at another host", err)
+	case strings.Contains(err.Error(), "challenge"):
+		// keyvault/internal's challenge policy: a challenge whose resource is
+		// not this vault's domain, or none at all.
+		return outcome.New(outcome.UpstreamError, "the vault's authentication challenge is not valid for its host", err)
+	}
+	if pe, ok := errors.AsType[*outcome.ProxyRefusedError](err); ok {
+		return outcome.New(outcome.UpstreamError, "could not reach the vault: "+pe.Detail(), err)
+	}
+	return outcome.New(outcome.UpstreamError, "could not reach the vault", err)
 }
 
 // innerCode is Key Vault's error.innererror.code (SecretDisabled,

@@ -1,7 +1,10 @@
-// Package keyvault reads the metadata of secrets in customer Key Vaults. It
-// reads a secret's latest version (Key Vault has no metadata-only read of the
-// latest version) and drops the value at once: the value never leaves
-// Secret, is never logged and is never stored.
+// Package keyvault reads the metadata of secrets in customer Key Vaults, and
+// proves that the app can use a customer's key (keys.go). It reads a
+// secret's latest version (Key Vault has no metadata-only read of the latest
+// version) and drops the value at once: the value never leaves Secret, is
+// never logged and is never stored. Every request of a (tenant, vault) goes
+// through one cached client per SDK, with the tenant's credential, to that
+// vault's host only.
 package keyvault
 
 import (
@@ -11,12 +14,14 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
+	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azsecrets"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
@@ -60,9 +65,39 @@ type Reader struct {
 
 type clientKey struct{ tenantID, vaultHost string }
 
+// client is what the Reader keeps of one (tenant, vault): the credential
+// bound to the tenant, and the SDK clients, made when first needed (a vault
+// registered for keys alone never gets an azsecrets client), which keep the
+// vault's challenge; and the public parts of its keys (keys.go).
 type client struct {
 	bound *tenantCredential
-	sc    *azsecrets.Client
+	url   string
+	opts  azcore.ClientOptions
+
+	mu   sync.Mutex
+	sc   *azsecrets.Client
+	kc   *azkeys.Client
+	keys map[string]knownKey
+}
+
+// options are the SDK client options of the vault, for one SDK client.
+func (c *client) options() azcore.ClientOptions {
+	o := c.opts
+	o.PerRetryPolicies = slices.Clone(o.PerRetryPolicies)
+	return o
+}
+
+func (c *client) secrets() (*azsecrets.Client, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sc == nil {
+		sc, err := azsecrets.NewClient(c.url, c.bound, &azsecrets.ClientOptions{ClientOptions: c.options()})
+		if err != nil {
+			return nil, fmt.Errorf("keyvault: new client: %w", err)
+		}
+		c.sc = sc
+	}
+	return c.sc, nil
 }
 
 // New returns a Reader for the vaults of cl.
@@ -104,11 +139,15 @@ func (r *Reader) Secret(ctx context.Context, tenantID, vaultURL, name string, cr
 	if err != nil {
 		return tenant.SecretMeta{}, err
 	}
+	sc, err := c.secrets()
+	if err != nil {
+		return tenant.SecretMeta{}, err
+	}
 	ctx = r.boundRetry(outcome.WithAttempts(ctx))
-	resp, err := c.sc.GetSecret(ctx, name, "", nil)
+	resp, err := sc.GetSecret(ctx, name, "", nil)
 	resp.Value = nil // the value is not ours to keep
 	if isDisabled(err) {
-		return disabledMeta(ctx, c.sc, name)
+		return disabledMeta(ctx, sc, name)
 	}
 	if err != nil {
 		return tenant.SecretMeta{}, classify(ctx, name, err)
@@ -152,22 +191,17 @@ func (r *Reader) client(tenantID, host string, cred azcore.TokenCredential) (*cl
 		c.bound.use(cred)
 		return c, nil
 	}
-	opts := &azsecrets.ClientOptions{ClientOptions: azcore.ClientOptions{
+	opts := azcore.ClientOptions{
 		Retry:            r.retry,
 		PerRetryPolicies: []policy.Policy{hostPolicy(host), sentPolicy{}},
-	}}
-	if r.opts.Transport != nil {
-		opts.Transport = r.opts.Transport
-	} else {
+		Transport:        r.opts.Transport,
+	}
+	if opts.Transport == nil {
 		opts.Transport = vaultHTTP
 	}
 	bound := &tenantCredential{tenantID: tenantID, scope: r.cl.KeyVaultScope}
 	bound.use(cred)
-	sc, err := azsecrets.NewClient("https://"+host, bound, opts)
-	if err != nil {
-		return nil, fmt.Errorf("keyvault: new client: %w", err)
-	}
-	c := &client{bound: bound, sc: sc}
+	c := &client{bound: bound, url: "https://" + host, opts: opts}
 	r.clients.Put(k, c)
 	return c, nil
 }

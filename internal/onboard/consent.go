@@ -178,16 +178,22 @@ func resultPage(rec tenant.Record, check *TenantCheck) page {
 
 // recordedChecks says in words what the app will check in the tenant.
 func recordedChecks(rec tenant.Record) string {
-	secrets := 0
+	secrets, keys := 0, 0
 	for _, kv := range rec.KeyVaults {
 		secrets += len(kv.Secrets)
+		keys += len(kv.Keys)
 	}
 	var checks []string
 	if rec.Graph {
 		checks = append(checks, "Microsoft Graph")
 	}
-	if secrets > 0 {
+	switch {
+	case keys == 0 && secrets > 0:
 		checks = append(checks, fmt.Sprintf("%d Key Vault secret(s) in %d vault(s)", secrets, len(rec.KeyVaults)))
+	case secrets == 0 && keys > 0:
+		checks = append(checks, fmt.Sprintf("%d Key Vault key(s) in %d vault(s)", keys, len(rec.KeyVaults)))
+	case keys > 0:
+		checks = append(checks, fmt.Sprintf("%d Key Vault secret(s) and %d key(s) in %d vault(s)", secrets, keys, len(rec.KeyVaults)))
 	}
 	if len(checks) == 0 {
 		return ""

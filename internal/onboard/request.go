@@ -57,7 +57,7 @@ func decodePost(body []byte) (postRequest, error) {
 // fieldNames are the exact names at each level of the body, by path.
 var fieldNames = map[string][]string{
 	"":            {"tenantId", "displayName", "graph", "keyVaults", "consent"},
-	"keyVaults[]": {"vaultUrl", "secrets"},
+	"keyVaults[]": {"vaultUrl", "secrets", "keys"},
 }
 
 // checkKeys refuses, at any depth, a key given twice (also when the two

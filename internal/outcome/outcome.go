@@ -51,12 +51,26 @@ const (
 	AccessDenied Code = "access_denied"
 	// ResourceNotFound: a resource a task reads answered 404.
 	ResourceNotFound Code = "resource_not_found"
+	// KeyNotFound: a registered Key Vault key does not exist (404), or is
+	// deleted.
+	KeyNotFound Code = "key_not_found"
+	// KeyDisabled: a registered key is disabled: its attributes say so, or
+	// Key Vault refused to unwrap with it (403 KeyDisabled).
+	KeyDisabled Code = "key_disabled"
+	// KeyExpired: a registered key's expiry date has passed. Key Vault still
+	// unwraps with it but refuses to wrap, so services that wrap new data
+	// keys with it fail.
+	KeyExpired Code = "key_expired"
+	// KeyUnusable: a registered key cannot wrap and unwrap with RSA-OAEP-256:
+	// not an RSA key, key_ops without wrapKey or unwrapKey, or the vault
+	// unwrapped to a value other than the one wrapped.
+	KeyUnusable Code = "key_unusable"
 )
 
 // Codes lists every code, in the order they are documented.
 var Codes = []Code{OK, AppNotInTenant, AppDisabled, BlockedByPolicy, TenantNotFound, WrongCloud, AppCredentialInvalid,
-	GraphConsentMissing, GraphPermissionMissing, ResourceNotInTenant, KeyVaultAccessDenied, SecretNotFound, AccessDenied,
-	ResourceNotFound, Throttled, Timeout, UpstreamError, InternalError}
+	GraphConsentMissing, GraphPermissionMissing, ResourceNotInTenant, KeyVaultAccessDenied, SecretNotFound, KeyNotFound,
+	KeyDisabled, KeyExpired, KeyUnusable, AccessDenied, ResourceNotFound, Throttled, Timeout, UpstreamError, InternalError}
 
 // Error is a classified failure. Detail is safe to show to the customer and to
 // store: it never holds a token or a secret value.

@@ -339,8 +339,9 @@ func logResult(log *zerolog.Logger, r result) {
 
 // logStatusChanges logs the lines operators alert on: one per change of a
 // task's outcome in the tenant (ok to a failure, a failure to ok, one
-// failure to another; "none" for its first sweep), not on every sweep. It
-// compares with the record as this run read it.
+// failure to another; "none" for its first sweep), and for the keys task
+// one per key whose outcome changed (with key and vaultUrl), not on every
+// sweep. It compares with the record as this run read it.
 func logStatusChanges(log *zerolog.Logger, rec tenant.Record, res tenant.SweepResult) {
 	for _, ch := range rec.StatusChanges(res) {
 		ev := log.Info()
@@ -349,6 +350,9 @@ func logStatusChanges(log *zerolog.Logger, rec tenant.Record, res tenant.SweepRe
 		}
 		if ch.Task != "" {
 			ev = ev.Str("task", ch.Task)
+		}
+		if ch.Key != "" {
+			ev = ev.Str("key", ch.Key).Str("vaultUrl", ch.VaultURL)
 		}
 		ev.Str("tenantId", rec.TenantID).Str("from", ch.From).Str("to", string(ch.To)).
 			Str("step", ch.Step).Str("remediation", ch.Remediation).Msg("tenant status changed")

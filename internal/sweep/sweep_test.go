@@ -418,6 +418,62 @@ func TestStatusChangeLoggedOncePerChange(t *testing.T) {
 	})
 }
 
+// A key that goes away is one line, naming the key and its vault, in the
+// sweep that finds it; a key that stays failing is not told again, and a
+// second key's loss is told while the first keeps the task failing.
+func TestKeyStatusChangeLogged(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipelineWith(active(1), 16, Options{Budget: time.Minute, BackoffMax: time.Minute})
+		const vault = "https://contoso-kv.vault.azure.net/"
+		steps := [][2]outcome.Code{{outcome.OK, outcome.OK}, {outcome.KeyDisabled, outcome.OK}, {outcome.KeyDisabled, outcome.OK},
+			{outcome.KeyDisabled, outcome.KeyVaultAccessDenied}, {outcome.OK, outcome.OK}}
+		var sweep int
+		p.prober.script[id(0)] = func(context.Context) tenant.SweepResult {
+			res := tenant.SweepResult{At: time.Now(), Outcome: outcome.OK, Tasks: map[string]tenant.TaskResult{"access": {Outcome: outcome.OK}}}
+			first := outcome.OK
+			for i, c := range steps[sweep] {
+				k := tenant.KeyStatus{VaultURL: vault, Key: fmt.Sprint("cmk-", i), Outcome: c}
+				if c != outcome.OK {
+					k.Step, k.Remediation = "5", "fix "+k.Key
+					if first == outcome.OK {
+						first = c
+					}
+				}
+				res.Keys = append(res.Keys, k)
+			}
+			res.Outcome = first
+			res.Tasks[tenant.KeysTask] = tenant.TaskResult{Outcome: first, Step: "5", Remediation: "fix the first key"}
+			return res
+		}
+		var logs logtest.Buffer
+		ctx := zerolog.New(&logs).WithContext(t.Context())
+		for sweep = range steps {
+			if _, err := p.localRun(ctx, Request{}, LocalOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			time.Sleep(time.Hour) // past any backoff
+		}
+		var changes []string
+		for _, l := range logs.Lines(t) {
+			if l["message"] != "tenant status changed" || l["task"] != tenant.KeysTask {
+				continue
+			}
+			if l["vaultUrl"] != vault || l["key"] == nil {
+				t.Errorf("key change line %v lacks the key or its vault", l)
+			}
+			if l["to"] != "ok" && (l["step"] != "5" || l["remediation"] != fmt.Sprint("fix ", l["key"])) {
+				t.Errorf("key change line %v lacks the key's advice", l)
+			}
+			changes = append(changes, fmt.Sprint(l["key"], ":", l["from"], ">", l["to"], ":", l["level"]))
+		}
+		want := []string{"cmk-0:none>ok:info", "cmk-1:none>ok:info", "cmk-0:ok>key_disabled:warn",
+			"cmk-1:ok>keyvault_access_denied:warn", "cmk-0:key_disabled>ok:info", "cmk-1:keyvault_access_denied>ok:info"}
+		if fmt.Sprint(changes) != fmt.Sprint(want) {
+			t.Errorf("key status changes\n %v\nwant\n %v", changes, want)
+		}
+	})
+}
+
 func TestProgressCountsEveryTenant(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		p := newPipelineWith(active(5), 1, Options{Concurrency: 2, Budget: time.Minute})

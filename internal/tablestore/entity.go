@@ -245,40 +245,71 @@ func utf16Len(s string) int {
 }
 
 // fitSweep encodes a sweep result so that it always fits a string property:
-// a tenant may register 20 vaults of 50 secrets, and a result listing all
-// 1,000 is about 360 KB. When the whole result does not fit, the secrets are
-// put failing first (then expiring soon, then the rest, each in their
-// order), as many as fit are kept, and SecretCounts and Omitted summarise.
+// a tenant may register 20 vaults of 50 secrets and 50 keys, and a result
+// listing all 1,000 secrets is about 360 KB. When the whole result does not
+// fit, the secrets and keys are ranked together, failing first (then
+// expiring soon, then the rest; keys before secrets of the same rank, since
+// a lost key takes the customer's data with it; each list in its own
+// order), as many as fit are kept, and SecretCounts and Omitted (secrets),
+// KeyCounts and KeysOmitted (keys) summarise.
 func fitSweep(res tenant.SweepResult) (string, error) {
 	full, err := jsonString(res)
 	if err != nil || 2*utf16Len(full) <= maxStringBytes {
 		return full, err
 	}
-	secrets := slices.Clone(res.KeyVault)
-	rank := func(s tenant.SecretStatus) int {
+	type entry struct {
+		key  bool
+		i    int
+		rank int
+	}
+	rank := func(failing, soon bool) int {
 		switch {
-		case s.Outcome != outcome.OK:
+		case failing:
 			return 0
-		case s.ExpiresSoon:
+		case soon:
 			return 1
 		}
 		return 2
 	}
-	slices.SortStableFunc(secrets, func(a, b tenant.SecretStatus) int { return rank(a) - rank(b) })
-	res.SecretCounts = map[outcome.Code]int{}
-	for _, s := range secrets {
-		res.SecretCounts[s.Outcome]++
+	var entries []entry
+	for i, k := range res.Keys {
+		entries = append(entries, entry{key: true, i: i, rank: rank(k.Outcome != outcome.OK, k.ExpiresSoon)})
 	}
+	for i, s := range res.KeyVault {
+		entries = append(entries, entry{i: i, rank: rank(s.Outcome != outcome.OK, s.ExpiresSoon)})
+	}
+	slices.SortStableFunc(entries, func(a, b entry) int { return a.rank - b.rank })
+	if len(res.KeyVault) > 0 {
+		res.SecretCounts = map[outcome.Code]int{}
+		for _, s := range res.KeyVault {
+			res.SecretCounts[s.Outcome]++
+		}
+	}
+	if len(res.Keys) > 0 {
+		res.KeyCounts = map[outcome.Code]int{}
+		for _, k := range res.Keys {
+			res.KeyCounts[k.Outcome]++
+		}
+	}
+	secrets, keys := res.KeyVault, res.Keys
 	encode := func(n int) (string, bool, error) {
 		r := res
-		r.KeyVault, r.Omitted = secrets[:n], len(secrets)-n
+		r.KeyVault, r.Keys = nil, nil
+		for _, e := range entries[:n] {
+			if e.key {
+				r.Keys = append(r.Keys, keys[e.i])
+			} else {
+				r.KeyVault = append(r.KeyVault, secrets[e.i])
+			}
+		}
+		r.Omitted, r.KeysOmitted = len(secrets)-len(r.KeyVault), len(keys)-len(r.Keys)
 		out, err := jsonString(r)
 		return out, 2*utf16Len(out) <= maxStringBytes, err
 	}
 	// The largest n that fits, by bisection. With n=0 only the message
 	// and Graph are left, which our own code keeps short; if even that does
 	// not fit, checkTenantSize refuses the write.
-	lo, hi := 0, len(secrets)
+	lo, hi := 0, len(entries)
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
 		_, fits, err := encode(mid)

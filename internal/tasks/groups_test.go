@@ -8,6 +8,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/task/tasktest"
 	"github.com/tenantsweep/tenantsweep/internal/tasks"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // The worked example's test, as README's guide has a developer write one:
@@ -53,14 +54,25 @@ func TestGroupsFailures(t *testing.T) {
 // Each task declares every Graph permission its requests need: run against
 // a tenant that granted exactly the declared ones, a Graph that refuses
 // what a token lacks (as the fake does) lets every built-in task through.
+// The tenant registers a vault with a secret and a key, so that every
+// built-in task applies.
 func TestBuiltinTasksDeclareTheirPermissions(t *testing.T) {
 	env := tasktest.New(t)
-	all := tasks.All(tasks.Deps{Directory: env.Graph, Vaults: env.Vaults})
+	all := tasks.All(tasks.Deps{Directory: env.Graph, Vaults: env.Vaults, Keys: env.Vaults})
 	for _, tk := range all {
 		name := tk.About().Name
 		t.Run(name, func(t *testing.T) {
 			id := env.Tenant(cloudtest.Tenant{OrgName: "Contoso", Users: 2, Groups: 2}, tk)
-			res := env.Run(t, env.Record(id), tk)
+			url := env.Vault(id, "declared-"+name, cloudtest.Vault{
+				Secrets: map[string]cloudtest.Secret{"s": {Value: "x", Enabled: true}},
+				Keys:    map[string]cloudtest.Key{"k": {Enabled: true}},
+			})
+			res := env.Run(t, env.Record(id, func(r *tenant.Record) {
+				r.KeyVaults = []tenant.KeyVault{{VaultURL: url, Secrets: []string{"s"}, Keys: []string{"k"}}}
+			}), tk)
+			if _, ran := res.Tasks[name]; !ran {
+				t.Fatalf("%s did not run", name)
+			}
 			if got := res.Tasks[name]; got.Outcome != outcome.OK {
 				t.Errorf("%s with exactly its declared permissions: %+v", name, got)
 			}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/task"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // Deps are what the built-in tasks use besides the tenant the Runner
@@ -18,7 +19,11 @@ import (
 type Deps struct {
 	Directory Directory
 	Vaults    Vaults
-	// SecretExpiryWarning flags secrets that expire within it.
+	Keys      KeyProver
+	// Advisor is the advice of the app's id and cloud, which the keys task
+	// gives each failing key.
+	Advisor tenant.Advisor
+	// SecretExpiryWarning flags secrets and keys that expire within it.
 	SecretExpiryWarning time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
@@ -32,6 +37,7 @@ func All(d Deps) []task.Task {
 	}
 	return []task.Task{
 		Access{Directory: d.Directory, Vaults: d.Vaults, ExpiryWarning: d.SecretExpiryWarning, Now: d.Now},
+		Keys{Vaults: d.Keys, ExpiryWarning: d.SecretExpiryWarning, Now: d.Now, Advisor: d.Advisor},
 		Groups{},
 	}
 }

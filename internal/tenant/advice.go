@@ -35,6 +35,10 @@ type Subject struct {
 	// Roles the roles the task's declaration says the customer grants.
 	Resource string
 	Roles    []string
+	// Key is a Key Vault key in VaultURL (the keys task); Firewall says the
+	// vault's firewall, not its roles, refused the app.
+	Key      string
+	Firewall bool
 }
 
 // subjectError carries what a failure is about, so that its advice can
@@ -149,7 +153,10 @@ func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
 			Remediation: fmt.Sprintf("A tenant admin grants admin consent again, which covers the app's current permissions: opens %s, or Microsoft Entra admin center > Enterprise applications > application id %s > Permissions > Grant admin consent",
 				a.AdminConsentURL(s.TenantID), a.AppID),
 		}
-	case outcome.KeyVaultAccessDenied:
+	case outcome.KeyVaultAccessDenied, outcome.KeyNotFound, outcome.KeyDisabled, outcome.KeyExpired, outcome.KeyUnusable:
+		if code != outcome.KeyVaultAccessDenied || s.Key != "" {
+			return a.adviseKey(code, s)
+		}
 		vault := vaultName(s.VaultURL)
 		return Advice{
 			Step:    "5",

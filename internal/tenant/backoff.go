@@ -3,6 +3,7 @@ package tenant
 import (
 	"maps"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
@@ -34,17 +35,30 @@ type StatusChange struct {
 	// Task is the task whose outcome changed; empty for a result that ran
 	// no task (its tenant's work was abandoned or panicked).
 	Task string
+	// Key and VaultURL name the key whose outcome changed, for a change of
+	// the keys task that is one key's.
+	Key, VaultURL string
 	// From is the outcome before, or "none" for the first one.
 	From              string
 	To                outcome.Code
 	Step, Remediation string
 }
 
+// KeysTask is the name of the task whose per-key results are
+// SweepResult.Keys.
+const KeysTask = "keys"
+
 // StatusChanges lists what res changes from the result the record holds:
 // each task whose outcome differs, in name order. A task the last result
 // did not run starts from "none"; a result from before tasks existed
 // stands for each of them with its own outcome, so that upgrading changes
 // nothing.
+//
+// The keys task's changes are its keys': each key whose outcome differs is
+// a change of its own (keyChanges), so that the loss of one key is told
+// even while another keeps the task failing. The task's own change is
+// listed only when no key's tells it: the task did not reach its keys (a
+// failed sign-in, a timeout), or a key left the registration.
 func (r Record) StatusChanges(res SweepResult) []StatusChange {
 	prev := r.LastSweep
 	from := func(name string) string {
@@ -68,8 +82,51 @@ func (r Record) StatusChanges(res SweepResult) []StatusChange {
 	}
 	for _, name := range slices.Sorted(maps.Keys(res.Tasks)) {
 		tr := res.Tasks[name]
+		if name == KeysTask {
+			if keys := r.keyChanges(res); len(keys) > 0 {
+				out = append(out, keys...)
+				continue
+			}
+		}
 		if f := from(name); f != string(tr.Outcome) {
 			out = append(out, StatusChange{Task: name, From: f, To: tr.Outcome, Step: tr.Step, Remediation: tr.Remediation})
+		}
+	}
+	return out
+}
+
+// keyChanges lists the keys of res whose outcome differs from the one the
+// record holds, in registration order. A key the last result does not list
+// starts from "none" (newly registered, or the first sweep since keys
+// existed), except when the last result's keys task stopped before reaching
+// its keys (it starts from that outcome) or left keys out to fit the
+// registry (it starts from "ok": the failing keys are the ones kept).
+func (r Record) keyChanges(res SweepResult) []StatusChange {
+	prev := r.LastSweep
+	type id struct{ vault, key string }
+	idOf := func(k KeyStatus) id { return id{strings.ToLower(k.VaultURL), strings.ToLower(k.Key)} }
+	before := map[id]outcome.Code{}
+	fallback := "none"
+	if prev != nil {
+		for _, k := range prev.Keys {
+			before[idOf(k)] = k.Outcome
+		}
+		switch tr, ran := prev.Tasks[KeysTask]; {
+		case prev.KeysOmitted > 0:
+			fallback = string(outcome.OK)
+		case ran && len(prev.Keys) == 0:
+			fallback = string(tr.Outcome)
+		}
+	}
+	var out []StatusChange
+	for _, k := range res.Keys {
+		from := fallback
+		if o, ok := before[idOf(k)]; ok {
+			from = string(o)
+		}
+		if from != string(k.Outcome) {
+			out = append(out, StatusChange{Task: KeysTask, Key: k.Key, VaultURL: k.VaultURL, From: from, To: k.Outcome,
+				Step: k.Step, Remediation: k.Remediation})
 		}
 	}
 	return out

@@ -139,7 +139,7 @@ func TestStatusChanges(t *testing.T) {
 			var got []string
 			for _, ch := range rec.StatusChanges(tt.res) {
 				got = append(got, ch.Task+":"+ch.From+">"+string(ch.To))
-				if ch.Task != "" && (ch.Step != "4" || ch.Remediation != "fix "+string(ch.To)) {
+				if ch.Task != "" && ch.Key == "" && (ch.Step != "4" || ch.Remediation != "fix "+string(ch.To)) {
 					t.Errorf("change %+v lacks the task's step and remediation", ch)
 				}
 			}
@@ -171,5 +171,91 @@ func TestRemediationsNameRealSections(t *testing.T) {
 	}
 	if found == 0 {
 		t.Error("no remediation names a section: the check checks nothing")
+	}
+}
+
+// Each key whose outcome changed is one change of its own, named by key and
+// vault, with the key's own advice; the keys task's own change is listed
+// only when no key tells it.
+func TestKeyStatusChanges(t *testing.T) {
+	const vault = "https://contoso-kv.vault.azure.net/"
+	key := func(name string, c outcome.Code) KeyStatus {
+		k := KeyStatus{VaultURL: vault, Key: name, Outcome: c}
+		if c != outcome.OK {
+			k.Step, k.Remediation = "5", "fix key "+name
+		}
+		return k
+	}
+	task := func(c outcome.Code) TaskResult { return TaskResult{Outcome: c, Step: "5", Remediation: "fix the task"} }
+	tasks := func(access, keys outcome.Code) map[string]TaskResult {
+		return map[string]TaskResult{"access": task(access), KeysTask: task(keys)}
+	}
+	tests := []struct {
+		name string
+		prev *SweepResult
+		res  SweepResult
+		want []string // task[/key]:from>to
+	}{
+		{"first sweep: every key from none", nil,
+			SweepResult{Tasks: tasks(outcome.OK, outcome.KeyDisabled), Keys: []KeyStatus{key("a", outcome.OK), key("b", outcome.KeyDisabled)}},
+			[]string{"access:none>ok", "keys/a:none>ok", "keys/b:none>key_disabled"}},
+		{"unchanged", &SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK)}},
+			SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK)}}, nil},
+		{"a key lost while another keeps the task failing",
+			&SweepResult{Tasks: tasks(outcome.OK, outcome.KeyDisabled), Keys: []KeyStatus{key("a", outcome.KeyDisabled), key("b", outcome.OK)}},
+			SweepResult{Tasks: tasks(outcome.OK, outcome.KeyDisabled), Keys: []KeyStatus{key("a", outcome.KeyDisabled), key("b", outcome.KeyVaultAccessDenied)}},
+			[]string{"keys/b:ok>keyvault_access_denied"}},
+		{"two keys change at once: two lines, not the task's",
+			&SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK), key("b", outcome.OK)}},
+			SweepResult{Tasks: tasks(outcome.OK, outcome.KeyNotFound), Keys: []KeyStatus{key("a", outcome.KeyNotFound), key("b", outcome.Throttled)}},
+			[]string{"keys/a:ok>key_not_found", "keys/b:ok>throttled"}},
+		{"upgrade: a record from before tasks and keys starts each key from none",
+			&SweepResult{Outcome: outcome.OK},
+			SweepResult{Outcome: outcome.OK, Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK)}},
+			[]string{"keys/a:none>ok"}},
+		{"a key newly registered beside known ones",
+			&SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK)}},
+			SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK), key("new", outcome.OK)}},
+			[]string{"keys/new:none>ok"}},
+		{"the task did not reach its keys: the task's own change",
+			&SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK)}},
+			SweepResult{Tasks: tasks(outcome.AppNotInTenant, outcome.AppNotInTenant)},
+			[]string{"access:ok>app_not_in_tenant", "keys:ok>app_not_in_tenant"}},
+		{"back from a sweep that did not reach the keys: from the task's outcome",
+			&SweepResult{Tasks: tasks(outcome.Timeout, outcome.Timeout)},
+			SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK)}},
+			[]string{"access:timeout>ok", "keys/a:timeout>ok"}},
+		{"a failing key left the registration: the task's own change",
+			&SweepResult{Tasks: tasks(outcome.OK, outcome.KeyDisabled), Keys: []KeyStatus{key("a", outcome.KeyDisabled), key("b", outcome.OK)}},
+			SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("b", outcome.OK)}},
+			[]string{"keys:key_disabled>ok"}},
+		{"keys the registry left out start from ok",
+			&SweepResult{Tasks: tasks(outcome.OK, outcome.KeyDisabled), Keys: []KeyStatus{key("a", outcome.KeyDisabled)}, KeysOmitted: 40},
+			SweepResult{Tasks: tasks(outcome.OK, outcome.KeyDisabled), Keys: []KeyStatus{key("a", outcome.KeyDisabled), key("z", outcome.OK), key("y", outcome.KeyExpired)}},
+			[]string{"keys/y:ok>key_expired"}},
+		{"vault and key names compare in any case",
+			&SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{{VaultURL: "https://CONTOSO-kv.vault.azure.net/", Key: "A", Outcome: outcome.OK}}},
+			SweepResult{Tasks: tasks(outcome.OK, outcome.OK), Keys: []KeyStatus{key("a", outcome.OK)}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var got []string
+			for _, ch := range (Record{LastSweep: tt.prev}).StatusChanges(tt.res) {
+				name := ch.Task
+				if ch.Key != "" {
+					name += "/" + ch.Key
+					if ch.VaultURL != vault {
+						t.Errorf("change %+v does not name the vault", ch)
+					}
+					if ch.To != outcome.OK && (ch.Step != "5" || ch.Remediation != "fix key "+ch.Key) {
+						t.Errorf("change %+v lacks the key's advice", ch)
+					}
+				}
+				got = append(got, name+":"+ch.From+">"+string(ch.To))
+			}
+			if strings.Join(got, " ") != strings.Join(tt.want, " ") {
+				t.Errorf("changes = %v, want %v", got, tt.want)
+			}
+		})
 	}
 }

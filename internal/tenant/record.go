@@ -20,10 +20,15 @@ const (
 	StatusDisabled Status = "disabled"
 )
 
-// KeyVault is one customer vault and the secrets the app checks in it.
+// KeyVault is one customer vault and the secrets and keys the app checks
+// in it; an entry names at least one of them.
 type KeyVault struct {
 	VaultURL string   `json:"vaultUrl"`
-	Secrets  []string `json:"secrets"`
+	Secrets  []string `json:"secrets,omitempty"`
+	// Keys are RSA keys the app must be able to wrap and unwrap with, as a
+	// service encrypting the customer's data with a customer-managed key
+	// does (the keys task).
+	Keys []string `json:"keys,omitempty"`
 }
 
 // Verification is the result of checking that the customer did the seed's
@@ -64,6 +69,56 @@ type SecretStatus struct {
 	OutcomeDetail string       `json:"message,omitempty"`
 }
 
+// KeyCheck is what proving a Key Vault key found: the current version's
+// attributes as the vault read them, and whether the vault unwrapped a
+// value wrapped with that version. The values wrapped and unwrapped are
+// never part of it.
+type KeyCheck struct {
+	Version string
+	// Kty is the JWK key type (RSA, RSA-HSM, EC, ...); KeyOps its key_ops.
+	Kty    string
+	KeyOps []string
+	// Enabled, ExpiresOn and NotBefore are the version's attributes.
+	Enabled   *bool
+	ExpiresOn *time.Time
+	NotBefore *time.Time
+	// RecoveryLevel is the vault's deletion recovery level as the key
+	// shows it ("Recoverable", "Recoverable+Purgeable", ...).
+	RecoveryLevel string
+	// Unwrapped: the vault unwrapped a fresh value wrapped with the current
+	// version with RSA-OAEP-256, and answered exactly that value.
+	Unwrapped bool
+	// Mismatch: the vault answered an unwrap with another value.
+	Mismatch bool
+	// WrapErr is the vault's refusal to wrap (asked once per process and
+	// key, in the first sweep), UnwrapErr its refusal to unwrap: each an
+	// *outcome.Error. Neither is set when the attributes already explain
+	// why the key cannot be used.
+	WrapErr, UnwrapErr error
+}
+
+// KeyStatus is what the sweep found about one Key Vault key.
+type KeyStatus struct {
+	VaultURL    string     `json:"vaultUrl"`
+	Key         string     `json:"key"`
+	Version     string     `json:"version,omitempty"`
+	Enabled     *bool      `json:"enabled,omitempty"`
+	ExpiresOn   *time.Time `json:"expiresOn,omitempty"`
+	ExpiresSoon bool       `json:"expiresSoon,omitempty"`
+	// PurgeProtection is false when the vault lets the key be purged before
+	// its retention ends (a recovery level with "Purgeable"), which Azure
+	// SQL and Storage refuse for a customer-managed key; absent when the key
+	// could not be read.
+	PurgeProtection *bool        `json:"purgeProtection,omitempty"`
+	Outcome         outcome.Code `json:"outcome"`
+	OutcomeDetail   string       `json:"message,omitempty"`
+	// Step and Remediation are the advice of a failing key, for the line
+	// that tells its change (StatusChanges); they are not stored, as the
+	// tenant's own remediation is that of its first failing key.
+	Step        string `json:"-"`
+	Remediation string `json:"-"`
+}
+
 // SweepResult is one tenant's outcome in one sweep.
 type SweepResult struct {
 	// RunID is the sweep run that produced the result: a run records a
@@ -88,6 +143,12 @@ type SweepResult struct {
 	// were left out.
 	SecretCounts map[outcome.Code]int `json:"secretCounts,omitempty"`
 	Omitted      int                  `json:"keyVaultOmitted,omitempty"`
+	// Keys is each registered key's status (the keys task), bounded like
+	// KeyVault: failing keys first, counted per outcome in KeyCounts, the
+	// entries left out in KeysOmitted.
+	Keys        []KeyStatus          `json:"keys,omitempty"`
+	KeyCounts   map[outcome.Code]int `json:"keyCounts,omitempty"`
+	KeysOmitted int                  `json:"keysOmitted,omitempty"`
 	// Tasks is each task's result, by task name. The tenant's Outcome is
 	// the first failure in the order the tasks are configured.
 	Tasks map[string]TaskResult `json:"tasks,omitempty"`

@@ -17,6 +17,9 @@ const (
 	MaxVaults          = 20
 	MaxSecretsPerVault = 50
 	MaxSecretName      = 127
+	// MaxKeysPerVault bounds the keys of one vault, as MaxSecretsPerVault
+	// does its secrets; key names follow the secret-name rule.
+	MaxKeysPerVault = 50
 )
 
 // Registration is what an onboarding request asks for: the tenant and what the
@@ -64,6 +67,7 @@ type RegistrationRequest struct {
 type KeyVaultRequest struct {
 	VaultURL *string  `json:"vaultUrl"`
 	Secrets  []string `json:"secrets"`
+	Keys     []string `json:"keys"`
 }
 
 // Validate checks and normalises a decoded registration. Vault URLs are
@@ -105,11 +109,18 @@ func (in RegistrationRequest) Validate(cl cloud.Cloud) (Registration, error) {
 			return r, invalid(field+".vaultUrl", "%s is listed twice (also keyVaults[%d])", u, j)
 		}
 		seen[u] = i
-		secrets, err := checkSecrets(field+".secrets", kv.Secrets)
+		if len(kv.Secrets) == 0 && len(kv.Keys) == 0 {
+			return r, invalid(field+".secrets", "at least one secret name (secrets) or key name (keys) is required")
+		}
+		secrets, err := checkNames(field+".secrets", "secret", kv.Secrets, MaxSecretsPerVault)
 		if err != nil {
 			return r, err
 		}
-		r.KeyVaults = append(r.KeyVaults, KeyVault{VaultURL: u, Secrets: secrets})
+		keys, err := checkNames(field+".keys", "key", kv.Keys, MaxKeysPerVault)
+		if err != nil {
+			return r, err
+		}
+		r.KeyVaults = append(r.KeyVaults, KeyVault{VaultURL: u, Secrets: secrets, Keys: keys})
 	}
 	if !graph && len(r.KeyVaults) == 0 {
 		return r, invalid("keyVaults", "nothing to check: graph is false and no keyVaults are given")
@@ -141,18 +152,21 @@ func normaliseVaultURL(raw string, cl cloud.Cloud) (string, error) {
 	return "https://" + host + "/", nil
 }
 
-func checkSecrets(field string, secrets []string) ([]string, error) {
-	if len(secrets) == 0 {
-		return nil, invalid(field, "at least one secret name is required")
+// checkNames checks the secret or key names of one vault (what, "secret"
+// or "key"): Key Vault's object-name rule, at most limit, no duplicates.
+// An empty list is nil.
+func checkNames(field, what string, names []string, limit int) ([]string, error) {
+	if len(names) == 0 {
+		return nil, nil
 	}
-	if len(secrets) > MaxSecretsPerVault {
-		return nil, invalid(field, "at most %d secrets per vault, got %d", MaxSecretsPerVault, len(secrets))
+	if len(names) > limit {
+		return nil, invalid(field, "at most %d %ss per vault, got %d", limit, what, len(names))
 	}
-	seen := make(map[string]int, len(secrets))
-	for i, s := range secrets {
+	seen := make(map[string]int, len(names))
+	for i, s := range names {
 		f := fmt.Sprintf("%s[%d]", field, i)
 		if !ValidSecretName(s) {
-			return nil, invalid(f, "secret names are 1-%d letters, digits and hyphens", MaxSecretName)
+			return nil, invalid(f, "%s names are 1-%d letters, digits and hyphens", what, MaxSecretName)
 		}
 		// Key Vault names are case-insensitive.
 		k := strings.ToLower(s)
@@ -161,7 +175,7 @@ func checkSecrets(field string, secrets []string) ([]string, error) {
 		}
 		seen[k] = i
 	}
-	return slices.Clone(secrets), nil
+	return slices.Clone(names), nil
 }
 
 // TenantInfo is what the app's home tenant can tell about another tenant
@@ -219,7 +233,7 @@ func (r Registration) Apply(rec *Record, exists bool, now time.Time) {
 	rec.Graph = r.Graph == nil || *r.Graph
 	rec.KeyVaults = make([]KeyVault, len(r.KeyVaults))
 	for i, kv := range r.KeyVaults {
-		rec.KeyVaults[i] = KeyVault{VaultURL: kv.VaultURL, Secrets: slices.Clone(kv.Secrets)}
+		rec.KeyVaults[i] = KeyVault{VaultURL: kv.VaultURL, Secrets: slices.Clone(kv.Secrets), Keys: slices.Clone(kv.Keys)}
 	}
 	rec.Status = StatusActive
 	rec.UpdatedAt = now

@@ -34,6 +34,10 @@ func regSecretsJSON(n int) string {
 	return "[" + strings.Join(parts, ",") + "]"
 }
 
+func regKeysBody(keys string) string {
+	return fmt.Sprintf(`{"tenantId":%q,"keyVaults":[{"vaultUrl":"https://contoso.vault.azure.net/","keys":%s}]}`, regTenant, keys)
+}
+
 func regVaultBody(vaultURL string) string {
 	return fmt.Sprintf(`{"tenantId":%q,"keyVaults":[{"vaultUrl":%q,"secrets":["db-password"]}]}`, regTenant, vaultURL)
 }
@@ -112,6 +116,28 @@ func TestValidateRegistrationValid(t *testing.T) {
 		{
 			name: "50 secrets",
 			body: regSecretsBody(regSecretsJSON(50)),
+		},
+		{
+			name: "keys only",
+			body: regKeysBody(`["cmk-1","cmk-2"]`),
+			want: Registration{TenantID: regTenant, Graph: regBoolPtr(true),
+				KeyVaults: []KeyVault{{VaultURL: "https://contoso.vault.azure.net/", Keys: []string{"cmk-1", "cmk-2"}}}},
+		},
+		{
+			name: "secrets and keys, a key named as a secret (a certificate has both)",
+			body: `{"tenantId":"` + regTenant + `","keyVaults":[{"vaultUrl":"https://contoso.vault.azure.net","secrets":["tls"],"keys":["tls","cmk"]}]}`,
+			want: Registration{TenantID: regTenant, Graph: regBoolPtr(true),
+				KeyVaults: []KeyVault{{VaultURL: "https://contoso.vault.azure.net/", Secrets: []string{"tls"}, Keys: []string{"tls", "cmk"}}}},
+		},
+		{
+			name: "keys and an empty list of secrets",
+			body: `{"tenantId":"` + regTenant + `","keyVaults":[{"vaultUrl":"https://contoso.vault.azure.net","secrets":[],"keys":["cmk"]}]}`,
+			want: Registration{TenantID: regTenant, Graph: regBoolPtr(true),
+				KeyVaults: []KeyVault{{VaultURL: "https://contoso.vault.azure.net/", Keys: []string{"cmk"}}}},
+		},
+		{
+			name: "50 keys",
+			body: regKeysBody(regSecretsJSON(50)),
 		},
 		{
 			name: "127-character secret name",
@@ -199,6 +225,14 @@ func TestValidateRegistrationInvalid(t *testing.T) {
 		{"secret name with dot", regSecretsBody(`["db.password"]`), "keyVaults[0].secrets[0]", "1-127"},
 		{"secret name non-ASCII", regSecretsBody(`["pässword"]`), "keyVaults[0].secrets[0]", "1-127"},
 		{"duplicate secret, other case", regSecretsBody(`["db-password","DB-Password"]`), "keyVaults[0].secrets[1]", "listed twice"},
+		{"neither secrets nor keys", `{"tenantId":"` + regTenant + `","keyVaults":[{"vaultUrl":"https://contoso.vault.azure.net/","secrets":[],"keys":[]}]}`, "keyVaults[0].secrets", "key name (keys)"},
+		{"51 keys", regKeysBody(regSecretsJSON(51)), "keyVaults[0].keys", "at most 50 keys"},
+		{"empty key name", regKeysBody(`["cmk",""]`), "keyVaults[0].keys[1]", "key names are 1-127"},
+		{"128-character key name", regKeysBody(`["` + strings.Repeat("k", 128) + `"]`), "keyVaults[0].keys[0]", "1-127"},
+		{"key name with underscore", regKeysBody(`["cmk_1"]`), "keyVaults[0].keys[0]", "1-127"},
+		{"key name with a version", regKeysBody(`["cmk/0123456789abcdef0123456789abcdef"]`), "keyVaults[0].keys[0]", "1-127"},
+		{"duplicate key, other case", regKeysBody(`["cmk","CMK"]`), "keyVaults[0].keys[1]", "listed twice"},
+		{"bad key after good secrets", `{"tenantId":"` + regTenant + `","keyVaults":[{"vaultUrl":"https://contoso.vault.azure.net/","secrets":["s"],"keys":["a b"]}]}`, "keyVaults[0].keys[0]", "1-127"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -326,6 +360,15 @@ func TestRegistrationApply(t *testing.T) {
 		rec.KeyVaults[0].Secrets[0] = "changed"
 		if reg.KeyVaults[0].Secrets[0] != "a" {
 			t.Error("Apply aliased the registration's secrets")
+		}
+		withKeys := Registration{TenantID: regTenant, KeyVaults: []KeyVault{{VaultURL: "https://contoso.vault.azure.net/", Keys: []string{"cmk"}}}}
+		withKeys.Apply(&rec, true, now)
+		if !reflect.DeepEqual(rec.KeyVaults, withKeys.KeyVaults) {
+			t.Fatalf("keyVaults %+v, want %+v", rec.KeyVaults, withKeys.KeyVaults)
+		}
+		rec.KeyVaults[0].Keys[0] = "changed"
+		if withKeys.KeyVaults[0].Keys[0] != "cmk" {
+			t.Error("Apply aliased the registration's keys")
 		}
 	})
 }

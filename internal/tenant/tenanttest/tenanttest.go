@@ -12,6 +12,7 @@ package tenanttest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"sync"
@@ -341,13 +342,21 @@ func (s *Store) mutateOne(ch tenant.Change) error {
 	return fmt.Errorf("tenanttest: update tenant %s: %d attempts: %w", key, maxAttempts, tenant.ErrConflict)
 }
 
+func clonePtr[T any](p *T) *T {
+	if p == nil {
+		return nil
+	}
+	v := *p
+	return &v
+}
+
 // clone copies a record deeply, so that no caller shares its slices or
 // pointers with the Store.
 func clone(r tenant.Record) tenant.Record {
 	if r.KeyVaults != nil {
 		kvs := make([]tenant.KeyVault, len(r.KeyVaults))
 		for i, kv := range r.KeyVaults {
-			kvs[i] = tenant.KeyVault{VaultURL: kv.VaultURL, Secrets: slices.Clone(kv.Secrets)}
+			kvs[i] = tenant.KeyVault{VaultURL: kv.VaultURL, Secrets: slices.Clone(kv.Secrets), Keys: slices.Clone(kv.Keys)}
 		}
 		r.KeyVaults = kvs
 	}
@@ -372,6 +381,11 @@ func clone(r tenant.Record) tenant.Record {
 				s.KeyVault[i].ExpiresOn = &t
 			}
 		}
+		s.Keys = slices.Clone(s.Keys)
+		for i, k := range s.Keys {
+			s.Keys[i].Enabled, s.Keys[i].ExpiresOn, s.Keys[i].PurgeProtection = clonePtr(k.Enabled), clonePtr(k.ExpiresOn), clonePtr(k.PurgeProtection)
+		}
+		s.KeyCounts = maps.Clone(s.KeyCounts)
 		r.LastSweep = &s
 	}
 	if r.BackoffUntil != nil {
