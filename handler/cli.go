@@ -99,14 +99,16 @@ func (a *app) sweepNow(ctx context.Context, tenantID string, force bool, progres
 	id := funchost.InvocationID(ctx)
 	run, err := a.planner.Into(local).Plan(rctx, sweep.Request{ID: id, Trigger: "cli", TenantID: tenantID, Force: force, Hold: budget + holdGrace})
 	results := local.Wait()
-	if err != nil {
-		return run, err
-	}
+	// Whatever happened (an interrupted plan too), this run holds the lease
+	// no longer; Release leaves another run's alone.
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer wcancel()
-	if err := a.planner.Release(wctx, id); err != nil {
+	if rerr := a.planner.Release(wctx, id); rerr != nil {
 		// It lapses on its own at HeldUntil.
-		zerolog.Ctx(ctx).Warn().Err(err).Msg("release the run lease")
+		zerolog.Ctx(ctx).Warn().Err(rerr).Msg("release the run lease")
+	}
+	if err != nil {
+		return run, err
 	}
 	run = sweep.Summarize(run, results)
 	if run.AppWideFailure != "" {
@@ -420,7 +422,8 @@ func printTenants(ctx context.Context, reg config.Registry, f tenantFilter, advi
 		for _, rec := range page.Records {
 			l := lineOf(rec)
 			failing := l.Outcome != "" && l.Outcome != outcome.OK
-			if f.failing && !failing || f.needsConsent && !lacksConsent(l.Outcome) || len(f.outcomes) > 0 && !slices.Contains(f.outcomes, l.Outcome) {
+			if f.failing && !failing || f.needsConsent && !l.any(lacksConsent) ||
+				len(f.outcomes) > 0 && !l.any(func(c outcome.Code) bool { return slices.Contains(f.outcomes, c) }) {
 				continue
 			}
 			switch {
@@ -455,6 +458,21 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// any reports whether the tenant's outcome, or one of its tasks', is one
+// that match accepts: a task that needs consent while another task's
+// failure is the tenant's outcome still counts.
+func (l tenantLine) any(match func(outcome.Code) bool) bool {
+	if match(l.Outcome) {
+		return true
+	}
+	for _, c := range l.Tasks {
+		if match(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // lacksConsent says whether a tenant's admin must grant (or grant again) the

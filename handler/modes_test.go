@@ -346,3 +346,32 @@ func TestLocalModeWithoutAzurite(t *testing.T) {
 		t.Fatalf("GET /api/tenants: %d %s after %s (%v); want 503 registry_unavailable with the hint within 2 s", code, body, took, err)
 	}
 }
+
+// --needs-consent and --outcome look at each task's outcome too: a task
+// that needs consent while another task's failure is the tenant's outcome
+// is listed.
+func TestTenantsFiltersSeeTasks(t *testing.T) {
+	fx := newFixture(t)
+	mixed, plain := tenantID(61), tenantID(62)
+	fx.onboard(t, reg(mixed, true, "tf0", "db-password"), reg(plain, true, "tf1", "db-password"))
+	at := time.Now().UTC().Add(time.Minute)
+	for id, res := range map[string]tenant.SweepResult{
+		mixed: {At: at, Outcome: outcome.SecretNotFound, Tasks: map[string]tenant.TaskResult{
+			"access": {Outcome: outcome.SecretNotFound}, "groups": {Outcome: outcome.GraphPermissionMissing}}},
+		plain: {At: at, Outcome: outcome.SecretNotFound, Tasks: map[string]tenant.TaskResult{
+			"access": {Outcome: outcome.SecretNotFound}, "groups": {Outcome: outcome.OK}}},
+	} {
+		if _, _, err := fx.store.Mutate(context.Background(), id, func(rec *tenant.Record, _ bool) error {
+			tenant.RecordSweep(rec, res, time.Hour)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, args := range [][]string{{"--needs-consent"}, {"--outcome", "graph_permission_missing"}} {
+		code, out, errOut := runCommand(t, fx.env(), append([]string{"tenants"}, args...)...)
+		if code != 0 || !strings.Contains(out, mixed) || strings.Contains(out, plain) {
+			t.Errorf("tenants %v: exit %d, %s %s; want %s alone", args, code, out, errOut, mixed)
+		}
+	}
+}

@@ -109,7 +109,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 		Cloud:     azcloud.Configuration{ActiveDirectoryAuthorityHost: cl.AuthorityHost},
 		Transport: transport,
 		// Counts each try, for the retry budget and the outcome's detail.
-		PerRetryPolicies: []policy.Policy{sentPolicy{}},
+		PerRetryPolicies: []policy.Policy{outcome.SentPolicy{}},
 	}
 	if opts.Retry != nil {
 		co.Retry = *opts.Retry
@@ -405,7 +405,7 @@ type lastToken struct {
 // longer handed out, as MSAL does not hand out a cached one either.
 const tokenRefreshMargin = 5 * time.Minute
 
-// remembered returns the kind's last token when it answers tro as MSAL's
+// remembered returns the scope's last token when it answers tro as MSAL's
 // cache would: same scope and CAE mode, no claims challenge, acquired with
 // the current app secret, neither due for refresh nor near its expiry.
 func (c *tenantCredential) remembered(st *scopeState, tro policy.TokenRequestOptions, now time.Time) (azcore.AccessToken, bool) {
@@ -428,7 +428,7 @@ func (c *tenantCredential) remembered(st *scopeState, tro policy.TokenRequestOpt
 	return l.tk, true
 }
 
-// remember keeps tk as the kind's last token. A token acquired for a claims
+// remember keeps tk as the scope's last token. A token acquired for a claims
 // challenge replaces the last one too, as it does in MSAL's cache.
 func (c *tenantCredential) remember(st *scopeState, tro policy.TokenRequestOptions, gen uint64, tk azcore.AccessToken) {
 	if st == nil {
@@ -575,21 +575,6 @@ func scopeOf(tro policy.TokenRequestOptions) string {
 		return tro.Scopes[0]
 	}
 	return ""
-}
-
-// sentPolicy counts each try for outcome.RetryWithin and the outcome's
-// detail ("Entra ID answered HTTP 500 three times").
-type sentPolicy struct{}
-
-func (sentPolicy) Do(req *policy.Request) (*http.Response, error) {
-	resp, err := req.Next()
-	status := 0
-	if resp != nil {
-		status = resp.StatusCode
-	}
-	raw := req.Raw()
-	outcome.Sent(raw.Context(), raw.Method+" "+raw.URL.Path, status)
-	return resp, err
 }
 
 // safeTenant keeps only a GUID-shaped tenant id for a customer-facing text.

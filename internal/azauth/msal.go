@@ -100,7 +100,7 @@ func (c *msalCredential) GetToken(ctx context.Context, tro policy.TokenRequestOp
 }
 
 // tokenHTTP sends MSAL's requests through an azcore pipeline (retries,
-// the transport's proxy and CA handling, sentPolicy), as azidentity does
+// the transport's proxy and CA handling, outcome.SentPolicy), as azidentity does
 // through each credential's own.
 type tokenHTTP struct{ pl runtime.Pipeline }
 

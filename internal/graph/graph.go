@@ -1,6 +1,9 @@
 // Package graph reads a customer tenant's organization and user count from
-// Microsoft Graph. It is the only package that imports msgraph-sdk-go, whose
-// build cost would otherwise spread to every package that tests the domain.
+// Microsoft Graph, and makes the Graph client bound to a tenant that tasks
+// use. msgraph-sdk-go's build cost stays out of the domain: only this
+// package, internal/task (the client's type) and internal/tasks (the
+// tasks' requests) import it, and tenant, sweep, onboard and the storage
+// packages test in seconds.
 package graph
 
 import (

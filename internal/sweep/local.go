@@ -42,6 +42,9 @@ type Progress struct {
 // code the host runs. Work is started as it is enqueued; Wait returns the
 // messages' results once planning is over and every message is done.
 type Local struct {
+	// ctx is the run's: a Local lives exactly as long as its run, and
+	// every message it runs is bounded by the run's budget and interrupted
+	// with it (Enqueue's context is the planner's request, not the run).
 	ctx   context.Context
 	stop  context.CancelFunc
 	w     *Worker

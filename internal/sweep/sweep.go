@@ -145,6 +145,7 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 	wg.Wait()
 
 	var changes []tenant.Change
+	var written []*recorded // beside changes
 	var unfinished int
 	appWide := ""
 	for i := range slots {
@@ -160,13 +161,29 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 			}
 			res := sl.r.res
 			res.RunID = work.Run
-			logStatusChanges(&log, sl.rec, res)
+			rc := &recorded{res: res}
+			written = append(written, rc)
 			changes = append(changes, tenant.Change{Base: sl.rec, Apply: func(rec *tenant.Record) {
-				tenant.RecordSweep(rec, res, w.opt.BackoffMax)
+				// The last application is the one written: its record is
+				// what the result changes.
+				rc.before = *rec
+				rc.applied = tenant.RecordSweep(rec, res, w.opt.BackoffMax)
 			}})
 		}
 	}
-	writeErrs := w.write(ctx, changes)
+	failed := w.write(ctx, changes)
+	writeErrs := 0
+	for i, rc := range written {
+		switch {
+		case failed[i]:
+			writeErrs++
+		case rc.applied:
+			// Logged once written, and only when the result was recorded
+			// (a redelivery or a newer result drops it), so that each change
+			// is one line.
+			logStatusChanges(&log, rc.before, rc.res)
+		}
+	}
 	if unfinished > 0 || writeErrs > 0 {
 		cause := "interrupted"
 		if ctx.Err() == nil && unfinished > 0 {
@@ -287,39 +304,70 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 		if budgetCut {
 			return result{rec: rec, cut: true}
 		}
-		res.Outcome = outcome.Timeout
-		res.Message = fmt.Sprintf("the tenant did not finish within its time budget of %s", w.opt.TenantTimeout)
+		// A result with tasks already says which of them ran out of time
+		// (and keeps the others' outcomes, the first failure first); one
+		// without (abandoned work) is the tenant's timeout.
+		if len(res.Tasks) == 0 {
+			res.Outcome, res.Step, res.Remediation = outcome.Timeout, "", ""
+			res.Message = fmt.Sprintf("the tenant did not finish within its time budget of %s", w.opt.TenantTimeout)
+		}
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
 	return result{rec: rec, res: res}
 }
 
-// write records the results, trying again those that failed. An interrupted
-// worker gets one attempt: the process is going away, and what is not
-// written is redone by the next delivery.
-func (w *Worker) write(ctx context.Context, changes []tenant.Change) int {
+// recorded is one result the worker writes, and what writing it did.
+type recorded struct {
+	res     tenant.SweepResult
+	before  tenant.Record // as the write found it
+	applied bool          // RecordSweep kept the result
+}
+
+// write records the results, trying again those that failed, and returns
+// which did not get written (by index). An interrupted worker gets one
+// attempt: the process is going away, and what is not written is redone by
+// the next delivery. A result the registry cannot hold however it is cut
+// (tenant.ErrTooLarge: a registration near Table Storage's limits) is not
+// tried again, nor held against the message: it would fail every delivery.
+func (w *Worker) write(ctx context.Context, changes []tenant.Change) map[int]bool {
+	failed := map[int]bool{}
 	if len(changes) == 0 {
-		return 0
+		return failed
 	}
 	wctx := context.WithoutCancel(ctx)
-	pending := changes
+	pending := make([]int, len(changes))
+	for i := range pending {
+		pending[i] = i
+	}
 	pause := w.opt.RetryPause
 	for round := 0; ; round++ {
-		errs := w.reg.MutateMany(wctx, pending)
-		var failed []tenant.Change
+		batch := make([]tenant.Change, len(pending))
+		for i, ci := range pending {
+			batch[i] = changes[ci]
+		}
+		errs := w.reg.MutateMany(wctx, batch)
+		var again []int
 		for i, err := range errs {
-			if err != nil {
-				zerolog.Ctx(ctx).Debug().Err(err).Str("tenantId", pending[i].Base.TenantID).Msg("write sweep result failed")
-				failed = append(failed, pending[i])
+			ci := pending[i]
+			switch {
+			case err == nil:
+				delete(failed, ci)
+			case errors.Is(err, tenant.ErrTooLarge):
+				zerolog.Ctx(ctx).Error().Err(err).Str("tenantId", changes[ci].Base.TenantID).Msg("sweep result too large for the registry; not recorded")
+				delete(failed, ci)
+			default:
+				zerolog.Ctx(ctx).Debug().Err(err).Str("tenantId", changes[ci].Base.TenantID).Msg("write sweep result failed")
+				failed[ci] = true
+				again = append(again, ci)
 			}
 		}
-		if len(failed) == 0 || round == w.opt.WriteRetries || ctx.Err() != nil {
-			for _, ch := range failed {
-				zerolog.Ctx(ctx).Error().Str("tenantId", ch.Base.TenantID).Msg("sweep result not written")
+		if len(again) == 0 || round == w.opt.WriteRetries || ctx.Err() != nil {
+			for _, ci := range again {
+				zerolog.Ctx(ctx).Error().Str("tenantId", changes[ci].Base.TenantID).Msg("sweep result not written")
 			}
-			return len(failed)
+			return failed
 		}
-		pending = failed
+		pending = again
 		select {
 		case <-time.After(pause):
 		case <-ctx.Done():

@@ -559,3 +559,58 @@ func TestLocalRunRedeliversAnUnfinishedMessage(t *testing.T) {
 		}
 	})
 }
+
+// One task running into the tenant's deadline does not rewrite the others'
+// results: the tenant keeps the first failure in task order, with its step.
+func TestDeadlineKeepsTheTasksFirstFailure(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipelineWith(active(1), 16, Options{TenantTimeout: time.Second})
+		p.prober.script[id(0)] = func(ctx context.Context) tenant.SweepResult {
+			<-ctx.Done() // a slow task took the whole budget
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.GraphConsentMissing, Step: "4", Remediation: "grant consent",
+				Tasks: map[string]tenant.TaskResult{
+					"access": {Outcome: outcome.GraphConsentMissing, Step: "4", Remediation: "grant consent"},
+					"slow":   {Outcome: outcome.Timeout},
+				}}
+		}
+		if _, err := p.worker.Do(t.Context(), Work{Run: "r1", Tenants: []string{id(0)}}, 1); err != nil {
+			t.Fatal(err)
+		}
+		got := get(p.reg, id(0)).LastSweep
+		if got == nil || got.Outcome != outcome.GraphConsentMissing || got.Step != "4" || got.Tasks["slow"].Outcome != outcome.Timeout {
+			t.Errorf("lastSweep = %+v, want the access task's graph_consent_missing kept", got)
+		}
+	})
+}
+
+// A status change is logged once it is written, and once: a delivery whose
+// write failed logs nothing, the redelivery that records it logs it, and a
+// later delivery of the same run logs nothing again.
+func TestStatusChangeLoggedOnceWritten(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipelineWith(active(1), 16, Options{WriteRetries: 1, RetryPause: time.Millisecond})
+		p.prober.script[id(0)] = fails(outcome.GraphConsentMissing)
+		var logs logtest.Buffer
+		ctx := zerolog.New(&logs).WithContext(t.Context())
+		p.reg.FailWritesWith(errors.New("storage blip"))
+		w := Work{Run: "r1", Tenants: []string{id(0)}}
+		if _, err := p.worker.Do(ctx, w, 1); !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("delivery 1: %v, want ErrInterrupted", err)
+		}
+		p.reg.FailWritesWith(nil)
+		for d := int64(2); d <= 3; d++ {
+			if _, err := p.worker.Do(ctx, w, d); err != nil {
+				t.Fatalf("delivery %d: %v", d, err)
+			}
+		}
+		n := 0
+		for _, l := range logs.Lines(t) {
+			if l["message"] == "tenant status changed" {
+				n++
+			}
+		}
+		if n != 1 {
+			t.Errorf("%d status change lines over three deliveries, want 1", n)
+		}
+	})
+}

@@ -257,6 +257,12 @@ func fitSweep(res tenant.SweepResult) (string, error) {
 	if err != nil || 2*utf16Len(full) <= maxStringBytes {
 		return full, err
 	}
+	// The tasks' bodies go first: each is bounded, but a deployment may run
+	// many tasks.
+	res.Tasks = slimTasks(res.Tasks, false)
+	if out, err := jsonString(res); err != nil || 2*utf16Len(out) <= maxStringBytes {
+		return out, err
+	}
 	type entry struct {
 		key  bool
 		i    int
@@ -306,9 +312,8 @@ func fitSweep(res tenant.SweepResult) (string, error) {
 		out, err := jsonString(r)
 		return out, 2*utf16Len(out) <= maxStringBytes, err
 	}
-	// The largest n that fits, by bisection. With n=0 only the message
-	// and Graph are left, which our own code keeps short; if even that does
-	// not fit, checkTenantSize refuses the write.
+	// The largest n that fits, by bisection. With n=0 only the message,
+	// Graph and the tasks are left.
 	lo, hi := 0, len(entries)
 	for lo < hi {
 		mid := (lo + hi + 1) / 2
@@ -322,8 +327,32 @@ func fitSweep(res tenant.SweepResult) (string, error) {
 			hi = mid - 1
 		}
 	}
-	out, _, err := encode(lo)
+	out, fits, err := encode(lo)
+	if err != nil || fits {
+		return out, err
+	}
+	// Even without a secret or a key it does not fit: the tasks keep their
+	// outcomes, steps and durations, not their texts.
+	res.Tasks = slimTasks(res.Tasks, true)
+	out, _, err = encode(0)
 	return out, err
+}
+
+// slimTasks is tasks without their bodies and, with texts, without their
+// messages and remediations, so that a result with many tasks still fits.
+func slimTasks(tasks map[string]tenant.TaskResult, texts bool) map[string]tenant.TaskResult {
+	if tasks == nil {
+		return nil
+	}
+	out := make(map[string]tenant.TaskResult, len(tasks))
+	for name, tr := range tasks {
+		tr.Body = nil
+		if texts {
+			tr.Message, tr.Remediation = "", ""
+		}
+		out[name] = tr
+	}
+	return out
 }
 
 func jsonString(v any) (string, error) {

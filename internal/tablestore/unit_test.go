@@ -2,6 +2,7 @@ package tablestore
 
 import (
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"reflect"
@@ -13,6 +14,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/to"
 
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/sweep"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 	"github.com/tenantsweep/tenantsweep/internal/tenant/tenanttest"
@@ -254,6 +256,36 @@ func TestShardFiltersCoverEveryPartition(t *testing.T) {
 		}
 		if n != 1 {
 			t.Errorf("partition %q is in %d ranges, want 1", pk, n)
+		}
+	}
+}
+
+// A result with many tasks, each with a full body and long texts, still
+// fits a string property: the bodies go first, then the tasks' texts; the
+// outcomes stay.
+func TestManyTasksFit(t *testing.T) {
+	body := json.RawMessage(`"` + strings.Repeat("b", tenant.MaxTaskBody-2) + `"`)
+	for _, n := range []int{5, 20, 200} {
+		res := tenant.SweepResult{At: time.Now(), Outcome: outcome.ResourceNotFound, Tasks: map[string]tenant.TaskResult{}}
+		for i := range n {
+			res.Tasks[fmt.Sprintf("task-%d", i)] = tenant.TaskResult{Outcome: outcome.ResourceNotFound, Step: "5",
+				Message: strings.Repeat("m", 300), Remediation: strings.Repeat("r", 300), Body: body}
+		}
+		out, err := fitSweep(res)
+		if err != nil || 2*utf16Len(out) > maxStringBytes {
+			t.Fatalf("%d tasks: %d bytes, %v", n, 2*utf16Len(out), err)
+		}
+		var back tenant.SweepResult
+		if err := json.Unmarshal([]byte(out), &back); err != nil || len(back.Tasks) != n {
+			t.Fatalf("%d tasks: %d kept, %v", n, len(back.Tasks), err)
+		}
+		for name, tr := range back.Tasks {
+			if tr.Outcome != outcome.ResourceNotFound || tr.Step != "5" {
+				t.Fatalf("%d tasks: %s lost its outcome: %+v", n, name, tr)
+			}
+		}
+		if n == 5 && back.Tasks["task-0"].Body == nil {
+			t.Error("5 tasks fit whole, but the bodies were dropped")
 		}
 	}
 }

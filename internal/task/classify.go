@@ -39,6 +39,8 @@ func classify(ctx context.Context, cl cloud.Cloud, err error) error {
 		host, path := "", ""
 		if re.RawResponse != nil && re.RawResponse.Request != nil {
 			host, path = strings.ToLower(re.RawResponse.Request.URL.Hostname()), re.RawResponse.Request.URL.Path
+			// The request's context counted its tries (outcome.AttemptsPolicy).
+			ctx = re.RawResponse.Request.Context()
 		}
 		switch {
 		case cl.IsVaultHost(host):

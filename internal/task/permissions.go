@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 
@@ -108,8 +109,8 @@ func (n need) String() string {
 // while its other resources (Key Vault, say) are still reached.
 type gatedCredential struct {
 	azcore.TokenCredential
-	graphScope string
-	needs      []need
+	graphEndpoint string // https://graph.microsoft.com, say
+	needs         []need
 
 	once   sync.Once
 	denied error
@@ -117,7 +118,7 @@ type gatedCredential struct {
 
 func (g *gatedCredential) GetToken(ctx context.Context, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	tk, err := g.TokenCredential.GetToken(ctx, tro)
-	if err != nil || len(g.needs) == 0 || len(tro.Scopes) != 1 || !strings.EqualFold(tro.Scopes[0], g.graphScope) {
+	if err != nil || len(g.needs) == 0 || !slices.ContainsFunc(tro.Scopes, g.isGraph) {
 		return tk, err
 	}
 	// The tenant's roles do not change within a run: checked once.
@@ -126,6 +127,17 @@ func (g *gatedCredential) GetToken(ctx context.Context, tro policy.TokenRequestO
 		return azcore.AccessToken{}, g.denied
 	}
 	return tk, nil
+}
+
+// graphAppID is Microsoft Graph's application id, which a scope may name
+// instead of its URL.
+const graphAppID = "00000003-0000-0000-c000-000000000000"
+
+// isGraph reports whether scope asks for a Microsoft Graph token, however
+// it is spelt (its URL or its app id, .default or a named permission).
+func (g *gatedCredential) isGraph(scope string) bool {
+	s := strings.ToLower(scope)
+	return strings.HasPrefix(s, strings.ToLower(g.graphEndpoint)+"/") || strings.HasPrefix(s, graphAppID)
 }
 
 // check compares the token's roles with the task's needs. Reading the claim

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"runtime/debug"
+	"slices"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
@@ -70,8 +72,12 @@ func New(cfg Config) (*Runner, error) {
 		r.cfg.Now = time.Now
 	}
 	if r.cfg.ClientOptions.Retry.ShouldRetry == nil {
-		o := &r.cfg.ClientOptions.Retry
-		o.ShouldRetry = outcome.RetryWithin(o.RetryDelay, o.MaxRetryDelay)
+		// A task's own SDK clients stop retrying at the tenant's deadline,
+		// as the built-in reads do: each call counts its tries.
+		co := &r.cfg.ClientOptions
+		co.Retry.ShouldRetry = outcome.RetryWithin(co.Retry.RetryDelay, co.Retry.MaxRetryDelay)
+		co.PerCallPolicies = append(slices.Clone(co.PerCallPolicies), outcome.AttemptsPolicy{})
+		co.PerRetryPolicies = append(slices.Clone(co.PerRetryPolicies), outcome.SentPolicy{})
 	}
 	for _, t := range cfg.Tasks {
 		a := t.About()
@@ -89,9 +95,6 @@ func New(cfg Config) (*Runner, error) {
 	}
 	return r, nil
 }
-
-// Tasks returns the tasks, in order.
-func (r *Runner) Tasks() []Task { return r.cfg.Tasks }
 
 // Probe runs every task that applies to the tenant and reports what
 // happened: each task's result, and as the tenant's the first failure in
@@ -216,15 +219,15 @@ func (r *Runner) runAll(ctx context.Context, rec tenant.Record, cred azcore.Toke
 		log := base.With().Str("task", p.about.Name).Logger()
 		t := &Tenant{
 			Record:        rec,
-			Credential:    &gatedCredential{TokenCredential: cred, graphScope: r.cfg.Cloud.GraphScope(), needs: r.needs[p.about.Name]},
+			Credential:    &gatedCredential{TokenCredential: cred, graphEndpoint: r.cfg.Cloud.GraphEndpoint, needs: r.needs[p.about.Name]},
 			ClientOptions: r.cfg.ClientOptions,
 			Cloud:         r.cfg.Cloud,
 			Log:           log,
 			Deadline:      deadline,
-			graph:         r.cfg.Graph.For,
 		}
+		t.graph = sync.OnceValue(func() *msgraph.GraphServiceClient { return r.cfg.Graph.For(t.Credential) })
 		wg.Go(func() {
-			start := time.Now()
+			start := r.cfg.Now()
 			var tr taskResult
 			func() {
 				defer func() {
@@ -236,7 +239,7 @@ func (r *Runner) runAll(ctx context.Context, rec tenant.Record, cred azcore.Toke
 				body, err := p.t.Run(log.WithContext(ctx), t)
 				tr = taskResult{ran: true, body: body, err: err}
 			}()
-			tr.duration = time.Since(start)
+			tr.duration = r.cfg.Now().Sub(start)
 			mu.Lock()
 			defer mu.Unlock()
 			if !done[i] { // not abandoned meanwhile
@@ -278,32 +281,55 @@ func (r *Runner) result(ctx context.Context, rec tenant.Record, p planned, tr ta
 	}
 	err := classify(ctx, r.cfg.Cloud, tr.err)
 	code := outcome.Of(err)
-	if code == outcome.InternalError && tr.ran {
-		zerolog.Ctx(ctx).Warn().Str("tenantId", rec.TenantID).Str("task", p.about.Name).Str("error", tr.err.Error()).
+	if !slices.Contains(outcome.Codes, code) {
+		// The vocabulary is stable API (the OpenAPI enum, alerts, filters):
+		// a code of the task's own making is the task's bug.
+		zerolog.Ctx(ctx).Warn().Str("tenantId", rec.TenantID).Str("task", p.about.Name).Str("code", truncate(string(code), 64)).
+			Msg("task returned an outcome code the vocabulary lacks; recorded as internal_error")
+		err = outcome.New(outcome.InternalError, "the task reported an outcome the app does not know (logged with the tenant id)", err)
+		code = outcome.InternalError
+	} else if code == outcome.InternalError && tr.ran {
+		zerolog.Ctx(ctx).Warn().Str("tenantId", rec.TenantID).Str("task", p.about.Name).Str("error", truncate(tr.err.Error(), 1024)).
 			Msg("task failed with an error of its own")
 	}
 	s := tenant.SubjectOf(err, rec.TenantID)
 	s.Roles = p.about.Roles
 	adv := r.cfg.Advisor.Advise(code, s)
 	msg := adv.Message
-	if d := outcome.Detail(err); d != "" && d != msg {
+	if d := truncate(outcome.Detail(err), maxDetail); d != "" && d != msg {
 		msg += " (" + d + ")"
 	}
 	out.Outcome, out.Message, out.Step, out.Remediation = code, msg, adv.Step, adv.Remediation
 	return out
 }
 
+// maxDetail bounds the detail a task's error adds to its message: the
+// record holds it twice (the task's and the tenant's) and must fit a Table
+// Storage entity.
+const maxDetail = 256
+
+// truncate keeps the first n bytes of s, at a rune boundary.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}
+
 // encodeBody is the body as JSON, or nothing when it does not encode or is
 // larger than tenant.MaxTaskBody (logged, so the task's author learns of it).
 func (r *Runner) encodeBody(ctx context.Context, rec tenant.Record, name string, body any) json.RawMessage {
 	b, err := json.Marshal(body)
-	log := zerolog.Ctx(ctx).Warn().Str("tenantId", rec.TenantID).Str("task", name)
 	switch {
 	case err != nil:
-		log.Err(err).Msg("task body does not encode as JSON; not recorded")
+		zerolog.Ctx(ctx).Warn().Str("tenantId", rec.TenantID).Str("task", name).Err(err).Msg("task body does not encode as JSON; not recorded")
 		return nil
 	case len(b) > tenant.MaxTaskBody:
-		log.Int("bytes", len(b)).Int("limit", tenant.MaxTaskBody).Msg("task body is too large; not recorded")
+		zerolog.Ctx(ctx).Warn().Str("tenantId", rec.TenantID).Str("task", name).Int("bytes", len(b)).Int("limit", tenant.MaxTaskBody).
+			Msg("task body is too large; not recorded")
 		return nil
 	case string(b) == "null":
 		return nil

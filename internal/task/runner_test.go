@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"slices"
 	"strings"
@@ -195,7 +196,7 @@ func TestSignInFailureFailsEveryTask(t *testing.T) {
 	if ran {
 		t.Error("a task ran after a failed sign-in")
 	}
-	if res.Outcome != outcome.AppNotInTenant || res.Step != "3" || !strings.Contains(res.Remediation, "az ad sp create --id "+appID) {
+	if res.Outcome != outcome.AppNotInTenant || res.Step != "3" || !strings.Contains(res.Remediation, "az ad sp create --id "+appID) || len(res.Tasks) != 2 {
 		t.Errorf("tenant = %+v", res)
 	}
 	for name, tr := range res.Tasks {
@@ -359,6 +360,15 @@ func TestGraphPermissionGate(t *testing.T) {
 	if vault != nil || users != nil {
 		t.Errorf("vault %v, users %v; want both tokens", vault, users)
 	}
+	// Graph's token asked for by Graph's app id, or with a named
+	// permission, is gated too.
+	for _, scope := range []string{"00000003-0000-0000-c000-000000000000/.default", "https://graph.microsoft.com/Group.Read.All"} {
+		graphTRO = policy.TokenRequestOptions{Scopes: []string{scope}}
+		if groups, _, _ = probe(jwtCredential{roles: []string{"User.Read.All"}}); outcome.Of(groups) != outcome.GraphPermissionMissing {
+			t.Errorf("a Graph token asked for as %s: %v, want graph_permission_missing", scope, groups)
+		}
+	}
+	graphTRO = policy.TokenRequestOptions{Scopes: []string{cloud.AzurePublic.GraphScope()}, EnableCAE: true}
 	if groups, _, _ = probe(jwtCredential{roles: []string{"Directory.ReadWrite.All"}}); groups != nil {
 		t.Errorf("Directory.ReadWrite.All counts for Directory.Read.All: %v", groups)
 	}
@@ -380,5 +390,50 @@ func TestPermissions(t *testing.T) {
 	})
 	if want := []string{"Organization.Read.All", "User.Read.All", "Group.Read.All"}; !slices.Equal(got, want) {
 		t.Errorf("Permissions = %v, want %v", got, want)
+	}
+}
+
+// A task's own SDK client, built with t.ClientOptions, stops retrying when
+// the next wait would outlast the tenant's deadline, as the built-in reads
+// do, and says how often the service answered, instead of sleeping into a
+// timeout.
+func TestClientOptionsStopAtTheDeadline(t *testing.T) {
+	var mu sync.Mutex
+	calls := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		mu.Lock()
+		calls++
+		mu.Unlock()
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	ok := returns(nil, nil)
+	useClient := fakeTask{about: About{Name: "client"}, applies: true, run: func(ctx context.Context, tn *Tenant) (any, error) {
+		pl := runtime.NewPipeline("test", "v1", runtime.PipelineOptions{}, &tn.ClientOptions)
+		req, err := runtime.NewRequest(ctx, http.MethodGet, srv.URL+"/thing")
+		if err != nil {
+			return nil, err
+		}
+		resp, err := pl.Do(req)
+		if err != nil {
+			return nil, err
+		}
+		if !runtime.HasStatusCode(resp, http.StatusOK) {
+			return nil, runtime.NewResponseError(resp)
+		}
+		return nil, nil
+	}}
+	r, err := New(Config{Tasks: []Task{useClient, task("other", ok)}, SignIn: &fakeSigner{}, Graph: noGraph{},
+		Advisor: tenant.Advisor{AppID: appID, Cloud: cloud.AzurePublic}, Cloud: cloud.AzurePublic,
+		ClientOptions: azcore.ClientOptions{Retry: policy.RetryOptions{RetryDelay: 200 * time.Millisecond}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 1500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	got := r.Probe(ctx, record()).Tasks["client"]
+	if took := time.Since(start); got.Outcome != outcome.UpstreamError || !strings.Contains(got.Message, "answered HTTP 503 three times") || took > 1400*time.Millisecond {
+		t.Errorf("after %s and %d calls: %+v; want upstream_error naming three 503s before the deadline", took, calls, got)
 	}
 }

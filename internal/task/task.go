@@ -101,19 +101,14 @@ type Tenant struct {
 	// Deadline is when the tenant's time budget ends (ctx's deadline).
 	Deadline time.Time
 
-	graph func(cred azcore.TokenCredential) *msgraph.GraphServiceClient
-	gsc   *msgraph.GraphServiceClient
+	graph func() *msgraph.GraphServiceClient // built once, on first use
 }
 
 // Graph is a Microsoft Graph client bound to the tenant: each request is
 // authenticated with the tenant's credential and sent only to the cloud's
-// Graph host. Use it with the ctx Run was given.
-func (t *Tenant) Graph() *msgraph.GraphServiceClient {
-	if t.gsc == nil {
-		t.gsc = t.graph(t.Credential)
-	}
-	return t.gsc
-}
+// Graph host. Use it with the ctx Run was given; it is safe for concurrent
+// use.
+func (t *Tenant) Graph() *msgraph.GraphServiceClient { return t.graph() }
 
 var nameRE = regexp.MustCompile(`^[a-z][a-z0-9-]{0,31}$`)
 

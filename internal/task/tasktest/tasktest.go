@@ -32,7 +32,6 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/graph"
 	"github.com/tenantsweep/tenantsweep/internal/keyvault"
-	"github.com/tenantsweep/tenantsweep/internal/runid"
 	"github.com/tenantsweep/tenantsweep/internal/task"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -78,7 +77,7 @@ func New(t testing.TB) *Env {
 // each need): what the tenant's admin grants by consenting to an app
 // registration that asks for them.
 func (e *Env) Tenant(tn cloudtest.Tenant, tasks ...task.Task) string {
-	id := runid.New()
+	id := cloudtest.NewClientID() // a random GUID
 	if tn.GraphRoles == nil {
 		tn.GraphRoles = task.Permissions(tasks)
 		if tn.GraphRoles == nil {
