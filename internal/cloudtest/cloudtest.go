@@ -89,6 +89,7 @@ type Cloud struct {
 	miStatus       int
 	tunnels        map[net.Conn]struct{}
 	rsaUsed        map[int]int // RSA key material taken from the process's cache, by size
+	throttle       graphThrottle
 	closed         bool
 }
 
@@ -305,6 +306,7 @@ func (c *Cloud) ResetCounters() {
 	c.tokenReqs = map[string]int{}
 	c.totalTokenReqs = 0
 	c.miReqs = 0
+	c.throttle.since, c.throttle.windows = time.Now(), nil
 	c.conns.Store(0)
 	c.resumed.Store(0)
 }
