@@ -22,6 +22,7 @@ package governor
 import (
 	"context"
 	"errors"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -166,27 +167,55 @@ type Options struct {
 	// MinPause is the shortest pause a throttle of the app's closes the
 	// gate for (Retry-After is in whole seconds); default 1s.
 	MinPause time.Duration
+	// MinRate is the least rate the gate paces the process at after an
+	// app-wide throttle, requests a second; default 1.
+	MinRate float64
 	// OnPause, when set, is told each time the gate closes or its pause is
-	// extended, with the end of the pause and the throttle's scope; it must
-	// be quick.
-	OnPause func(until time.Time, scope string)
+	// extended, with the end of the pause, the rate it paces the process at
+	// from then on, and the throttle's scope; it must be quick.
+	OnPause func(until time.Time, rate float64, scope string)
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
 // Gate holds back one service's requests of the process while the app as a
-// whole is throttled there. It is safe for concurrent use.
+// whole is throttled there, and then lets them through at the rate that got
+// through before the throttle, so that the requests held during a pause do
+// not storm the service again when it ends. That rate grows by 5% each
+// second from the end of the pause; a throttle while paced sets it back to
+// 70% of itself; a minute without an app-wide throttle lifts it.
+// Every instance of the app does the same with what it sees, without
+// talking to the others: when each keeps to what got through for it, the
+// fleet keeps to what the service allows the app. It is safe for
+// concurrent use.
 type Gate struct {
 	opt Options
 
 	mu      sync.Mutex
-	until   time.Time
-	changed chan struct{} // closed and replaced when until moves
+	until   time.Time     // end of the current pause
+	changed chan struct{} // closed and replaced when the pause or the rate changes
 	recent  map[string]time.Time
 	pauses  int
+	// The pacing after a throttle: base requests a second at lastThrottle,
+	// growing from there; next is the earliest time of the next request.
+	base         float64
+	lastThrottle time.Time
+	next         time.Time
+	// ok counts the answers that were not a throttle of the app's, by
+	// second (ring of okSeconds), to tell what got through.
+	ok      [okSeconds]int
+	okSec   [okSeconds]int64
+	firstOK time.Time
 }
 
-// NewGate returns an open gate.
+const (
+	okSeconds   = 10
+	rateGrowth  = 1.05 // a second
+	rateBackoff = 0.7  // at a throttle while paced
+	rateLift    = time.Minute
+)
+
+// NewGate returns an open gate that paces nothing.
 func NewGate(opt Options) *Gate {
 	if opt.Service == "" {
 		opt.Service = "the service"
@@ -200,16 +229,38 @@ func NewGate(opt Options) *Gate {
 	if opt.MinPause <= 0 {
 		opt.MinPause = time.Second
 	}
+	if opt.MinRate <= 0 {
+		opt.MinRate = 1
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
 	return &Gate{opt: opt, changed: make(chan struct{}), recent: map[string]time.Time{}}
 }
 
-// Wait returns once the gate is open, with how long it waited. It does not
-// wait for a pause that ends past ctx's deadline: it then fails at once
-// with an outcome.Throttled error wrapping ErrAppThrottled, and marks ctx's
-// Meter held.
+// rateLocked is the pacing rate at now, 0 for none; g.mu is held.
+func (g *Gate) rateLocked(now time.Time) float64 {
+	if g.base == 0 {
+		return 0
+	}
+	// It grows from the end of the pause: what got through before the
+	// throttle is what may go through after it.
+	since := now.Sub(g.lastThrottle)
+	if g.until.After(g.lastThrottle) {
+		since = now.Sub(g.until)
+	}
+	if since >= rateLift {
+		g.base = 0
+		return 0
+	}
+	return g.base * math.Pow(rateGrowth, max(since.Seconds(), 0))
+}
+
+// Wait returns once the request may be sent: the gate is open and, after a
+// throttle, the pacing has come to it. It returns how long it waited. It
+// does not wait past ctx's deadline: it then fails at once with an
+// outcome.Throttled error wrapping ErrAppThrottled, and marks ctx's Meter
+// held.
 func (g *Gate) Wait(ctx context.Context) (time.Duration, error) {
 	if g == nil {
 		return 0, nil
@@ -217,23 +268,41 @@ func (g *Gate) Wait(ctx context.Context) (time.Duration, error) {
 	start := g.opt.Now()
 	for {
 		g.mu.Lock()
-		until, changed := g.until, g.changed
-		g.mu.Unlock()
 		now := g.opt.Now()
-		if !now.Before(until) {
-			waited := now.Sub(start)
-			MeterOf(ctx).paused(waited)
-			return waited, nil
+		at := g.until
+		rate := g.rateLocked(now)
+		if rate > 0 && g.next.After(at) {
+			at = g.next
 		}
-		if d, ok := ctx.Deadline(); ok && d.Before(until) {
+		if !now.Before(at) {
+			if rate > 0 {
+				g.next = now.Add(time.Duration(float64(time.Second) / rate))
+			}
+			g.mu.Unlock()
+			MeterOf(ctx).paused(now.Sub(start))
+			return now.Sub(start), nil
+		}
+		if d, ok := ctx.Deadline(); ok && d.Before(at) {
+			g.mu.Unlock()
 			MeterOf(ctx).paused(now.Sub(start))
 			MeterOf(ctx).hold()
 			return now.Sub(start), outcome.New(outcome.Throttled,
 				g.opt.Service+" is throttling the app as a whole (every tenant), past this tenant's time budget", ErrAppThrottled)
 		}
-		t := time.NewTimer(until.Sub(now))
+		// Past the pause, at is a turn of the pacing: it is taken now.
+		reserved := rate > 0 && !at.Equal(g.until)
+		if reserved {
+			g.next = at.Add(time.Duration(float64(time.Second) / rate))
+		}
+		changed := g.changed
+		g.mu.Unlock()
+		t := time.NewTimer(at.Sub(now))
 		select {
 		case <-t.C:
+			if reserved {
+				MeterOf(ctx).paused(g.opt.Now().Sub(start))
+				return g.opt.Now().Sub(start), nil
+			}
 		case <-changed:
 			t.Stop()
 		case <-ctx.Done():
@@ -244,11 +313,47 @@ func (g *Gate) Wait(ctx context.Context) (time.Duration, error) {
 	}
 }
 
+// Answered tells the gate that a request got an answer that was not a
+// throttle of the app's: it counts towards the rate that gets through.
+func (g *Gate) Answered() {
+	if g == nil {
+		return
+	}
+	now := g.opt.Now()
+	sec := now.Unix()
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	i := int(sec % okSeconds)
+	if g.okSec[i] != sec {
+		g.okSec[i], g.ok[i] = sec, 0
+	}
+	g.ok[i]++
+	if g.firstOK.IsZero() {
+		g.firstOK = now
+	}
+}
+
+// throughLocked is the rate of answers that got through over the last
+// okSeconds (or since the first, at least a second); g.mu is held.
+func (g *Gate) throughLocked(now time.Time) float64 {
+	sec := now.Unix()
+	n := 0
+	for i := range okSeconds {
+		if sec-g.okSec[i] < okSeconds {
+			n += g.ok[i]
+		}
+	}
+	span := min(now.Sub(g.firstOK), okSeconds*time.Second)
+	return float64(n) / max(span.Seconds(), 1)
+}
+
 // Throttled tells the gate of a 429 that tenant's request got, with its
 // x-ms-throttle-scope (maybe empty) and Retry-After. It reports whether the
 // throttle is the app's: its scope is the application's, or tenants
 // answered 429 without a scope within Window. The gate then stays closed
-// for retryAfter (at least MinPause) from now.
+// for retryAfter (at least MinPause) from now, and paces the process from
+// then on at the rate that got through (at least MinRate), or at 70% of its
+// pace when it was paced already.
 func (g *Gate) Throttled(tenant, scope string, retryAfter time.Duration) bool {
 	if g == nil {
 		return false
@@ -277,16 +382,30 @@ func (g *Gate) Throttled(tenant, scope string, retryAfter time.Duration) bool {
 	if !appWide {
 		return false
 	}
+	switch cur := g.rateLocked(now); {
+	case now.Before(g.until):
+		// A throttle of the same burst: the pace was set for it.
+	case cur > 0:
+		// Paced, and still over the limit: a step down.
+		g.base = max(cur*rateBackoff, g.opt.MinRate)
+	default:
+		g.base = max(g.throughLocked(now), g.opt.MinRate)
+	}
+	rate := g.base
+	g.lastThrottle = now
 	until := now.Add(max(retryAfter, g.opt.MinPause))
 	if until.After(g.until) {
 		g.until = until
 		g.pauses++
-		close(g.changed)
-		g.changed = make(chan struct{})
 		if g.opt.OnPause != nil {
-			g.opt.OnPause(until, scope)
+			g.opt.OnPause(until, rate, scope)
 		}
 	}
+	if g.next.Before(g.until) {
+		g.next = g.until
+	}
+	close(g.changed)
+	g.changed = make(chan struct{})
 	return true
 }
 
@@ -298,6 +417,17 @@ func (g *Gate) PausedUntil() time.Time {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.until
+}
+
+// Rate is the rate the gate paces the process at now, requests a second; 0
+// when it paces nothing.
+func (g *Gate) Rate() float64 {
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.rateLocked(g.opt.Now())
 }
 
 // Pauses is how often the gate was closed or its pause extended.

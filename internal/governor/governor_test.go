@@ -3,8 +3,11 @@ package governor
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -63,26 +66,41 @@ func TestGateForgetsOldThrottles(t *testing.T) {
 	})
 }
 
-// Every waiter is held until the pause ends, however many there are, and
-// one that cannot wait within its deadline is told so at once, its Meter
-// held, with an outcome that says the app is throttled.
+// Every waiter is held until the pause ends, and then let through at the
+// rate that got through before the throttle; one that cannot wait within
+// its deadline is told so at once, its Meter held, with an outcome that
+// says the app is throttled.
 func TestGateHoldsEveryRequestForTheRetryAfter(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var pauses []time.Time
-		g := NewGate(Options{Service: "Microsoft Graph", OnPause: func(until time.Time, _ string) { pauses = append(pauses, until) }})
+		type pause struct {
+			until time.Time
+			rate  float64
+		}
+		var pauses []pause
+		g := NewGate(Options{Service: "Microsoft Graph", OnPause: func(until time.Time, rate float64, _ string) {
+			pauses = append(pauses, pause{until, rate})
+		}})
+		time.Sleep(time.Second)
+		for range 20 { // 20 answers in the last second: 20 a second got through
+			g.Answered()
+		}
 		start := time.Now()
 		g.Throttled("t1", "Application/ReadWrite/a/t1", 5*time.Second)
+		var mu sync.Mutex
+		var released []time.Duration
 		var wg sync.WaitGroup
 		for range 10 {
 			wg.Go(func() {
 				ctx, m := WithMeter(t.Context())
 				waited, err := g.Wait(ctx)
-				if err != nil || waited != 5*time.Second || time.Since(start) != 5*time.Second || m.Counts().Paused != 5*time.Second {
+				if err != nil || waited != time.Since(start) || m.Counts().Paused != waited {
 					t.Errorf("waited %v (%v since the throttle, meter %v): %v", waited, time.Since(start), m.Counts().Paused, err)
 				}
+				mu.Lock()
+				released = append(released, waited)
+				mu.Unlock()
 			})
 		}
-		// A longer throttle meanwhile extends the pause for everyone.
 		ctx, cancel := context.WithTimeout(t.Context(), 3*time.Second)
 		defer cancel()
 		ctx, m := WithMeter(ctx)
@@ -93,11 +111,25 @@ func TestGateHoldsEveryRequestForTheRetryAfter(t *testing.T) {
 			t.Errorf("it waited %v before giving up", time.Since(start))
 		}
 		wg.Wait()
-		if len(pauses) != 1 || !pauses[0].Equal(start.Add(5*time.Second)) {
+		slices.Sort(released)
+		if released[0] != 5*time.Second || released[9] < 5*time.Second+8*50*time.Millisecond || released[9] > 5*time.Second+9*50*time.Millisecond {
+			t.Errorf("released at %v, want from 5s on, about one every 50ms", released)
+		}
+		if len(pauses) != 1 || !pauses[0].until.Equal(start.Add(5*time.Second)) || pauses[0].rate != 20 {
 			t.Errorf("OnPause told %v", pauses)
 		}
-		if _, err := g.Wait(t.Context()); err != nil {
-			t.Errorf("after the pause: %v", err)
+		// The pace grows by a tenth a second from the end of the pause, and
+		// is lifted after a minute.
+		time.Sleep(10*time.Second - 450*time.Millisecond)
+		if r := g.Rate(); r < 20*1.628 || r > 20*1.629 {
+			t.Errorf("rate 10 s after the pause = %v, want 20·1.05^10", r)
+		}
+		time.Sleep(time.Minute)
+		if r := g.Rate(); r != 0 {
+			t.Errorf("rate after a minute without a throttle = %v", r)
+		}
+		if d, err := g.Wait(t.Context()); err != nil || d != 0 {
+			t.Errorf("after the pause: %v %v", d, err)
 		}
 	})
 }
@@ -121,6 +153,93 @@ func TestGateExtends(t *testing.T) {
 			t.Errorf("a throttle without a wait paused %v, want the 1s minimum", d)
 		}
 	})
+}
+
+// bucket is a service that allows rate requests a second across all its
+// callers (burst of one second's worth) and answers the rest 429 with
+// Retry-After, each request taking 100 ms.
+type bucket struct {
+	mu              sync.Mutex
+	rate, tokens    float64
+	last            time.Time
+	sent, throttled int
+}
+
+func (b *bucket) RoundTrip(req *http.Request) (*http.Response, error) {
+	time.Sleep(100 * time.Millisecond)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	now := time.Now()
+	if b.last.IsZero() {
+		b.tokens, b.last = b.rate, now
+	}
+	b.tokens = min(b.rate, b.tokens+now.Sub(b.last).Seconds()*b.rate)
+	b.last = now
+	b.sent++
+	if b.tokens >= 1 {
+		b.tokens--
+		return status(200)(req), nil
+	}
+	b.throttled++
+	wait := int((1-b.tokens)/b.rate) + 1
+	return status(429, "Retry-After", strconv.Itoa(wait), ThrottleScopeHeader, "Application/ReadWrite/app/t")(req), nil
+}
+
+// Three processes each with 100 tenants in flight against a service that
+// allows the app 50 requests a second: each tenant retrying on its own
+// makes most requests 429s; with a gate per process, a few percent, and
+// the work takes about what the limit allows.
+func TestGatesKeepAFleetWithinTheLimit(t *testing.T) {
+	run := func(withGate bool) (sent, throttled int, took time.Duration) {
+		synctest.Test(t, func(t *testing.T) {
+			svc := &bucket{rate: 50}
+			start := time.Now()
+			var wg sync.WaitGroup
+			for p := range 3 {
+				var gate *Gate
+				if withGate {
+					gate = NewGate(Options{})
+				}
+				tr := &Transport{Gate: gate, Next: svc}
+				for i := range 100 {
+					wg.Go(func() {
+						// The tenants start over the first two seconds: three
+						// times what the service allows.
+						time.Sleep(time.Duration(i) * 20 * time.Millisecond)
+						ctx := WithTenant(t.Context(), fmt.Sprintf("p%d-t%d", p, i))
+						for range 3 { // three requests a tenant, one after the other
+							for {
+								req, _ := http.NewRequestWithContext(ctx, http.MethodGet, "https://graph.microsoft.com/v1.0/organization", nil)
+								resp, err := tr.RoundTrip(req)
+								if err != nil {
+									t.Error(err)
+									return
+								}
+								if resp.StatusCode == 200 {
+									break
+								}
+								time.Sleep(RetryAfter(resp.Header, time.Now())) // the tenant's own retry
+							}
+						}
+					})
+				}
+			}
+			wg.Wait()
+			sent, throttled, took = svc.sent, svc.throttled, time.Since(start)
+		})
+		return sent, throttled, took
+	}
+	sent, throttled, took := run(false)
+	t.Logf("each tenant on its own: %d requests, %d 429s (%.0f%%), %v", sent, throttled, 100*float64(throttled)/float64(sent), took)
+	if float64(throttled) < 0.3*float64(sent) {
+		t.Errorf("without a gate only %d of %d were throttled: the test no longer storms", throttled, sent)
+	}
+	sent, throttled, took = run(true)
+	t.Logf("with a gate per process: %d requests, %d 429s (%.1f%%), %v", sent, throttled, 100*float64(throttled)/float64(sent), took)
+	floor := 900 * time.Second / 50
+	if float64(throttled) > 0.1*float64(sent) || took > floor*13/10+5*time.Second {
+		t.Errorf("with gates: %d of %d requests throttled in %v (floor %v)", throttled, sent, took, floor)
+	}
 }
 
 // roundTrips answers each request with the next of its answers.

@@ -1,6 +1,7 @@
 package governor
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"time"
@@ -39,11 +40,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		MeterOf(ctx).Graph(1)
 		resp, err := t.Next.RoundTrip(req)
-		if err != nil || resp.StatusCode != http.StatusTooManyRequests {
+		if err != nil {
 			return resp, err
+		}
+		if resp.StatusCode != http.StatusTooManyRequests {
+			t.Gate.Answered()
+			return resp, nil
 		}
 		wait := RetryAfter(resp.Header, time.Now())
 		if !t.Gate.Throttled(TenantOf(ctx), resp.Header.Get(ThrottleScopeHeader), wait) {
+			t.Gate.Answered()
 			return resp, nil // the tenant's own limit: its retries decide
 		}
 		MeterOf(ctx).appThrottled()
@@ -62,4 +68,16 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			req.Body = body
 		}
 	}
+}
+
+// StepThrottled tells the gate of a 429 answered to one step of a Graph
+// $batch (the batch itself answered 200), with the step's headers, and
+// reports whether it was the app's: the gate is then closed, and the step
+// sent again waits there like any request.
+func (g *Gate) StepThrottled(ctx context.Context, h http.Header) bool {
+	if !g.Throttled(TenantOf(ctx), h.Get(ThrottleScopeHeader), RetryAfter(h, time.Now())) {
+		return false
+	}
+	MeterOf(ctx).appThrottled()
+	return true
 }
