@@ -386,5 +386,6 @@ func clone(r tenant.Record) tenant.Record {
 		b := *r.BackoffUntil
 		r.BackoffUntil = &b
 	}
+	r.Tokens = slices.Clone(r.Tokens)
 	return r
 }
