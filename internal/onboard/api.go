@@ -405,6 +405,7 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 		}
 		rec.Status = tenant.StatusDisabled
 		rec.UpdatedAt = now
+		rec.Shared = tenant.Shared{} // its shared tokens go with it
 		return nil
 	})
 	if err != nil {

@@ -59,13 +59,16 @@ type tenantEntity struct {
 	// which is most of a row's size.
 	Tokens     string `json:"Tokens,omitempty"`
 	TokenSeals string `json:"TokenSeals,omitempty"`
+	// KnownVaults are the hosts of the tenant's vaults known to be its own
+	// (tenant.Shared.Vaults), as a JSON array.
+	KnownVaults string `json:"KnownVaults,omitempty"`
 	// ETag is only read: list responses carry it in the body.
 	ETag string `json:"odata.etag,omitempty"`
 }
 
 // unlistedProperties are left out of listings (List, EachActive): only the
 // sweep's GetMany of a message's tenants needs them.
-var unlistedProperties = []string{"TokenSeals"}
+var unlistedProperties = []string{"TokenSeals", "KnownVaults"}
 
 // listSelect is the $select of a listing: every property of tenantEntity
 // but unlistedProperties.
@@ -122,8 +125,13 @@ func encodeTenant(key string, rec tenant.Record) ([]byte, error) {
 			return nil, fmt.Errorf("encode lastSweep: %w", err)
 		}
 	}
-	if e.Tokens, e.TokenSeals, err = fitTokens(rec.Tokens); err != nil {
+	if e.Tokens, e.TokenSeals, err = fitTokens(rec.Shared.Tokens); err != nil {
 		return nil, fmt.Errorf("encode tokens: %w", err)
+	}
+	if len(rec.Shared.Vaults) > 0 {
+		if e.KnownVaults, err = jsonString(rec.Shared.Vaults); err != nil {
+			return nil, fmt.Errorf("encode known vaults: %w", err)
+		}
 	}
 	if err := checkTenantSize(e); err != nil {
 		return nil, err
@@ -170,7 +178,12 @@ func decodeTenant(body []byte) (tenant.Record, error) {
 	if d.jsonProp("LastSweep", &last) {
 		rec.LastSweep = &last
 	}
-	rec.Tokens = d.tokens()
+	rec.Shared.Tokens = d.tokens()
+	var vaults string
+	d.prop("KnownVaults", &vaults)
+	if vaults != "" && json.Unmarshal([]byte(vaults), &rec.Shared.Vaults) != nil {
+		rec.Shared.Vaults = nil // only checked again
+	}
 	return rec, nil
 }
 
@@ -292,6 +305,7 @@ func checkTenantSize(e tenantEntity) error {
 		{"BackoffUntil", e.BackoffUntil},
 		{"Tokens", e.Tokens},
 		{"TokenSeals", e.TokenSeals},
+		{"KnownVaults", e.KnownVaults},
 	} {
 		n := 2 * utf16Len(p.val)
 		if n > maxStringBytes {
@@ -392,7 +406,7 @@ func parseTime(s string) (time.Time, error) {
 
 // cloneRecord deep-copies rec, so that a Change's Apply cannot reach the
 // caller's Base through shared pointers or slices. JSON covers every field
-// the registry stores but ETag and Tokens, which the API never shows and
+// the registry stores but ETag and Shared, which the API never shows and
 // are copied by hand.
 func cloneRecord(rec tenant.Record) (tenant.Record, error) {
 	b, err := json.Marshal(rec)
@@ -404,7 +418,7 @@ func cloneRecord(rec tenant.Record) (tenant.Record, error) {
 		return tenant.Record{}, err
 	}
 	c.ETag = rec.ETag
-	c.Tokens = slices.Clone(rec.Tokens) // values only
+	c.Shared = tenant.Shared{Tokens: slices.Clone(rec.Shared.Tokens), Vaults: slices.Clone(rec.Shared.Vaults)}
 	return c, nil
 }
 

@@ -26,7 +26,7 @@ func TestSharedTokensInTheRow(t *testing.T) {
 	}
 	put := func(base tenant.Record, toks ...tenant.SharedToken) error {
 		return s.MutateMany(t.Context(), []tenant.Change{{Base: base, Apply: func(rec *tenant.Record) {
-			tenant.MergeTokens(rec, tenant.TokenUpdate{Put: toks}, now)
+			tenant.MergeShared(rec, tenant.SharedUpdate{Put: toks}, now)
 		}}})[0]
 	}
 	base := get(t, s, id)
@@ -37,7 +37,7 @@ func TestSharedTokensInTheRow(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := recs[id].Tokens; len(got) != 2 || got[0].Sealed == "" || got[1].Sealed == "" {
+	if got := recs[id].Shared.Tokens; len(got) != 2 || got[0].Sealed == "" || got[1].Sealed == "" {
 		t.Fatalf("GetMany tokens %+v", got)
 	}
 
@@ -50,7 +50,7 @@ func TestSharedTokensInTheRow(t *testing.T) {
 	if err := put(stale, tok("https://graph.microsoft.com", -5*time.Minute, "SEALED-graph-mine")); err != nil {
 		t.Fatal(err)
 	}
-	got := get(t, s, id).Tokens
+	got := get(t, s, id).Shared.Tokens
 	seals := map[string]string{}
 	for _, st := range got {
 		seals[st.Resource] = st.Sealed
@@ -68,7 +68,7 @@ func TestSharedTokensInTheRow(t *testing.T) {
 	if due, n := listed.TokensDue(30 * time.Minute); n != 2 || !due.Equal(now.Add(20*time.Minute)) {
 		t.Errorf("listed tokens due %v (%d), want %v (2)", due, n, now.Add(20*time.Minute))
 	}
-	for _, st := range listed.Tokens {
+	for _, st := range listed.Shared.Tokens {
 		if st.Sealed != "" {
 			t.Error("a listing brought a ciphertext")
 		}
@@ -77,8 +77,8 @@ func TestSharedTokensInTheRow(t *testing.T) {
 	if err := s.EachActive(t.Context(), func(recs []tenant.Record) error { active = append(active, recs...); return nil }); err != nil || len(active) != 1 {
 		t.Fatalf("EachActive: %v %v", active, err)
 	}
-	if _, n := active[0].TokensDue(time.Minute); n != 2 || active[0].Tokens[0].Sealed != "" {
-		t.Errorf("EachActive tokens %+v", active[0].Tokens)
+	if _, n := active[0].TokensDue(time.Minute); n != 2 || active[0].Shared.Tokens[0].Sealed != "" {
+		t.Errorf("EachActive tokens %+v", active[0].Shared.Tokens)
 	}
 	if b, _ := json.Marshal(recs[id]); strings.Contains(string(b), "SEALED") || strings.Contains(strings.ToLower(string(b)), `"tokens"`) {
 		t.Errorf("the record's JSON shows its tokens: %s", b)
@@ -89,7 +89,7 @@ func TestSharedTokensInTheRow(t *testing.T) {
 	if err := s.MutateMany(t.Context(), []tenant.Change{{Base: listed, Apply: func(*tenant.Record) {}}})[0]; err != nil {
 		t.Fatal(err)
 	}
-	if got := get(t, s, id).Tokens; len(got) != 0 {
+	if got := get(t, s, id).Shared.Tokens; len(got) != 0 {
 		t.Errorf("tokens after writing a listed record: %+v", got)
 	}
 

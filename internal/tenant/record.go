@@ -91,9 +91,10 @@ type SweepResult struct {
 	// Tasks is each task's result, by task name. The tenant's Outcome is
 	// the first failure in the order the tasks are configured.
 	Tasks map[string]TaskResult `json:"tasks,omitempty"`
-	// Tokens is what the run leaves for the fleet's shared tokens; it is
-	// written to the record's Tokens, never stored with the result.
-	Tokens TokenUpdate `json:"-"`
+	// Shared is what the run leaves for the fleet (its tokens, the vaults
+	// it found to be the tenant's); it is merged into the record's Shared,
+	// never stored with the result.
+	Shared SharedUpdate `json:"-"`
 }
 
 // TaskResult is one task's result in one tenant.
@@ -125,9 +126,9 @@ type Record struct {
 	ConsecutiveFailures int           `json:"consecutiveFailures"`
 	// BackoffUntil is when a repeatedly failing tenant is next swept.
 	BackoffUntil *time.Time `json:"backoffUntil,omitempty"`
-	// Tokens are the tenant's access tokens the fleet shares, sealed; never
-	// part of the API's JSON.
-	Tokens []SharedToken `json:"-"`
+	// Shared is what the fleet shares about signing in to the tenant (its
+	// tokens, sealed); never part of the API's JSON.
+	Shared Shared `json:"-"`
 	// Damage is set, when the record is read, if its stored row did not
 	// decode in full; it is never stored. The sweep skips such a record and
 	// the API lists it with this error marker.
