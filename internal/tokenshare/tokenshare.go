@@ -214,6 +214,15 @@ func audNames(raw json.RawMessage, resource string) bool {
 	return firstParty[host] != "" && aud == firstParty[host]
 }
 
+// IssuedAt is a JWT's iat, without checking anything else about it.
+func IssuedAt(tok string) (time.Time, bool) {
+	c, err := readClaims(tok)
+	if err != nil {
+		return time.Time{}, false
+	}
+	return time.Unix(c.Iat, 0).UTC(), true
+}
+
 // associated is the data a sealed token is bound to.
 func associated(tenantID string, st tenant.SharedToken) []byte {
 	return []byte("tenantsweep/token/v1\x00" + strings.ToLower(tenantID) + "\x00" + st.Resource + "\x00" +
