@@ -506,16 +506,14 @@ func (p *Planner) enqueue(ctx context.Context, runID string, todo []planEntry, p
 	seq := 0
 	origin := time.Now()
 	var graph, tokens float64 // requests of the messages before this one
-	entries := map[string]planEntry{}
-	for _, e := range todo {
-		entries[e.id] = e
-	}
 feed:
-	for _, ids := range p.batches(todo) {
+	for _, batch := range p.batches(todo) {
 		at := origin.Add(pacing.delay(graph, tokens))
-		graph += pacing.GraphPerTenant * float64(len(ids))
-		for _, id := range ids {
-			tokens += float64(tokensAt(entries[id], at))
+		graph += pacing.GraphPerTenant * float64(len(batch))
+		ids := make([]string, len(batch))
+		for i, e := range batch {
+			ids[i] = e.id
+			tokens += float64(tokensAt(e, at))
 		}
 		select {
 		case work <- paced{w: Work{Run: runID, Seq: seq, Tenants: ids}, at: at}:
@@ -587,21 +585,21 @@ const partitionsPerWindow = 256
 // tenants of one partition each: todo is taken a window of
 // TenantsPerMessage × partitionsPerWindow tenants at a time, so that the
 // order holds window by window while most messages are full.
-func (p *Planner) batches(todo []planEntry) [][]string {
+func (p *Planner) batches(todo []planEntry) [][]planEntry {
 	n := p.opt.TenantsPerMessage
 	window := n * partitionsPerWindow
-	var out [][]string
+	var out [][]planEntry
 	for len(todo) > 0 {
 		w := todo[:min(window, len(todo))]
 		todo = todo[len(w):]
 		var order []string
-		byPK := map[string][]string{}
+		byPK := map[string][]planEntry{}
 		for _, e := range w {
 			pk := p.reg.PartitionOf(e.id)
 			if _, ok := byPK[pk]; !ok {
 				order = append(order, pk)
 			}
-			byPK[pk] = append(byPK[pk], e.id)
+			byPK[pk] = append(byPK[pk], e)
 		}
 		for _, pk := range order {
 			ids := byPK[pk]
