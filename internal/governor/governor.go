@@ -181,9 +181,11 @@ type Options struct {
 // Gate holds back one service's requests of the process while the app as a
 // whole is throttled there, and then lets them through at the rate that got
 // through before the throttle, so that the requests held during a pause do
-// not storm the service again when it ends. That rate grows by 5% each
-// second from the end of the pause; a throttle while paced sets it back to
-// 70% of itself; a minute without an app-wide throttle lifts it.
+// not storm the service again when it ends: the answers that got through in
+// the seconds the process was sending (idle seconds do not count, so a
+// process that had little to send does not take that as its share). That
+// rate grows by 5% each second from the end of the pause, a throttle sets it
+// again to what got through, and a minute without one lifts it.
 // Every instance of the app does the same with what it sees, without
 // talking to the others: when each keeps to what got through for it, the
 // fleet keeps to what the service allows the app. It is safe for
@@ -201,18 +203,17 @@ type Gate struct {
 	base         float64
 	lastThrottle time.Time
 	next         time.Time
-	// ok counts the answers that were not a throttle of the app's, by
-	// second (ring of okSeconds), to tell what got through.
-	ok      [okSeconds]int
-	okSec   [okSeconds]int64
-	firstOK time.Time
+	// ok counts the answers that were not a throttle of the app's, and
+	// throttled those that were, by second (a ring of okSeconds), to tell
+	// what got through while the process was sending.
+	ok, throttled [okSeconds]int
+	binSec        [okSeconds]int64
 }
 
 const (
-	okSeconds   = 10
-	rateGrowth  = 1.05 // a second
-	rateBackoff = 0.7  // at a throttle while paced
-	rateLift    = time.Minute
+	okSeconds  = 10
+	rateGrowth = 1.05 // a second
+	rateLift   = time.Minute
 )
 
 // NewGate returns an open gate that paces nothing.
@@ -319,32 +320,35 @@ func (g *Gate) Answered() {
 	if g == nil {
 		return
 	}
-	now := g.opt.Now()
-	sec := now.Unix()
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	i := int(sec % okSeconds)
-	if g.okSec[i] != sec {
-		g.okSec[i], g.ok[i] = sec, 0
-	}
-	g.ok[i]++
-	if g.firstOK.IsZero() {
-		g.firstOK = now
-	}
+	g.ok[g.binLocked(g.opt.Now())]++
 }
 
-// throughLocked is the rate of answers that got through over the last
-// okSeconds (or since the first, at least a second); g.mu is held.
+// binLocked is the ring's index of now's second, its counts emptied when
+// the ring has come round to it; g.mu is held.
+func (g *Gate) binLocked(now time.Time) int {
+	sec := now.Unix()
+	i := int(sec % okSeconds)
+	if g.binSec[i] != sec {
+		g.binSec[i], g.ok[i], g.throttled[i] = sec, 0, 0
+	}
+	return i
+}
+
+// throughLocked is the rate of answers that got through in the last
+// okSeconds' seconds in which the process was answered at all (at least a
+// second's worth); g.mu is held.
 func (g *Gate) throughLocked(now time.Time) float64 {
 	sec := now.Unix()
-	n := 0
+	n, seconds := 0, 0
 	for i := range okSeconds {
-		if sec-g.okSec[i] < okSeconds {
+		if sec-g.binSec[i] < okSeconds && g.ok[i]+g.throttled[i] > 0 {
 			n += g.ok[i]
+			seconds++
 		}
 	}
-	span := min(now.Sub(g.firstOK), okSeconds*time.Second)
-	return float64(n) / max(span.Seconds(), 1)
+	return float64(n) / float64(max(seconds, 1))
 }
 
 // Throttled tells the gate of a 429 that tenant's request got, with its
@@ -352,8 +356,7 @@ func (g *Gate) throughLocked(now time.Time) float64 {
 // throttle is the app's: its scope is the application's, or tenants
 // answered 429 without a scope within Window. The gate then stays closed
 // for retryAfter (at least MinPause) from now, and paces the process from
-// then on at the rate that got through (at least MinRate), or at 70% of its
-// pace when it was paced already.
+// then on at the rate that got through (at least MinRate).
 func (g *Gate) Throttled(tenant, scope string, retryAfter time.Duration) bool {
 	if g == nil {
 		return false
@@ -382,17 +385,11 @@ func (g *Gate) Throttled(tenant, scope string, retryAfter time.Duration) bool {
 	if !appWide {
 		return false
 	}
-	switch cur := g.rateLocked(now); {
-	case now.Before(g.until):
-		// A throttle of the same burst: the pace was set for it.
-	case cur > 0:
-		// Paced, and still over the limit: a step down.
-		g.base = max(cur*rateBackoff, g.opt.MinRate)
-	default:
-		g.base = max(g.throughLocked(now), g.opt.MinRate)
-	}
-	rate := g.base
-	g.lastThrottle = now
+	g.throttled[g.binLocked(now)]++
+	// Within a burst of throttles the last estimate has seen the most of
+	// the answers that came with them.
+	rate := max(g.throughLocked(now), g.opt.MinRate)
+	g.base, g.lastThrottle = rate, now
 	until := now.Add(max(retryAfter, g.opt.MinPause))
 	if until.After(g.until) {
 		g.until = until
