@@ -65,12 +65,7 @@ func BenchmarkPipeline(b *testing.B) {
 	}
 	b.Run("plan=100000", func(b *testing.B) {
 		for range b.N {
-			benchPlanner(b, 100000, false)
-		}
-	})
-	b.Run("plan=100000/shared-tokens", func(b *testing.B) {
-		for range b.N {
-			benchPlanner(b, 100000, true)
+			benchPlanner(b, 100000)
 		}
 	})
 }
@@ -122,26 +117,18 @@ func benchPipeline(b *testing.B, n, k, concurrency int) {
 
 // benchPlanner fills the registry with n tenants (batch transactions, as
 // fast as Azurite takes them) and times one planning: TenantSweep's timer
-// with no worker behind it. Issue 19: it prints the run's pacing plan, for
-// a registry whose tenants share no token (every one signs in: the token
-// budget binds) and, with sharedTokens, one whose tenants all share fresh
-// tokens (only Graph's budget counts).
-func benchPlanner(b *testing.B, n int, sharedTokens bool) {
+// with no worker behind it. Issue 19: it prints the run's pacing plan, for a
+// registry whose tenants share no token yet (every one signs in: the token
+// budget binds; internal/sweep's BenchmarkPlanPacing shows the plan when
+// they share fresh ones).
+func benchPlanner(b *testing.B, n int) {
 	fx := newFixture(b)
 	start := time.Now()
 	changes := make([]tenant.Change, n)
 	for i := range changes {
 		id := tenantID(200000 + i)
-		rec := tenant.Record{TenantID: id, DisplayName: "T " + id[:8], Status: tenant.StatusActive, Graph: true,
-			OnboardedAt: start, UpdatedAt: start}
-		if sharedTokens {
-			// Stand-ins: the planner reads only a shared token's resource
-			// and times, never its ciphertext.
-			rec.Shared.Tokens = []tenant.SharedToken{
-				{Resource: cloudtest.GraphResource, IssuedAt: start, ExpiresOn: start.Add(time.Hour), Key: "bench", Sealed: "bench"},
-				{Resource: cloudtest.VaultResource, IssuedAt: start, ExpiresOn: start.Add(time.Hour), Key: "bench", Sealed: "bench"}}
-		}
-		changes[i] = tenant.Change{Base: rec, Apply: func(*tenant.Record) {}}
+		changes[i] = tenant.Change{Base: tenant.Record{TenantID: id, DisplayName: "T " + id[:8], Status: tenant.StatusActive, Graph: true,
+			OnboardedAt: start, UpdatedAt: start}, Apply: func(*tenant.Record) {}}
 	}
 	// Eight writers, each with its own partitions, so that every batch
 	// transaction is full.
@@ -191,8 +178,8 @@ func benchPlanner(b *testing.B, n int, sharedTokens bool) {
 	b.ReportMetric(mb, "planner-peak-RSS-MB")
 	pc := rv.Pacing
 	span := pc.Until.Sub(rv.StartedAt)
-	b.Logf("pacing plan (shared tokens %v): %d Graph requests (%.2f a tenant) at %.0f/s and %d token requests at %.0f/s; the last message deliverable %.1fs after the run's start (Graph alone %.1fs, tokens alone %.1fs)",
-		sharedTokens, pc.GraphRequests, pc.GraphPerTenant, pc.GraphRate, pc.TokenRequests, pc.TokenRate, span.Seconds(),
+	b.Logf("pacing plan: %d Graph requests (%.2f a tenant) at %.0f/s and %d token requests at %.0f/s; the last message deliverable %.1fs after the run's start (Graph alone %.1fs, tokens alone %.1fs)",
+		pc.GraphRequests, pc.GraphPerTenant, pc.GraphRate, pc.TokenRequests, pc.TokenRate, span.Seconds(),
 		float64(pc.GraphRequests)/pc.GraphRate, float64(pc.TokenRequests)/pc.TokenRate)
 	b.ReportMetric(span.Seconds(), "paced-span-s")
 }
