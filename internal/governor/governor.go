@@ -263,6 +263,16 @@ func (g *Gate) rateLocked(now time.Time) float64 {
 // outcome.Throttled error wrapping ErrAppThrottled, and marks ctx's Meter
 // held.
 func (g *Gate) Wait(ctx context.Context) (time.Duration, error) {
+	return g.wait(ctx, true)
+}
+
+// WaitPause is Wait for work that is about to start rather than a request:
+// it waits for the pause to end, and takes no turn of the pacing.
+func (g *Gate) WaitPause(ctx context.Context) (time.Duration, error) {
+	return g.wait(ctx, false)
+}
+
+func (g *Gate) wait(ctx context.Context, paced bool) (time.Duration, error) {
 	if g == nil {
 		return 0, nil
 	}
@@ -271,7 +281,10 @@ func (g *Gate) Wait(ctx context.Context) (time.Duration, error) {
 		g.mu.Lock()
 		now := g.opt.Now()
 		at := g.until
-		rate := g.rateLocked(now)
+		rate := 0.0
+		if paced {
+			rate = g.rateLocked(now)
+		}
 		if rate > 0 && g.next.After(at) {
 			at = g.next
 		}

@@ -338,3 +338,26 @@ func TestRetryAfter(t *testing.T) {
 		}
 	}
 }
+
+// Work about to start waits for the pause, not for a turn of the pacing:
+// only requests take turns.
+func TestWaitPauseTakesNoTurn(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := NewGate(Options{})
+		g.Throttled("", "Application/x", 2*time.Second) // paced at the least rate, 1 a second
+		if d, err := g.WaitPause(t.Context()); err != nil || d != 2*time.Second {
+			t.Fatalf("WaitPause: %v %v", d, err)
+		}
+		for range 5 {
+			if d, _ := g.WaitPause(t.Context()); d != 0 {
+				t.Fatalf("WaitPause after the pause waited %v", d)
+			}
+		}
+		if d, _ := g.Wait(t.Context()); d != 0 {
+			t.Errorf("the first request after the pause waited %v", d)
+		}
+		if d, _ := g.Wait(t.Context()); d != time.Second {
+			t.Errorf("the second request waited %v, want its turn a second later", d)
+		}
+	})
+}

@@ -268,7 +268,7 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 	// their time budget starts; one that cannot start within the
 	// delivery's budget is redone by the next delivery.
 	gctx, gcancel := context.WithDeadline(ctx, budgetEnd)
-	waited, err := w.opt.Gate.Wait(gctx)
+	waited, err := w.opt.Gate.WaitPause(gctx)
 	gcancel()
 	if err != nil {
 		return result{rec: rec, cut: true, counts: governor.Counts{Paused: waited}}
