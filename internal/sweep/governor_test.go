@@ -125,3 +125,28 @@ func TestRunSaysWhatSlowedIt(t *testing.T) {
 		}
 	}
 }
+
+// A result that is stale when it is written (the tenant was registered
+// again since the sweep started) shares nothing: re-registering cleared the
+// tenant's shared state so that the next sweep signs in afresh.
+func TestStaleResultSharesNothing(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeline(active(1), 1)
+		issued := time.Now()
+		p.prober.script[id(0)] = func(ctx context.Context) tenant.SweepResult {
+			// Registered again while its probe runs.
+			time.Sleep(time.Second)
+			rec, _ := p.reg.Stored(id(0))
+			rec.UpdatedAt = time.Now()
+			p.reg.Put(rec)
+			return tenant.SweepResult{At: issued, Outcome: outcome.OK, Shared: tenant.SharedUpdate{Put: []tenant.SharedToken{
+				{Resource: "https://graph.microsoft.com", IssuedAt: issued, ExpiresOn: issued.Add(time.Hour), Sealed: "stale"}}}}
+		}
+		if _, err := p.worker.Do(t.Context(), Work{Run: "r", Seq: 0, Tenants: []string{id(0)}}, 1); err != nil {
+			t.Fatal(err)
+		}
+		if rec := get(p.reg, id(0)); rec.LastSweep != nil || len(rec.Shared.Tokens) != 0 {
+			t.Errorf("a stale result was written: %+v, shared %+v", rec.LastSweep, rec.Shared)
+		}
+	})
+}

@@ -174,8 +174,12 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 			res.Shared = tenant.SharedUpdate{}
 			logStatusChanges(&log, sl.rec, res)
 			changes = append(changes, tenant.Change{Base: sl.rec, Apply: func(rec *tenant.Record) {
-				tenant.RecordSweep(rec, res, w.opt.BackoffMax)
-				tenant.MergeShared(rec, shared, time.Now())
+				// A stale result's tokens are not shared either: the tenant
+				// may have been registered again since (its shared state
+				// cleared so that the next sweep signs in afresh).
+				if tenant.RecordSweep(rec, res, w.opt.BackoffMax) {
+					tenant.MergeShared(rec, shared, time.Now())
+				}
 			}})
 		}
 	}
