@@ -29,7 +29,7 @@ func (q *countQueue) Pending(context.Context) (int, error) { return 0, nil }
 // when no tenant shares a token (every one signs in, so the token budget
 // binds) and when every one shares fresh tokens (only Graph's counts), and
 // reports each plan's span. The real registry and queue, and the planner's
-// memory, are BenchmarkPipeline/plan=100000's (handler).
+// memory, are BenchmarkPlanner's (handler).
 func BenchmarkPlanPacing(b *testing.B) {
 	const n = 100000
 	for _, shared := range []bool{false, true} {
