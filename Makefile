@@ -71,8 +71,8 @@ test: deps ## run the whole suite against a fresh Azurite (set AZURITE_TABLE_END
 	scripts/with-azurite.sh $(GOTEST) -race -count=1 -timeout 30m ./...
 
 .PHONY: bench
-bench: deps ## benchmark the sweep at 2,000 and 10,000 tenants, the pipeline on 3 instances and the planner at 100,000, against fakes and Azurite
-	scripts/with-azurite.sh $(GOTEST) -run '^$$' -bench '^Benchmark(Sweep|Pipeline)$$' -benchtime 1x -timeout 90m ./handler/
+bench: deps ## benchmark the sweep at 2,000 and 10,000 tenants, the pipeline on 3 instances, the governor under Graph's app-wide limit and the planner at 100,000, against fakes and Azurite
+	scripts/with-azurite.sh $(GOTEST) -run '^$$' -bench '^Benchmark(Sweep|Pipeline|Governor|Planner)$$' -benchtime 1x -timeout 90m ./handler/
 
 .PHONY: lint
 lint: deps ## gofmt, go vet, staticcheck (pinned in go.mod) and shellcheck

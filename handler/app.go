@@ -86,7 +86,7 @@ func startApp(ctx context.Context, cfg config.Config, d deps, log zerolog.Logger
 		defer close(l.ready)
 		delay := time.Second
 		for {
-			a, err := newApp(ctx, cfg, d)
+			a, err := newApp(log.WithContext(ctx), cfg, d)
 			if err == nil {
 				l.app = a
 				log.Info().Msg("app ready")

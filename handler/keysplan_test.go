@@ -20,8 +20,10 @@ import (
 // tasks as SWEEP_TASKS has them by default: cold, three round trips (both
 // tokens; then Graph's $batch, the secret, each key's read and the vault's
 // wrap; then each key's unwrap); warm, one (everything at once: the keys'
-// reads and their unwraps beside Graph and the secret). Shown by when each
-// call reached the fakes, as TestProbeIsOneRoundTripWarmAndTwoCold does.
+// reads and their unwraps beside Graph and the secret: the tokens and the
+// vault from the tenant's row, as the cold probe left them, and the keys'
+// public parts the process keeps). Shown by when each call reached the
+// fakes, as TestProbeIsOneRoundTripWarmAndTwoCold does.
 // After a rotation the key's unwrap is done again with the new version:
 // two, in that sweep only.
 func TestKeysCostOneRoundTripWarm(t *testing.T) {
@@ -53,6 +55,7 @@ func TestKeysCostOneRoundTripWarm(t *testing.T) {
 		if res.Outcome != outcome.OK || len(res.Keys) != 2 || res.Keys[0].Outcome != outcome.OK || res.Keys[1].Outcome != outcome.OK {
 			t.Fatalf("%s probe: %+v", name, res)
 		}
+		tenant.MergeShared(&rec, res.Shared, time.Now()) // as the worker writes it
 		return rounds(r.c.Requests(), latency)
 	}
 	count := func(rs []cloudtest.Request, suffix string) int {

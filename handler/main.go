@@ -20,16 +20,20 @@ import (
 	"os"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue/v2"
+	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/azauth"
 	"github.com/tenantsweep/tenantsweep/internal/config"
+	"github.com/tenantsweep/tenantsweep/internal/governor"
 	"github.com/tenantsweep/tenantsweep/internal/graph"
 	"github.com/tenantsweep/tenantsweep/internal/keyvault"
 	"github.com/tenantsweep/tenantsweep/internal/onboard"
@@ -39,6 +43,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/task"
 	"github.com/tenantsweep/tenantsweep/internal/tasks"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tokenshare"
 	"github.com/tenantsweep/tenantsweep/internal/workqueue"
 )
 
@@ -73,7 +78,6 @@ var (
 	_ task.GraphClients = (*graph.Reader)(nil)
 	_ tasks.Directory   = (*graph.Reader)(nil)
 	_ tasks.Vaults      = (*keyvault.Reader)(nil)
-	_ onboard.Forgetter = (*azauth.Tenants)(nil)
 	_ onboard.Forgetter = (*keyvault.Reader)(nil)
 )
 
@@ -115,9 +119,14 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	log := zerolog.Ctx(ctx)
+	sealer, err := tokenshare.New(tokenshare.Options{Key: cfg.Tokens.Key, Previous: cfg.Tokens.Previous, Freshness: cfg.Tokens.Freshness})
+	if err != nil { // config checked the keys: only a bug
+		return nil, err
+	}
 	creds, err := azauth.New(ctx, cfg.App, cfg.Cloud, azauth.Options{
-		Transport:  transport,
-		MaxTenants: cfg.Sweep.CacheSize,
+		Transport: transport,
+		Sealer:    sealer,
 		// The authority is one of the cloud package's fixed Microsoft sign-in
 		// hosts, never a configured URL, so MSAL's instance metadata (one
 		// request and ~0.9 KB kept per tenant credential, for validating an
@@ -127,8 +136,9 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	if err != nil {
 		return nil, fmt.Errorf("app credential: %w", err)
 	}
-	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport, MaxClients: cfg.Sweep.CacheSize})
-	graphReader := graph.New(cfg.Cloud, graph.Options{Transport: roundTripper})
+	vaults := keyvault.New(cfg.Cloud, keyvault.Options{Transport: transport})
+	gate := governor.NewGate(governor.Options{Service: "Microsoft Graph", OnPause: pauseLogger(log)})
+	graphReader := graph.New(cfg.Cloud, graph.Options{Transport: roundTripper, Gate: gate})
 	// The app's own posture and its home tenant's lookups (APP_TENANT_ID).
 	appPosture := &posture.Checker{}
 	if local := creds.LocalCredentials(); local != nil {
@@ -167,9 +177,16 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		TenantTimeout: cfg.Sweep.TenantTimeout,
 		Budget:        cfg.Sweep.Budget,
 		BackoffMax:    cfg.Sweep.BackoffMax,
+		Gate:          gate,
 	})
 	lock := sweep.NewRunLock(store, queue)
-	planOpts := sweep.PlanOptions{TenantsPerMessage: cfg.Queue.TenantsPerMessage, Budget: cfg.Sweep.Budget}
+	planOpts := sweep.PlanOptions{
+		TenantsPerMessage: cfg.Queue.TenantsPerMessage,
+		Budget:            cfg.Sweep.Budget,
+		GraphRate:         float64(cfg.Sweep.GraphRate),
+		TokenRate:         float64(cfg.Sweep.TokenRate),
+		Freshness:         cfg.Tokens.Freshness,
+	}
 	if len(appPosture.Sources) > 0 { // a client secret's expiry only the registration knows
 		planOpts.Posture = appPosture
 	}
@@ -177,8 +194,10 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	api := onboard.New(onboard.Config{
 		Store:    store,
 		Verifier: runner,
-		// An offboarded tenant's credential, tokens and vault clients go.
-		Forget:        []onboard.Forgetter{creds, vaults},
+		// What the fleet shares of a tenant is in its row, and goes with
+		// offboarding; the public parts of its keys are all the process
+		// keeps of it.
+		Forget:        []onboard.Forgetter{vaults},
 		Cloud:         cfg.Cloud,
 		AppID:         cfg.App.ClientID,
 		Homes:         creds,
@@ -187,7 +206,28 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 		RedirectURI:   cfg.Onboard.RedirectURI,
 		StateKey:      cfg.Onboard.StateKey,
 	})
+	if sealer.Ephemeral() {
+		log.Warn().Msg("TOKEN_SHARING_KEY is not set: tenants' tokens are sealed with a key of this process only, so other instances sign in again instead of using them")
+	}
 	return &app{planner: planner, worker: worker, lock: lock, queue: queue, store: store, api: api, cfg: cfg}, nil
+}
+
+// pauseLogger tells the operator when Graph throttles the app as a whole:
+// one line when this instance's Graph requests start waiting, not one per
+// throttled request.
+func pauseLogger(log *zerolog.Logger) func(until time.Time, rate float64, scope string) {
+	var mu sync.Mutex
+	var paused time.Time
+	return func(until time.Time, rate float64, scope string) {
+		mu.Lock()
+		fresh := time.Now().After(paused)
+		paused = until
+		mu.Unlock()
+		if fresh {
+			log.Warn().Time("until", until).Float64("requestsPerSecond", rate).Str("scope", scope).
+				Msg("Microsoft Graph is throttling the app as a whole: this instance's Graph requests wait, then go at the rate that got through")
+		}
+	}
 }
 
 // azuriteHint tells a developer whose registry is the local emulator how to

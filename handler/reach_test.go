@@ -16,6 +16,8 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/graph"
 	"github.com/tenantsweep/tenantsweep/internal/keyvault"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tokenshare"
 )
 
 // These tests run the per-tenant reach as newApp wires it (azauth's
@@ -42,8 +44,12 @@ func newReach(t *testing.T) reach {
 	t.Helper()
 	c := cloudtest.Start(t)
 	c.SetApp(cloudtest.App{ClientID: testAppID, Secret: testAppSecret})
+	sealer, err := tokenshare.New(tokenshare.Options{}) // newApp's without TOKEN_SHARING_KEY
+	if err != nil {
+		t.Fatal(err)
+	}
 	creds, err := azauth.New(context.Background(), config.App{ClientID: testAppID, Method: config.MethodSecret, Secret: testAppSecret},
-		cloud.AzurePublic, azauth.Options{Transport: c.HTTPClient(), DisableInstanceDiscovery: true, Retry: &policy.RetryOptions{MaxRetries: -1}})
+		cloud.AzurePublic, azauth.Options{Transport: c.HTTPClient(), DisableInstanceDiscovery: true, Retry: &policy.RetryOptions{MaxRetries: -1}, Sealer: sealer})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +79,7 @@ func TestReachOneTenant(t *testing.T) {
 	}})
 	ctx := context.Background()
 
-	cred, err := r.creds.SignIn(ctx, reachTenantA, graphOnly)
+	cred, err := r.creds.SignIn(ctx, reachTenantA, graphOnly, tenant.Shared{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +149,7 @@ func TestReachFaults(t *testing.T) {
 			noLeak(t, err.Error())
 		}
 	}
-	_, err := r.creds.SignIn(ctx, reachTenantA, graphOnly)
+	_, err := r.creds.SignIn(ctx, reachTenantA, graphOnly, tenant.Shared{})
 	check("sign-in, app not in tenant", err, outcome.AppNotInTenant)
 	credA, err := r.creds.Credential(reachTenantA)
 	if err != nil {
@@ -154,7 +160,7 @@ func TestReachFaults(t *testing.T) {
 	_, err = r.vaults.Secret(ctx, reachTenantA, cloudtest.VaultURL("contoso-kv"), "s", credA)
 	check("secret, app not in tenant", err, outcome.AppNotInTenant)
 
-	credB, err := r.creds.SignIn(ctx, reachTenantB, graphOnly)
+	credB, err := r.creds.SignIn(ctx, reachTenantB, graphOnly, tenant.Shared{})
 	check("sign-in", err, outcome.OK)
 	_, err = r.graph.Organization(ctx, credB)
 	check("organization, no consent", err, outcome.GraphConsentMissing)
@@ -189,33 +195,53 @@ func TestReachSecretOnForeignHostSendsNothing(t *testing.T) {
 	}
 }
 
-// Offboarding forgets what newApp wires it to forget: the tenant's
-// credential (and so its tokens) and its vault clients.
-func TestReachForget(t *testing.T) {
+// A tenant's credential is one probe's: the next probe keeps nothing of it
+// and signs in and asks the vault's challenge again, unless it is given
+// what the first left for the fleet (its tokens, sealed, and the vault it
+// found to be the tenant's): then it makes no token request and sends no
+// challenge.
+func TestReachSharesThroughTheRow(t *testing.T) {
 	r := newReach(t)
 	r.c.AddTenant(reachTenantA, cloudtest.Tenant{OrgName: "Contoso", Users: 1})
 	r.c.AddVault("contoso-kv", reachTenantA, cloudtest.Vault{Secrets: map[string]cloudtest.Secret{"s": {Value: reachSecret, Enabled: true}}})
+	rec := tenant.Record{TenantID: reachTenantA, Status: tenant.StatusActive, Graph: true,
+		KeyVaults: []tenant.KeyVault{{VaultURL: cloudtest.VaultURL("contoso-kv") + "/", Secrets: []string{"s"}}}}
 	ctx := context.Background()
-	probe := func() {
+	both := []string{cloud.AzurePublic.GraphScope(), cloud.AzurePublic.KeyVaultScope}
+	probe := func(shared tenant.Shared) tenant.SharedUpdate {
 		t.Helper()
-		cred, err := r.creds.SignIn(ctx, reachTenantA, graphOnly)
+		cred, err := r.creds.SignIn(ctx, reachTenantA, both, shared)
 		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := r.graph.Organization(ctx, cred); err != nil {
 			t.Fatal(err)
 		}
 		if _, err := r.vaults.Secret(ctx, reachTenantA, cloudtest.VaultURL("contoso-kv"), "s", cred); err != nil {
 			t.Fatal(err)
 		}
+		return cred.(*azauth.Session).Share()
 	}
-	probe()
-	probe()
-	if n := r.c.TokenRequests(reachTenantA); n != 2 {
-		t.Fatalf("token requests = %d, want 2 (Graph and Key Vault, then reused)", n)
+	challenges := func() int {
+		n := 0
+		for _, req := range r.c.Requests() {
+			if strings.HasSuffix(req.Host, cloudtest.VaultSuffix) && req.Tenant == "" {
+				n++
+			}
+		}
+		return n
 	}
-	r.creds.Forget(reachTenantA)
-	r.vaults.Forget(reachTenantA)
-	// A fresh credential signs in again.
-	probe()
-	if n := r.c.TokenRequests(reachTenantA); n != 4 {
-		t.Errorf("token requests = %d, want 4 (two before, two after Forget)", n)
+	u := probe(tenant.Shared{})
+	probe(tenant.Shared{})
+	if n, ch := r.c.TokenRequests(reachTenantA), challenges(); n != 4 || ch != 2 {
+		t.Fatalf("two probes: %d token requests, %d challenges; want 4 and 2 (nothing kept between probes)", n, ch)
+	}
+	if len(u.Put) != 2 || len(u.Vaults) != 1 {
+		t.Fatalf("left for the fleet: %+v", u)
+	}
+	tenant.MergeShared(&rec, u, time.Now())
+	probe(rec.Shared)
+	if n, ch := r.c.TokenRequests(reachTenantA), challenges(); n != 4 || ch != 2 {
+		t.Errorf("a probe given the fleet's share: %d token requests, %d challenges; want still 4 and 2", n, ch)
 	}
 }

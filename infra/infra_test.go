@@ -27,6 +27,7 @@ var intentionallyUnset = map[string]string{
 	"TENANT_REGISTRY_CONNECTION": "the registry is reached with the managed identity through TENANT_REGISTRY_ENDPOINT",
 	"APP_CLIENT_SECRET":          "a client secret in an app setting is what the keyvault-secret method (APP_CLIENT_SECRET_URI) avoids",
 	"LOCAL_PORT":                 "local mode only (handler local); in Azure the host gives the port in FUNCTIONS_CUSTOMHANDLER_PORT",
+	"TOKEN_SHARING_KEY_PREVIOUS": "set only while the token sharing key rotates (docs/operations.md); a Key Vault reference to a secret that does not exist would stop the app",
 }
 
 // platformSettings are app settings main.bicep may set that the Go code does

@@ -50,10 +50,18 @@ param tenantSweepSchedule string = '0 */15 * * * *'
 @description('Tenants one sweep processes at once.')
 param sweepConcurrency int = 64
 
-@description('Tenants whose credential, tokens and Key Vault clients one instance keeps (about 40 KB each).')
-@minValue(100)
-@maxValue(1000000)
-param tenantCacheSize int = 20000
+@minValue(1)
+@maxValue(100000)
+@description('Microsoft Graph requests a second a run may send across all instances ($batch steps counted); the planner paces runs to it. Graph allows an app 7,500 identity resource units a second.')
+param sweepGraphRate int = 5000
+
+@minValue(1)
+@maxValue(100000)
+@description('Token requests a second to Entra ID a run may send across all instances; the planner paces runs to it.')
+param sweepTokenRate int = 2000
+
+@description('How long after its issue a token the instances share is used (Go duration, 1s to 55m): a revoked consent shows within it.')
+param tokenFreshness string = '30m'
 
 @description('Time budget of one tenant in a sweep (Go duration).')
 param sweepTenantTimeout string = '60s'
@@ -125,6 +133,9 @@ var deploymentContainerName = 'app-package-${resourceToken}'
 var registryTable = 'tenants'
 var runsTable = 'sweepruns'
 var stateKeySecretName = 'onboard-state-key'
+// The key that seals the tokens the instances share (TOKEN_SHARING_KEY),
+// created once by infra/scripts/postprovision.sh like the state key.
+var tokenKeySecretName = 'token-sharing-key'
 
 // AZURE_CLOUD of the app, from the cloud this deployment runs in.
 var cloudNames = {
@@ -282,7 +293,11 @@ var appSettings = {
   SWEEP_TASKS: sweepTasks
   SECRET_EXPIRY_WARNING: secretExpiryWarning
   SWEEP_CONCURRENCY: string(sweepConcurrency)
-  TENANT_CACHE_SIZE: string(tenantCacheSize)
+  SWEEP_GRAPH_RATE: string(sweepGraphRate)
+  SWEEP_TOKEN_RATE: string(sweepTokenRate)
+  TOKEN_FRESHNESS: tokenFreshness
+  // Generated once by infra/scripts/postprovision.sh; resolved by the platform with the identity.
+  TOKEN_SHARING_KEY: '@Microsoft.KeyVault(SecretUri=${keyVault.outputs.uri}secrets/${tokenKeySecretName}/)'
   SWEEP_TENANT_TIMEOUT: sweepTenantTimeout
   SWEEP_BACKOFF_MAX: sweepBackoffMax
   SWEEP_QUEUE: sweepQueue
@@ -369,6 +384,7 @@ output KEY_VAULT_URI string = keyVault.outputs.uri
 output APP_CREDENTIAL_METHOD string = credentialMethod
 output APP_VAULT_ENTRY string = appSecretName
 output STATE_KEY_VAULT_ENTRY string = stateKeySecretName
+output TOKEN_KEY_VAULT_ENTRY string = tokenKeySecretName
 output STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output STORAGE_TABLE_ENDPOINT string = storage.outputs.tableEndpoint
 output TENANT_REGISTRY_TABLE string = registryTable

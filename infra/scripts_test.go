@@ -1001,7 +1001,7 @@ func TestOnboardCustomerArguments(t *testing.T) {
 
 func TestPostprovisionStateKey(t *testing.T) {
 	e := newFakeEnv(t, developerTenant())
-	env := []string{"KEY_VAULT_NAME=kv-abc", "STATE_KEY_VAULT_ENTRY=onboard-state-key"}
+	env := []string{"KEY_VAULT_NAME=kv-abc", "STATE_KEY_VAULT_ENTRY=onboard-state-key", "TOKEN_KEY_VAULT_ENTRY=token-sharing-key"}
 	if code, out := e.run("postprovision.sh", env); code != 0 {
 		t.Fatalf("exit %d\n%s", code, out)
 	}
@@ -1009,11 +1009,15 @@ func TestPostprovisionStateKey(t *testing.T) {
 	if raw, err := base64.StdEncoding.DecodeString(key); err != nil || len(raw) != 32 {
 		t.Errorf("state key %q: want base64 of 32 bytes (%v)", key, err)
 	}
+	tokenKey := e.load().Secrets["kv-abc/token-sharing-key"]
+	if raw, err := base64.StdEncoding.DecodeString(tokenKey); err != nil || len(raw) != 32 || tokenKey == key {
+		t.Errorf("token sharing key %q: want base64 of 32 bytes of its own (%v)", tokenKey, err)
+	}
 	if code, out := e.run("postprovision.sh", env); code != 0 {
 		t.Fatalf("second run: exit %d\n%s", code, out)
 	}
-	if e.load().Secrets["kv-abc/onboard-state-key"] != key || len(e.mutations()) > 0 {
-		t.Error("the second run replaced the state key")
+	if e.load().Secrets["kv-abc/onboard-state-key"] != key || e.load().Secrets["kv-abc/token-sharing-key"] != tokenKey || len(e.mutations()) > 0 {
+		t.Error("the second run replaced a key")
 	}
 	if code, out := e.run("postprovision.sh", nil); code != 1 || !strings.Contains(out, "KEY_VAULT_NAME") {
 		t.Errorf("without KEY_VAULT_NAME: exit %d\n%s", code, out)

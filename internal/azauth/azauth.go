@@ -1,7 +1,9 @@
-// Package azauth holds the multi-tenant app's credential and hands out one
-// azcore.TokenCredential per customer tenant. Each credential signs in to its
-// own tenant only, keeps MSAL's token cache for the life of the process, and
-// returns *outcome.Error for every failure.
+// Package azauth holds the multi-tenant app's credential and hands out a
+// customer tenant's credential for each piece of work done there (a
+// Session). Each signs in to its own tenant only, uses the tokens the fleet
+// shares through the registry when they are fresh (tokenshare), hands its
+// own over for sharing, keeps nothing once the work is done, and returns
+// *outcome.Error for every failure.
 package azauth
 
 import (
@@ -16,6 +18,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -30,14 +33,11 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/config"
-	"github.com/tenantsweep/tenantsweep/internal/lru"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/posture"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tokenshare"
 )
-
-// DefaultMaxTenants bounds the cached credentials when Options.MaxTenants is 0.
-const DefaultMaxTenants = 100000
 
 // Options tune New. The zero value works; production also sets
 // DisableInstanceDiscovery.
@@ -53,9 +53,10 @@ type Options struct {
 	// cloud is one of internal/cloud's, whose authority hosts are Microsoft's
 	// own: MSAL then has nothing to validate.
 	DisableInstanceDiscovery bool
-	// MaxTenants bounds the cached tenant credentials; the least recently
-	// used is dropped past it. 0 means DefaultMaxTenants.
-	MaxTenants int
+	// Sealer opens the tokens the fleet shares through the registry and
+	// seals those a Session requests (Session.Share); nil shares nothing:
+	// every piece of work signs in.
+	Sealer *tokenshare.Sealer
 	// MSIClientOptions, when set, are the client options of the managed
 	// identity credential (keyvault-secret and federated-identity methods)
 	// instead of Transport and Retry.
@@ -78,7 +79,8 @@ var ErrWrongTenant = errors.New("token requested for another tenant")
 // secret (empty for the methods that do not use one).
 type builder func(tenantID, secret string) (azcore.TokenCredential, error)
 
-// Tenants hands out one credential per customer tenant.
+// Tenants hands out a tenant's credential for each piece of work done
+// there (Session); it keeps no tenant's state between them.
 type Tenants struct {
 	build  builder
 	secret *secretSource // keyvault-secret method only
@@ -88,9 +90,9 @@ type Tenants struct {
 	// certificate is the leaf certificate the app signs in with (the
 	// certificate method only), for its posture.
 	certificate *x509.Certificate
-
-	mu    sync.Mutex
-	creds *lru.Cache[string, *tenantCredential]
+	// sealer opens the fleet's shared tokens and seals the ones a Session
+	// requests; nil shares nothing.
+	sealer *tokenshare.Sealer
 }
 
 // New prepares the app's credential. For the keyvault-secret method it reads
@@ -128,11 +130,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	if opts.MSIClientOptions != nil {
 		miOpts = *opts.MSIClientOptions
 	}
-	size := opts.MaxTenants
-	if size <= 0 {
-		size = DefaultMaxTenants
-	}
-	t := &Tenants{creds: lru.New[string, *tenantCredential](size)}
+	t := &Tenants{sealer: opts.Sealer}
 	disableID := opts.DisableInstanceDiscovery
 	host := cl.AuthorityHost
 	if u, err := url.Parse(host); err != nil || u.Scheme != "https" {
@@ -140,7 +138,7 @@ func New(ctx context.Context, app config.App, cl cloud.Cloud, opts Options) (*Te
 	}
 	// One pipeline for every tenant's token requests: it holds no tenant
 	// state, and one per credential was a tenth of the live heap.
-	hc := newTokenHTTP(&co)
+	hc := newTokenHTTP(&co, host)
 	t.authority, t.hc = host, hc
 	msal := func(tenantID string, cred confidential.Credential) azcore.TokenCredential {
 		return newMSALCredential(runtime.JoinPaths(host, tenantID), clientID, cred, hc, disableID)
@@ -232,57 +230,58 @@ func newMI(clientID string, co azcore.ClientOptions) (*azidentity.ManagedIdentit
 	return mi, nil
 }
 
-// Credential returns the tenant's credential, created on first use and kept
-// so that its tokens are cached. A tenant id that tenant.ParseTenantID
-// refuses is tenant_not_found, before any request.
-func (t *Tenants) Credential(tenantID string) (azcore.TokenCredential, error) {
+// Credential returns a new credential of the tenant for one piece of work
+// (a probe, a verification): it keeps the tokens it gets for as long as the
+// work holds it, and nothing outlives it. A tenant id that
+// tenant.ParseTenantID refuses is tenant_not_found, before any request.
+func (t *Tenants) Credential(tenantID string) (*Session, error) {
 	id, err := tenant.ParseTenantID(tenantID)
 	if err != nil {
 		return nil, outcome.New(outcome.TenantNotFound, "the tenant id must be the GUID of a customer directory",
 			fmt.Errorf("%w: %w", ErrInvalidTenantID, err))
 	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	if tc, ok := t.creds.Get(id); ok {
-		return tc, nil
-	}
-	tc := &tenantCredential{t: t, tenantID: id}
-	if _, _, err := tc.current(); err != nil {
+	s := &Session{t: t, tenantID: id}
+	if _, _, err := s.current(); err != nil {
 		return nil, fmt.Errorf("credential for tenant %s: %w", id, err)
 	}
-	t.creds.Put(id, tc)
-	return tc, nil
+	return s, nil
 }
 
-// SignIn requests (or reuses) the tenant's token of every scope at once and
-// returns the tenant's credential, which then hands them out from its cache:
-// a cold tenant's work waits for one token round trip, however many
-// resources it uses (see tenantCredential for why the requests really run
-// at once). Each is asked for with CAE enabled, as the Azure SDK's clients
-// and the Graph SDK ask, because MSAL keeps CAE and non-CAE tokens in
-// separate caches: the token it gets is the one the clients then reuse.
+// SignIn returns the tenant's credential for one piece of work, with every
+// token of scopes at hand: those of shared.Tokens (the tokens the fleet
+// stored for the tenant) that open, name the tenant and the scope's resource, and are
+// fresh (see tokenshare) are used as they are, and the others are requested
+// at once, so a cold tenant's work waits for one token round trip however
+// many resources it uses (see Session for why the requests really run at
+// once). Each is asked for with CAE enabled, as the Azure SDK's clients and
+// the Graph SDK ask, so that the token it gets is the one the clients then
+// reuse.
 //
-// It fails only when every request failed, with the first scope's error;
-// a scope that failed alone is asked for again by the request that needs
-// it, which then reports its own outcome. With no scopes it makes no
-// request. Its errors are *outcome.Error, or a cancellation.
-func (t *Tenants) SignIn(ctx context.Context, tenantID string, scopes []string) (azcore.TokenCredential, error) {
-	cred, err := t.Credential(tenantID)
-	if err != nil || len(scopes) == 0 {
-		return cred, err
+// It fails only when every scope failed, with the first scope's error; a
+// scope that failed alone is asked for again by the request that needs it,
+// which then reports its own outcome. With no scopes it makes no request.
+// Its errors are *outcome.Error, or a cancellation.
+func (t *Tenants) SignIn(ctx context.Context, tenantID string, scopes []string, shared tenant.Shared) (azcore.TokenCredential, error) {
+	s, err := t.Credential(tenantID)
+	if err != nil {
+		return nil, err
+	}
+	s.seed(ctx, shared)
+	if len(scopes) == 0 {
+		return s, nil
 	}
 	errs := make([]error, len(scopes))
 	var wg sync.WaitGroup
 	for i, scope := range scopes[1:] {
 		wg.Go(func() {
-			_, errs[i+1] = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}, EnableCAE: true})
+			_, errs[i+1] = s.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scope}, EnableCAE: true})
 		})
 	}
-	_, errs[0] = cred.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scopes[0]}, EnableCAE: true})
+	_, errs[0] = s.GetToken(ctx, policy.TokenRequestOptions{Scopes: []string{scopes[0]}, EnableCAE: true})
 	wg.Wait()
 	for _, err := range errs {
 		if err == nil {
-			return cred, nil
+			return s, nil
 		}
 	}
 	return nil, errs[0]
@@ -350,25 +349,18 @@ func (t *Tenants) Home(ctx context.Context, tenantID string) (tenant.Home, error
 		RegionSubScope: outcome.SafeCode(m.RegionSubScope)}, nil
 }
 
-// Forget drops the tenant's credential and its cached tokens.
-func (t *Tenants) Forget(tenantID string) {
-	id, err := tenant.ParseTenantID(tenantID)
-	if err != nil {
-		return // never cached
-	}
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	t.creds.Remove(id)
-}
-
-// tenantCredential is one tenant's credential. It rebuilds its SDK
-// credential when the app secret read from Key Vault changes.
+// Session is one tenant's credential for one piece of work. It requests
+// tokens through one MSAL confidential client of the tenant, built when it
+// first needs one and dropped with the Session: with the fleet's tokens in
+// the registry, nothing of a tenant needs to live on in the process
+// between its sweeps.
 //
-// Its one MSAL client serves every scope at once (see msalCredential), so a
-// cold tenant's tokens are requested in parallel. Requests for one scope
-// take turns, as they did in azidentity's credentials, so that two
-// concurrent cold requests for one scope make one token request.
-type tenantCredential struct {
+// MSAL's client serves every scope at once (see msalCredential), so a cold
+// tenant's tokens are requested in parallel. Requests for one scope take
+// turns, so that two concurrent cold requests for one scope make one token
+// request. A Session rebuilds its MSAL credential when the app secret read
+// from Key Vault changes.
+type Session struct {
 	t        *Tenants
 	tenantID string
 
@@ -376,141 +368,252 @@ type tenantCredential struct {
 	gen    uint64
 	inner  azcore.TokenCredential
 	scopes []*scopeState // a tenant's tasks use a handful of resources
+	// vaults are the hosts known to be the tenant's (or found not to be),
+	// learned says which this Session found out.
+	vaults  map[string]bool
+	learned map[string]bool
 }
 
-// scopeState is what a tenant credential keeps for one scope: the turn its
-// requests take, and the last token MSAL returned for it. A warm tenant
-// asks for its Graph token twice a sweep (its sign-in, then Graph's
+// scopeState is what a Session keeps for one scope: the turn its requests
+// take, and the last token it got (or was given by the fleet). A tenant's
+// work asks for its Graph token twice (its sign-in, then Graph's
 // authentication) and for its Key Vault token twice (the sign-in, then the
-// vault's challenge); answering those from here instead of searching
-// MSAL's cache again saves a few percent of a warm sweep's CPU for ~100
-// bytes a scope.
+// vault read).
 type scopeState struct {
 	scope string // lower case
 	turn  sync.Mutex
 	last  lastToken
 }
 
-// lastToken is the token the tenant's MSAL client returned last for a
-// scope.
+// lastToken is the token a Session holds for a scope.
 type lastToken struct {
 	scope string
 	cae   bool
 	gen   uint64    // of the app secret it was acquired with
-	at    time.Time // when it was acquired
+	at    time.Time // when this process got it (requested or opened)
 	tk    azcore.AccessToken
+	// issued is the token's iat; shared says it came from the registry
+	// (another sweep's, or another instance's), not from this Session.
+	issued time.Time
+	shared bool
 }
 
-// tokenRefreshMargin is how long before its expiry a remembered token is no
-// longer handed out, as MSAL does not hand out a cached one either.
+// tokenRefreshMargin is how long before its expiry a token is no longer
+// handed out, as MSAL does not hand out a cached one either.
 const tokenRefreshMargin = 5 * time.Minute
+
+// seed takes what the fleet shares of the tenant: the vaults known to be
+// its own, and the tokens the Sealer opens.
+func (s *Session) seed(ctx context.Context, shared tenant.Shared) {
+	s.mu.Lock()
+	for _, h := range shared.Vaults {
+		if s.vaults == nil {
+			s.vaults = map[string]bool{}
+		}
+		s.vaults[strings.ToLower(h)] = true
+	}
+	s.mu.Unlock()
+	if s.t.sealer == nil || len(shared.Tokens) == 0 {
+		return
+	}
+	_, gen := s.secretGen()
+	now := time.Now()
+	for _, st := range shared.Tokens {
+		tk, err := s.t.sealer.Open(s.tenantID, st)
+		if err != nil {
+			// The reason names no token: an old or foreign key, a row
+			// altered or copied from another tenant, a stale token.
+			zerolog.Ctx(ctx).Debug().Str("tenantId", s.tenantID).Str("resource", st.Resource).Str("reason", err.Error()).
+				Msg("shared token not used")
+			continue
+		}
+		scope := st.Resource + "/.default"
+		tro := policy.TokenRequestOptions{Scopes: []string{scope}, EnableCAE: true}
+		if state := s.state(tro); state != nil {
+			s.mu.Lock()
+			state.last = lastToken{scope: scope, cae: true, gen: gen, at: now, tk: tk, issued: st.IssuedAt, shared: true}
+			s.mu.Unlock()
+		}
+	}
+}
+
+// VaultKnown reports whether the vault at host is known to be the tenant's:
+// its token may go there without asking the vault's challenge first.
+func (s *Session) VaultKnown(host string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.vaults[strings.ToLower(host)]
+}
+
+// VaultIs records what the vault at host's challenge said: that the vault
+// is the tenant's own, or not.
+func (s *Session) VaultIs(host string, own bool) {
+	host = strings.ToLower(host)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.vaults == nil {
+		s.vaults, s.learned = map[string]bool{}, map[string]bool{}
+	}
+	if s.learned == nil {
+		s.learned = map[string]bool{}
+	}
+	s.vaults[host] = own
+	s.learned[host] = true
+}
+
+// Share is what the Session leaves for the fleet: the vaults it found to be
+// the tenant's (or not), and the tokens it requested, sealed, except those
+// of the refused scopes (whose grants a resource refused: such a token must
+// not stand for the tenant's consent), which the registry drops instead,
+// whoever got them.
+func (s *Session) Share(refused ...string) tenant.SharedUpdate {
+	var u tenant.SharedUpdate
+	if s == nil {
+		return u
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for h := range s.learned {
+		if s.vaults[h] {
+			u.Vaults = append(u.Vaults, h)
+		} else {
+			u.NotVaults = append(u.NotVaults, h)
+		}
+	}
+	slices.Sort(u.Vaults)
+	slices.Sort(u.NotVaults)
+	if s.t.sealer == nil {
+		return u
+	}
+	for _, st := range s.scopes {
+		l := st.last
+		if l.tk.Token == "" || !l.cae {
+			continue
+		}
+		if slices.ContainsFunc(refused, func(r string) bool { return strings.EqualFold(r, st.scope) }) {
+			u.Drop = append(u.Drop, tenant.SharedToken{Resource: tokenshare.Resource(st.scope), IssuedAt: l.issued})
+			continue
+		}
+		if l.shared {
+			continue // the registry has it
+		}
+		sealed, err := s.t.sealer.Seal(s.tenantID, st.scope, l.tk)
+		if err != nil {
+			continue // not a token whose tid and aud can be checked: not shared
+		}
+		u.Put = append(u.Put, sealed)
+	}
+	return u
+}
+
+func (s *Session) secretGen() (string, uint64) {
+	if s.t.secret == nil {
+		return "", 0
+	}
+	return s.t.secret.current()
+}
 
 // remembered returns the scope's last token when it answers tro as MSAL's
 // cache would: same scope and CAE mode, no claims challenge, acquired with
 // the current app secret, neither due for refresh nor near its expiry.
-func (c *tenantCredential) remembered(st *scopeState, tro policy.TokenRequestOptions, now time.Time) (azcore.AccessToken, bool) {
+func (s *Session) remembered(st *scopeState, tro policy.TokenRequestOptions, now time.Time) (azcore.AccessToken, bool) {
 	if st == nil || tro.Claims != "" {
 		return azcore.AccessToken{}, false
 	}
-	gen := uint64(0)
-	if c.t.secret != nil {
-		_, gen = c.t.secret.current()
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	_, gen := s.secretGen()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	l := st.last
 	// A clock set back past the acquisition is not trusted, as MSAL does not
 	// trust a cache entry from the future.
-	if l.tk.Token == "" || l.scope != tro.Scopes[0] || l.cae != tro.EnableCAE || l.gen != gen || now.Before(l.at) ||
+	if l.tk.Token == "" || !strings.EqualFold(l.scope, tro.Scopes[0]) || l.cae != tro.EnableCAE || l.gen != gen || now.Before(l.at) ||
 		!now.Before(l.tk.ExpiresOn.Add(-tokenRefreshMargin)) || (!l.tk.RefreshOn.IsZero() && !now.Before(l.tk.RefreshOn)) {
 		return azcore.AccessToken{}, false
 	}
 	return l.tk, true
 }
 
-// remember keeps tk as the scope's last token. A token acquired for a claims
-// challenge replaces the last one too, as it does in MSAL's cache.
-func (c *tenantCredential) remember(st *scopeState, tro policy.TokenRequestOptions, gen uint64, tk azcore.AccessToken) {
+// remember keeps tk as the scope's last token. A token acquired for a
+// claims challenge replaces the last one too, as it does in MSAL's cache.
+func (s *Session) remember(st *scopeState, tro policy.TokenRequestOptions, gen uint64, tk azcore.AccessToken) {
 	if st == nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	st.last = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, at: time.Now(), tk: tk}
+	issued, _ := tokenshare.IssuedAt(tk.Token)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st.last = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, at: time.Now(), tk: tk, issued: issued}
 }
 
-func (c *tenantCredential) forgetLast(st *scopeState) {
+func (s *Session) forgetLast(st *scopeState) {
 	if st == nil {
 		return
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	st.last = lastToken{}
 }
 
-// maxScopes bounds the scopes a tenant credential keeps state for; a
-// request for yet another scope goes to MSAL's cache without a turn.
+// maxScopes bounds the scopes a Session keeps state for; a request for yet
+// another scope goes to MSAL's cache without a turn.
 const maxScopes = 8
 
 // state is the scope's state, created on first use; nil for a request of
 // several scopes (which the SDKs never make) or past maxScopes.
-func (c *tenantCredential) state(tro policy.TokenRequestOptions) *scopeState {
+func (s *Session) state(tro policy.TokenRequestOptions) *scopeState {
 	if len(tro.Scopes) != 1 {
 		return nil
 	}
 	scope := strings.ToLower(tro.Scopes[0])
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for _, st := range c.scopes {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, st := range s.scopes {
 		if st.scope == scope {
 			return st
 		}
 	}
-	if len(c.scopes) == maxScopes {
+	if len(s.scopes) == maxScopes {
 		return nil
 	}
 	st := &scopeState{scope: scope}
-	c.scopes = append(c.scopes, st)
+	s.scopes = append(s.scopes, st)
 	return st
 }
 
-var _ azcore.TokenCredential = (*tenantCredential)(nil)
+var _ azcore.TokenCredential = (*Session)(nil)
 
 // current returns the SDK credential for the current app secret.
-func (c *tenantCredential) current() (azcore.TokenCredential, uint64, error) {
-	secret, gen := "", uint64(0)
-	if c.t.secret != nil {
-		secret, gen = c.t.secret.current()
+func (s *Session) current() (azcore.TokenCredential, uint64, error) {
+	secret, gen := s.secretGen()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.gen != gen {
+		s.inner, s.gen = nil, gen
 	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.gen != gen {
-		c.inner, c.gen = nil, gen
-	}
-	if c.inner == nil {
-		inner, err := c.t.build(c.tenantID, secret)
+	if s.inner == nil {
+		inner, err := s.t.build(s.tenantID, secret)
 		if err != nil {
 			return nil, 0, err
 		}
-		c.inner = inner
+		s.inner = inner
 	}
-	return c.inner, c.gen, nil
+	return s.inner, s.gen, nil
 }
 
-// GetToken gets a token in the credential's tenant, and only there.
-func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
-	if tro.TenantID != "" && !strings.EqualFold(tro.TenantID, c.tenantID) {
+// GetToken gets a token in the Session's tenant, and only there.
+func (s *Session) GetToken(ctx context.Context, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
+	if tro.TenantID != "" && !strings.EqualFold(tro.TenantID, s.tenantID) {
 		return azcore.AccessToken{}, outcome.New(outcome.UpstreamError,
 			"a token for another tenant was requested (the resource belongs to tenant "+safeTenant(tro.TenantID)+")",
-			fmt.Errorf("%w: credential of %s, requested %q", ErrWrongTenant, c.tenantID, tro.TenantID))
+			fmt.Errorf("%w: credential of %s, requested %q", ErrWrongTenant, s.tenantID, tro.TenantID))
 	}
-	tro.TenantID = c.tenantID
-	st := c.state(tro)
+	tro.TenantID = s.tenantID
+	st := s.state(tro)
 	if tro.Claims != "" {
 		// The resource refused the last token: nobody gets it again while
 		// the claims request runs.
-		c.forgetLast(st)
-	} else if tk, ok := c.remembered(st, tro, time.Now()); ok {
+		s.forgetLast(st)
+	} else if tk, ok := s.remembered(st, tro, time.Now()); ok {
 		return tk, nil
 	}
 	ctx = outcome.WithAttempts(ctx)
@@ -518,39 +621,39 @@ func (c *tenantCredential) GetToken(ctx context.Context, tro policy.TokenRequest
 		st.turn.Lock()
 		defer st.turn.Unlock()
 		// Another request for this scope may have got the token meanwhile.
-		if tk, ok := c.remembered(st, tro, time.Now()); ok {
+		if tk, ok := s.remembered(st, tro, time.Now()); ok {
 			return tk, nil
 		}
 	}
-	inner, gen, err := c.current()
+	inner, gen, err := s.current()
 	if err != nil {
 		return azcore.AccessToken{}, outcome.New(outcome.InternalError, "the tenant's credential could not be built", err)
 	}
 	tk, err := inner.GetToken(ctx, tro)
 	if err == nil {
-		c.remember(st, tro, gen, tk)
+		s.remember(st, tro, gen, tk)
 		return tk, nil
 	}
-	if c.t.secret == nil || !secretRejected(err) {
+	if s.t.secret == nil || !secretRejected(err) {
 		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
 	// The secret in Key Vault may have been rotated since it was read.
-	changed, rerr := c.t.secret.refresh(ctx, gen)
+	changed, rerr := s.t.secret.refresh(ctx, gen)
 	if rerr != nil {
-		zerolog.Ctx(ctx).Warn().Str("tenantId", c.tenantID).Err(rerr).Msg("re-reading the app secret from Key Vault failed")
+		zerolog.Ctx(ctx).Warn().Str("tenantId", s.tenantID).Err(rerr).Msg("re-reading the app secret from Key Vault failed")
 	}
 	if !changed {
 		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
-	zerolog.Ctx(ctx).Info().Str("tenantId", c.tenantID).Msg("app secret changed in Key Vault; retrying the sign-in with it")
-	if inner, gen, err = c.current(); err != nil {
+	zerolog.Ctx(ctx).Info().Str("tenantId", s.tenantID).Msg("app secret changed in Key Vault; retrying the sign-in with it")
+	if inner, gen, err = s.current(); err != nil {
 		return azcore.AccessToken{}, outcome.New(outcome.InternalError, "the tenant's credential could not be built", err)
 	}
 	tk, err = inner.GetToken(ctx, tro)
 	if err != nil {
 		return azcore.AccessToken{}, classify(ctx, err, scopeOf(tro))
 	}
-	c.remember(st, tro, gen, tk)
+	s.remember(st, tro, gen, tk)
 	return tk, nil
 }
 

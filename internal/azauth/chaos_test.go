@@ -14,6 +14,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
 	"github.com/tenantsweep/tenantsweep/internal/config"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // chaosFault is one kind of tenant in the mixed sign-in test: how the fakes
@@ -108,7 +109,7 @@ func mixedSignIns(t *testing.T, transport policy.Transporter, cases []chaosCase)
 			sem <- struct{}{}
 			wg.Go(func() {
 				defer func() { <-sem }()
-				_, err := ts.SignIn(ctx, tc.id, []string{graphTRO.Scopes[0], cloud.AzurePublic.KeyVaultScope})
+				_, err := ts.SignIn(ctx, tc.id, []string{graphTRO.Scopes[0], cloud.AzurePublic.KeyVaultScope}, tenant.Shared{})
 				if got := outcome.Of(err); got != tc.fault.want {
 					mu.Lock()
 					misclassified[tc.fault.name]++

@@ -3,10 +3,13 @@ package azauth
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
+	"strings"
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
@@ -14,6 +17,9 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/streaming"
 	"github.com/AzureAD/microsoft-authentication-library-for-go/apps/confidential"
+
+	"github.com/tenantsweep/tenantsweep/internal/governor"
+	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
 // msalCredential is a customer tenant's credential on MSAL's confidential
@@ -79,7 +85,7 @@ func (c *msalCredential) client(cae bool) (*confidential.Client, error) {
 	return *p, nil
 }
 
-// GetToken returns a cached token or requests one, as azidentity's
+// GetToken returns a token of MSAL's cache or requests one, as azidentity's
 // confidential credentials do, without their lock.
 func (c *msalCredential) GetToken(ctx context.Context, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	if len(tro.Scopes) == 0 {
@@ -89,10 +95,8 @@ func (c *msalCredential) GetToken(ctx context.Context, tro policy.TokenRequestOp
 	if err != nil {
 		return azcore.AccessToken{}, err
 	}
-	ar, err := cl.AcquireTokenSilent(ctx, tro.Scopes, confidential.WithClaims(tro.Claims), confidential.WithTenantID(tro.TenantID))
-	if err != nil {
-		ar, err = cl.AcquireTokenByCredential(ctx, tro.Scopes, confidential.WithClaims(tro.Claims), confidential.WithTenantID(tro.TenantID))
-	}
+	// It looks in MSAL's cache first itself (unless for a claims challenge).
+	ar, err := cl.AcquireTokenByCredential(ctx, tro.Scopes, confidential.WithClaims(tro.Claims), confidential.WithTenantID(tro.TenantID))
 	if err != nil {
 		return azcore.AccessToken{}, err
 	}
@@ -101,16 +105,61 @@ func (c *msalCredential) GetToken(ctx context.Context, tro policy.TokenRequestOp
 
 // tokenHTTP sends MSAL's requests through an azcore pipeline (retries,
 // the transport's proxy and CA handling, outcome.SentPolicy), as azidentity does
-// through each credential's own.
-type tokenHTTP struct{ pl runtime.Pipeline }
+// through each credential's own, and counts token requests in the
+// request's governor.Meter.
+//
+// It answers MSAL's tenant discovery itself: an MSAL client asks once for
+// its tenant's OpenID configuration (GET {authority}/{tenant}/v2.0/
+// .well-known/openid-configuration) before its first token request, and a
+// Session's client lives for one piece of work. For the fixed Microsoft
+// authority hosts of internal/cloud that document is the same for every
+// tenant but for the tenant id in its endpoints, so answering it here costs
+// no round trip, where asking would cost one before every cold sign-in. A
+// tenant that does not exist is still told apart: its token request fails
+// with AADSTS90002, as the discovery would have.
+type tokenHTTP struct {
+	pl        runtime.Pipeline
+	authority *url.URL // scheme and host of the cloud's authority
+}
 
-func newTokenHTTP(co *azcore.ClientOptions) *tokenHTTP {
-	return &tokenHTTP{pl: runtime.NewPipeline("azauth", "v1", runtime.PipelineOptions{}, co)}
+func newTokenHTTP(co *azcore.ClientOptions, authorityHost string) *tokenHTTP {
+	u, _ := url.Parse(authorityHost) // New checked it
+	return &tokenHTTP{pl: runtime.NewPipeline("azauth", "v1", runtime.PipelineOptions{}, co), authority: u}
 }
 
 func (*tokenHTTP) CloseIdleConnections() {}
 
+// discovery answers a tenant discovery request of the cloud's authority
+// host for a tenant GUID; ok is false for any other request.
+func (h *tokenHTTP) discovery(r *http.Request) (*http.Response, bool) {
+	if r.Method != http.MethodGet || r.URL.Scheme != h.authority.Scheme || !strings.EqualFold(r.URL.Host, h.authority.Host) {
+		return nil, false
+	}
+	id, ok := strings.CutSuffix(strings.TrimPrefix(r.URL.Path, "/"), "/v2.0/.well-known/openid-configuration")
+	if !ok {
+		return nil, false
+	}
+	if _, guid := tenant.ParseGUID(id); !guid || strings.Contains(id, "/") {
+		return nil, false
+	}
+	base := h.authority.Scheme + "://" + h.authority.Host + "/" + id
+	body, _ := json.Marshal(map[string]string{
+		"token_endpoint":         base + "/oauth2/v2.0/token",
+		"authorization_endpoint": base + "/oauth2/v2.0/authorize",
+		"issuer":                 base + "/v2.0",
+	})
+	return &http.Response{StatusCode: http.StatusOK, Status: "200 OK", Proto: "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header: http.Header{"Content-Type": {"application/json"}}, Body: io.NopCloser(bytes.NewReader(body)),
+		ContentLength: int64(len(body)), Request: r}, true
+}
+
 func (h *tokenHTTP) Do(r *http.Request) (*http.Response, error) {
+	if resp, ok := h.discovery(r); ok {
+		return resp, nil
+	}
+	if r.Method == http.MethodPost && strings.HasSuffix(r.URL.Path, "/oauth2/v2.0/token") {
+		governor.MeterOf(r.Context()).Token()
+	}
 	req, err := runtime.NewRequest(r.Context(), r.Method, r.URL.String())
 	if err != nil {
 		return nil, err

@@ -66,7 +66,7 @@ func TestRememberedTokens(t *testing.T) {
 			inner := &countingCredential{expiresIn: tt.expiresIn, refreshIn: tt.refreshIn}
 			ts := &Tenants{secret: &secretSource{value: "s1", gen: 1},
 				build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
-			c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
+			c := &Session{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
 			for i, tro := range tt.asks {
 				if tt.rotate && i == len(tt.asks)-1 {
 					ts.secret.mu.Lock()
@@ -86,7 +86,7 @@ func TestRememberedTokens(t *testing.T) {
 	t.Run("the claims token replaces the last one", func(t *testing.T) {
 		inner := &countingCredential{expiresIn: time.Hour}
 		ts := &Tenants{build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
-		c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
+		c := &Session{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
 		for _, tro := range []policy.TokenRequestOptions{ask(graph), withClaims} {
 			if _, err := c.GetToken(t.Context(), tro); err != nil {
 				t.Fatal(err)
@@ -104,7 +104,7 @@ func TestRememberedTokens(t *testing.T) {
 	t.Run("a claims challenge forgets the refused token, even when it fails", func(t *testing.T) {
 		inner := &countingCredential{expiresIn: time.Hour, failClaims: true}
 		ts := &Tenants{build: func(string, string) (azcore.TokenCredential, error) { return inner, nil }}
-		c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
+		c := &Session{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
 		if _, err := c.GetToken(t.Context(), ask(graph)); err != nil {
 			t.Fatal(err)
 		}
@@ -121,7 +121,7 @@ func TestRememberedTokens(t *testing.T) {
 
 	t.Run("a clock set back before the token was acquired asks", func(t *testing.T) {
 		ts := &Tenants{}
-		c := &tenantCredential{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
+		c := &Session{t: ts, tenantID: "11111111-1111-1111-1111-111111111111"}
 		now := time.Now()
 		st := c.state(ask(graph))
 		c.remember(st, ask(graph), 0, azcore.AccessToken{Token: "t", ExpiresOn: now.Add(time.Hour)})

@@ -93,6 +93,7 @@ type Cloud struct {
 	refused        map[string]int // host -> the proxy's answer to CONNECT
 	entra          entraState
 	rsaDistinct    int // ShareRSAKeys: distinct key materials a size, 0 for all
+	throttle       graphThrottle
 	closed         bool
 }
 
@@ -335,6 +336,7 @@ func (c *Cloud) ResetCounters() {
 	c.tokenReqs = map[string]int{}
 	c.totalTokenReqs = 0
 	c.miReqs = 0
+	c.throttle.since, c.throttle.windows = time.Now(), nil
 	c.conns.Store(0)
 	c.resumed.Store(0)
 }

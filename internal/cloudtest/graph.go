@@ -70,8 +70,9 @@ func (c *Cloud) serveGraph(w http.ResponseWriter, r *http.Request) {
 }
 
 // serveGraphResource answers one Graph request of tenant, on its own or as
-// a step of a $batch: the tenant's injected faults first (each request or
-// step takes one of GraphThrottle's 429s), then the permission check of
+// a step of a $batch: the app limit first (SetGraphAppLimit), then the
+// tenant's injected faults (each request or step takes one of
+// GraphThrottle's 429s), then the permission check of
 // the request's token (graphPermissions), then the resource. The faults
 // come first so that a tenant made to fail fails the same whatever it
 // granted.
@@ -92,7 +93,11 @@ func (c *Cloud) serveGraphResource(w http.ResponseWriter, r *http.Request, tenan
 		writeODataError(w, http.StatusUnauthorized, "InvalidAuthenticationToken", "Access token validation failure: unknown tenant.")
 		return
 	}
+	if c.appThrottled(w, r, tenant) {
+		return
+	}
 	if throttled {
+		c.tenantThrottleScope(w, r, tenant)
 		w.Header().Set("Retry-After", "0")
 		writeODataError(w, http.StatusTooManyRequests, "TooManyRequests", "Too many requests.")
 		return
@@ -103,6 +108,7 @@ func (c *Cloud) serveGraphResource(w http.ResponseWriter, r *http.Request, tenan
 		writeODataError(w, http.StatusForbidden, "Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
 		return
 	case http.StatusTooManyRequests:
+		c.tenantThrottleScope(w, r, tenant)
 		w.Header().Set("Retry-After", "0")
 		writeODataError(w, http.StatusTooManyRequests, "TooManyRequests", "Too many requests.")
 		return

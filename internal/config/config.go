@@ -60,7 +60,11 @@ var Settings = []Setting{
 	{Name: "SWEEP_TASKS", Default: "access,keys", Description: "The per-tenant tasks that run, comma-separated, in the order their outcomes count (`handler tasks` lists those the binary has, with the permissions each needs): `access` is the access check; `keys` proves each registered key (a tenant without keys is not touched by it); `groups` is the worked example. A name the binary lacks stops the start."},
 	{Name: "SECRET_EXPIRY_WARNING", Default: "720h", Description: "A Key Vault secret or key expiring within this duration is flagged (`720h`, or days as `30d`)."},
 	{Name: "SWEEP_CONCURRENCY", Default: "64", Description: "Tenants processed at once by one sweep (1-1000)."},
-	{Name: "TENANT_CACHE_SIZE", Default: "20000", Description: "Tenants whose credential, tokens and Key Vault clients one process keeps (least recently used dropped; 100-1000000). About 40 KB each: 800 MB at the default, within a 2,048 MB instance; a dropped tenant only signs in again."},
+	{Name: "SWEEP_GRAPH_RATE", Default: "5000", Description: "Microsoft Graph requests a second (each step of a `$batch` counted) that a run may send across all instances (1-100000): the planner makes each work message visible when the messages before it fit. Graph allows an app 150,000 resource units per 20 s of identity reads across all tenants (7,500 a second; each of the sweep's reads costs 1) and 130,000 requests per 10 s in all; the default keeps a third in reserve."},
+	{Name: "SWEEP_TOKEN_RATE", Default: "2000", Description: "Token requests a second to Entra ID that a run may send across all instances (1-100000), paced like SWEEP_GRAPH_RATE. Entra ID publishes no limit; lower it if sign-ins are throttled."},
+	{Name: "TOKEN_SHARING_KEY", Description: "Base64 of 32 random bytes (AES-256) that seals the tenants' tokens the instances share through the registry, so that a token one instance got is used by every instance while it is fresh. Unset: each process seals with a random key of its own, and instances do not share (the start says so)."},
+	{Name: "TOKEN_SHARING_KEY_PREVIOUS", Description: "The TOKEN_SHARING_KEY before a rotation: tokens it sealed are still opened, never sealed with, until they are no longer fresh. Needs TOKEN_SHARING_KEY."},
+	{Name: "TOKEN_FRESHNESS", Default: "30m", Description: "How long after its issue a shared token is used (1s-55m). An older one is not taken as proof that the tenant's consent still holds: a revoked consent shows within this time."},
 	{Name: "SWEEP_TENANT_TIMEOUT", Default: "60s", Description: "Time budget of one tenant in a sweep; past it the tenant is recorded as `timeout`."},
 	{Name: "SWEEP_BUDGET", Default: "(host.json functionTimeout minus a margin)", Description: "Wall-time budget of one sweep; no tenant is started after it."},
 	{Name: "SWEEP_BACKOFF_MAX", Default: "24h", Description: "Longest a repeatedly failing tenant is skipped between attempts."},
@@ -75,6 +79,7 @@ var Settings = []Setting{
 // deployment that still sets one is told so at start.
 var Retired = map[string]string{
 	"GRAPH_PERMISSIONS": "each task declares the Graph permissions it needs (SWEEP_TASKS; `handler tasks` lists them)",
+	"TENANT_CACHE_SIZE": "a process keeps nothing of a tenant between sweeps: the instances share tokens through the registry (TOKEN_SHARING_KEY)",
 }
 
 // RetiredSet lists the retired settings that are set, with what replaced
@@ -151,14 +156,23 @@ type Queue struct {
 type Sweep struct {
 	Schedule    string
 	Concurrency int
-	// CacheSize bounds the tenants whose clients a process keeps.
-	CacheSize int
+	// GraphRate and TokenRate are the requests a second a run may send to
+	// Graph and to Entra ID's token endpoint across all instances.
+	GraphRate, TokenRate int
 	// Tasks are the names of the tasks that run, in order; which names
 	// exist is the binary's business (internal/tasks).
 	Tasks         []string
 	TenantTimeout time.Duration
 	Budget        time.Duration
 	BackoffMax    time.Duration
+}
+
+// Tokens configures the tokens the instances share through the registry.
+type Tokens struct {
+	// Key seals and opens; nil means a random key of the process. Previous
+	// only opens.
+	Key, Previous []byte
+	Freshness     time.Duration
 }
 
 // Onboard tunes OnboardTenant.
@@ -175,6 +189,7 @@ type Config struct {
 	Registry            Registry
 	Queue               Queue
 	Sweep               Sweep
+	Tokens              Tokens
 	Onboard             Onboard
 	SecretExpiryWarning time.Duration
 	LogLevel            zerolog.Level
@@ -213,7 +228,13 @@ func Load(getenv func(string) string, functionTimeout time.Duration) (Config, er
 	if c.Sweep.Concurrency, err = l.intIn("SWEEP_CONCURRENCY", 1, 1000); err != nil {
 		return c, err
 	}
-	if c.Sweep.CacheSize, err = l.intIn("TENANT_CACHE_SIZE", 100, 1000000); err != nil {
+	if c.Sweep.GraphRate, err = l.intIn("SWEEP_GRAPH_RATE", 1, 100000); err != nil {
+		return c, err
+	}
+	if c.Sweep.TokenRate, err = l.intIn("SWEEP_TOKEN_RATE", 1, 100000); err != nil {
+		return c, err
+	}
+	if c.Tokens, err = loadTokens(l); err != nil {
 		return c, err
 	}
 	if c.Sweep.TenantTimeout, err = l.duration("SWEEP_TENANT_TIMEOUT", time.Second, 30*time.Minute); err != nil {
@@ -442,6 +463,40 @@ func loadQueue(l loader) (Queue, error) {
 		return q, err
 	}
 	return q, nil
+}
+
+func loadTokens(l loader) (Tokens, error) {
+	var t Tokens
+	var err error
+	if t.Freshness, err = l.duration("TOKEN_FRESHNESS", time.Second, 55*time.Minute); err != nil {
+		return t, err
+	}
+	key, prev := l.str("TOKEN_SHARING_KEY"), l.str("TOKEN_SHARING_KEY_PREVIOUS")
+	if key == "" {
+		if prev != "" {
+			return t, settingErr("TOKEN_SHARING_KEY_PREVIOUS", "is set but TOKEN_SHARING_KEY is not")
+		}
+		return t, nil
+	}
+	if t.Key, err = sharingKey(key); err != nil {
+		return t, settingErr("TOKEN_SHARING_KEY", err.Error())
+	}
+	if prev != "" {
+		if t.Previous, err = sharingKey(prev); err != nil {
+			return t, settingErr("TOKEN_SHARING_KEY_PREVIOUS", err.Error())
+		}
+	}
+	return t, nil
+}
+
+// sharingKey decodes a token sharing key: base64 of 32 bytes. Its error
+// never echoes the value.
+func sharingKey(s string) ([]byte, error) {
+	raw, err := base64.StdEncoding.DecodeString(s)
+	if err != nil || len(raw) != 32 {
+		return nil, errors.New("must be base64 of 32 random bytes (openssl rand -base64 32)")
+	}
+	return raw, nil
 }
 
 func loadOnboard(l loader) (Onboard, error) {

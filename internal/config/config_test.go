@@ -41,6 +41,9 @@ func TestLoadDefaults(t *testing.T) {
 		c.Sweep.Schedule != "0 */15 * * * *" || c.Onboard.RedirectURI != "" || c.LocalPort != 7071 {
 		t.Fatalf("defaults = %+v", c)
 	}
+	if c.Sweep.GraphRate != 5000 || c.Sweep.TokenRate != 2000 || c.Tokens.Key != nil || c.Tokens.Previous != nil || c.Tokens.Freshness != 30*time.Minute {
+		t.Fatalf("governor and token defaults = %+v %+v", c.Sweep, c.Tokens)
+	}
 	// The Consumption default of 5 minutes, less 30 s margin.
 	if c.Sweep.Budget != 4*time.Minute+30*time.Second {
 		t.Fatalf("budget = %s", c.Sweep.Budget)
@@ -87,6 +90,13 @@ func TestLoadRejects(t *testing.T) {
 		{"registry timeout", with("TENANT_REGISTRY_TIMEOUT", "0s"), "TENANT_REGISTRY_TIMEOUT"},
 		{"missing certificate", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "APP_CLIENT_CERTIFICATE_PATH", "/nonexistent/c.pfx", "AzureWebJobsStorage", "x"), "APP_CLIENT_CERTIFICATE_PATH"},
 		{"not a certificate", env("APP_CLIENT_ID", "11111111-2222-4333-8444-555555555555", "APP_CLIENT_CERTIFICATE_PATH", "config_test.go", "AzureWebJobsStorage", "x"), "APP_CLIENT_CERTIFICATE_PATH"},
+		{"sharing key too short", with("TOKEN_SHARING_KEY", "c2hvcnQ="), "TOKEN_SHARING_KEY"},
+		{"sharing key not base64", with("TOKEN_SHARING_KEY", "not base64!"), "TOKEN_SHARING_KEY"},
+		{"previous key alone", with("TOKEN_SHARING_KEY_PREVIOUS", key), "TOKEN_SHARING_KEY_PREVIOUS"},
+		{"previous key malformed", with("TOKEN_SHARING_KEY", key, "TOKEN_SHARING_KEY_PREVIOUS", "c2hvcnQ="), "TOKEN_SHARING_KEY_PREVIOUS"},
+		{"freshness past a token's life", with("TOKEN_FRESHNESS", "2h"), "TOKEN_FRESHNESS"},
+		{"graph rate zero", with("SWEEP_GRAPH_RATE", "0"), "SWEEP_GRAPH_RATE"},
+		{"token rate text", with("SWEEP_TOKEN_RATE", "fast"), "SWEEP_TOKEN_RATE"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -235,5 +245,21 @@ func TestAppTenantID(t *testing.T) {
 	}
 	if c, _ := Load(with(), 0); c.App.TenantID != "" {
 		t.Errorf("unset: %q", c.App.TenantID)
+	}
+}
+
+func TestTokenSharingKeys(t *testing.T) {
+	key := "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="  // 32 bytes
+	prev := "ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=" // 32 bytes
+	c, err := Load(with("TOKEN_SHARING_KEY", key, "TOKEN_SHARING_KEY_PREVIOUS", prev, "TOKEN_FRESHNESS", "10m"), 5*time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(c.Tokens.Key) != "0123456789abcdef0123456789abcdef" || string(c.Tokens.Previous) != "fedcba9876543210fedcba9876543210" || c.Tokens.Freshness != 10*time.Minute {
+		t.Errorf("tokens = %+v", c.Tokens)
+	}
+	_, err = Load(with("TOKEN_SHARING_KEY", "AAAA"+key[4:20]), 5*time.Minute)
+	if err == nil || strings.Contains(err.Error(), key[4:20]) {
+		t.Errorf("a malformed key: %v (the value must not be echoed)", err)
 	}
 }

@@ -27,6 +27,7 @@ import (
 	"github.com/microsoftgraph/msgraph-sdk-go/users"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/governor"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -39,6 +40,10 @@ type Options struct {
 	// Retry replaces kiota's default retry options (tests shorten them). The
 	// Reader still refuses to wait for a retry past the context's deadline.
 	Retry *khttp.RetryHandlerOptions
+	// Gate is the process's Graph gate: every request waits there while the
+	// app as a whole is throttled, and a 429 of the app's closes it (see
+	// governor). Nil: no gate.
+	Gate *governor.Gate
 }
 
 // Reader reads Microsoft Graph in customer tenants. It is safe for
@@ -50,13 +55,15 @@ type Options struct {
 // msgraph.NewGraphServiceClient writes a kiota package-level variable
 // (EnableBackingStore) that their deserialisation reads: a data race.
 type Reader struct {
-	gsc *msgraph.GraphServiceClient
-	err error // of building gsc; only a bug
+	gsc  *msgraph.GraphServiceClient
+	gate *governor.Gate
+	err  error // of building gsc; only a bug
 }
 
 // New returns a Reader for the Graph endpoint of cl. Every request it sends,
 // including redirects and @odata.nextLink pages, is refused unless it goes to
-// https://<cl.GraphHost()>.
+// https://<cl.GraphHost()>. Each carries its context's priority
+// (x-ms-throttle-priority) and goes through opts.Gate.
 func New(cl cloud.Cloud, opts Options) *Reader {
 	parent := opts.Transport
 	if parent == nil {
@@ -79,7 +86,8 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 		// kiota's redirect handler follows redirects (and drops the token
 		// when the host changes); net/http must not follow them again.
 		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
-		Transport:     khttp.NewCustomTransportWithParentTransport(hostGuard{host: cl.GraphHost(), next: parent}, mws...),
+		Transport: khttp.NewCustomTransportWithParentTransport(
+			hostGuard{host: cl.GraphHost(), next: &governor.Transport{Gate: opts.Gate, Next: parent}}, mws...),
 	}
 	auth := tenantAuth{scopes: []string{cl.GraphScope()}, hosts: []string{cl.GraphHost()}}
 	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, hc)
@@ -87,7 +95,7 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 		return &Reader{err: fmt.Errorf("graph: request adapter: %w", err)}
 	}
 	adapter.SetBaseUrl(cl.GraphEndpoint + "/v1.0")
-	return &Reader{gsc: msgraph.NewGraphServiceClient(adapter)}
+	return &Reader{gsc: msgraph.NewGraphServiceClient(adapter), gate: opts.Gate}
 }
 
 type credentialKey struct{}
@@ -130,6 +138,15 @@ func (r *Reader) Organization(ctx context.Context, cred azcore.TokenCredential) 
 	org, count, err := r.batch(bctx)
 	if err != nil {
 		return tenant.GraphInfo{}, classify(bctx, "batch", err)
+	}
+	// Each step counts against Graph's limits; a step the app's limit
+	// throttled closes the gate, so that its retry below waits there
+	// instead of spending the tenant's retries.
+	governor.MeterOf(ctx).Graph(2 - 1) // two steps; the transport counted the envelope as one
+	for _, st := range []batchStep{org, count} {
+		if st.Status == http.StatusTooManyRequests {
+			r.gate.StepThrottled(ctx, st.header())
+		}
 	}
 	name, err := orgNameOf(org)
 	if retryStep(err) {
@@ -220,9 +237,18 @@ func (r *Reader) batch(ctx context.Context) (org, count batchStep, err error) {
 
 // batchStep is one answer of a $batch response.
 type batchStep struct {
-	ID     string          `json:"id"`
-	Status int             `json:"status"`
-	Body   json.RawMessage `json:"body"`
+	ID      string            `json:"id"`
+	Status  int               `json:"status"`
+	Headers map[string]string `json:"headers"`
+	Body    json.RawMessage   `json:"body"`
+}
+
+func (s batchStep) header() http.Header {
+	h := make(http.Header, len(s.Headers))
+	for k, v := range s.Headers {
+		h.Set(k, v)
+	}
+	return h
 }
 
 var orgRequest = &organization.OrganizationRequestBuilderGetRequestConfiguration{

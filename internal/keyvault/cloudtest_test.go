@@ -5,8 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/cloudtest"
@@ -56,7 +59,9 @@ func TestCloudSecretMetadata(t *testing.T) {
 		"no-expiry":   {Value: secretValue, Enabled: true},
 	}})
 	r := newReader(c)
-	cred := c.SecretCredential(t, tenantA)
+	// The tenant's credential remembers what the vault's challenge said,
+	// as a sweep's does.
+	cred := &knowing{TokenCredential: c.SecretCredential(t, tenantA)}
 	for range 2 {
 		meta, err := r.Secret(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "db-password", cred)
 		if err != nil {
@@ -72,8 +77,8 @@ func TestCloudSecretMetadata(t *testing.T) {
 	if err != nil || meta.ExpiresOn != nil || meta.Version == "" {
 		t.Errorf("no-expiry: meta %+v, err %v", meta, err)
 	}
-	// One challenge for the vault's client, then three authorized reads,
-	// each with a token of the customer's tenant.
+	// One challenge for the tenant's credential, then three authorized
+	// reads, each with a token of the customer's tenant.
 	reqs := vaultRequests(c)
 	if len(reqs) != 4 || reqs[0].Tenant != "" {
 		t.Fatalf("vault requests %+v, want 1 challenge + 3 reads", reqs)
@@ -184,4 +189,26 @@ func TestCloudForeignVaultHostRefused(t *testing.T) {
 	if n := len(c.Requests()); n != 0 {
 		t.Errorf("%d requests sent, want none", n)
 	}
+}
+
+// knowing is a credential that remembers which vaults are the tenant's.
+type knowing struct {
+	azcore.TokenCredential
+	mu    sync.Mutex
+	known map[string]bool
+}
+
+func (k *knowing) VaultKnown(host string) bool {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.known[host]
+}
+
+func (k *knowing) VaultIs(host string, own bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.known == nil {
+		k.known = map[string]bool{}
+	}
+	k.known[host] = own
 }

@@ -6,14 +6,20 @@ import (
 	"crypto/rsa"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"maps"
 	"math/big"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	"github.com/Azure/azure-sdk-for-go/sdk/security/keyvault/azkeys"
 
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
@@ -27,47 +33,81 @@ const wrapAlgorithm = azkeys.EncryptionAlgorithmRSAOAEP256
 // probeBytes is the size of the value wrapped: a 256-bit data key.
 const probeBytes = 32
 
+// keysAPIVersion is Key Vault's keys API version, azkeys v1.5's.
+const keysAPIVersion = "2025-07-01"
+
+// maxKnownKeys bounds the public parts a Reader keeps (about 600 bytes
+// each for RSA-2048); past it, an arbitrary one is dropped, and that key is
+// probed cold once more.
+const maxKnownKeys = 20000
+
+// keyFreshness is how long a key's public part, proved by the vault's own
+// wrap, stands in for that wrap: the warm probe wraps locally, so a wrapKey
+// permission removed since shows once the public part is this old, when the
+// vault is asked to wrap again.
+const keyFreshness = 30 * time.Minute
+
+// keyID names a key of a tenant's vault.
+type keyID struct{ tenantID, host, name string }
+
 // knownKey is the public part of a key's version, kept once the vault has
 // wrapped with the key and unwrapped what it wrapped: from then on the
 // probe wraps locally, and a warm key costs one round trip.
 type knownKey struct {
 	version string
 	pub     *rsa.PublicKey
+	proved  time.Time // when the vault last wrapped with the key
 }
 
-func (c *client) keysClient() (*azkeys.Client, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.kc == nil {
-		kc, err := azkeys.NewClient(c.url, c.bound, &azkeys.ClientOptions{ClientOptions: c.options()})
-		if err != nil {
-			return nil, fmt.Errorf("keyvault: new keys client: %w", err)
+// knownKeys are the keys a Reader proved. They are the process's own: on
+// another instance a tenant's key is probed cold (two round trips; its
+// vault, known through the tenant's row, asks no challenge).
+type knownKeys struct {
+	mu sync.Mutex
+	m  map[keyID]knownKey
+}
+
+func (k *knownKeys) get(id keyID, now time.Time) (knownKey, bool) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	kk, ok := k.m[id]
+	if !ok || now.Before(kk.proved) || now.Sub(kk.proved) >= keyFreshness {
+		return knownKey{}, false
+	}
+	return kk, true
+}
+
+func (k *knownKeys) put(id keyID, kk knownKey) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	if k.m == nil {
+		k.m = map[keyID]knownKey{}
+	}
+	if _, ok := k.m[id]; !ok && len(k.m) >= maxKnownKeys {
+		for old := range k.m {
+			delete(k.m, old)
+			break
 		}
-		c.kc = kc
 	}
-	return c.kc, nil
+	k.m[id] = kk
 }
 
-func (c *client) known(name string) (knownKey, bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	k, ok := c.keys[strings.ToLower(name)]
-	return k, ok
+func (k *knownKeys) drop(id keyID) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	delete(k.m, id)
 }
 
-func (c *client) remember(name string, k knownKey) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.keys == nil {
-		c.keys = map[string]knownKey{}
+// Forget drops the public parts of the tenant's keys, so that nothing of an
+// offboarded tenant stays in the process.
+func (r *Reader) Forget(tenantID string) {
+	id, err := tenant.ParseTenantID(tenantID)
+	if err != nil {
+		return // never kept
 	}
-	c.keys[strings.ToLower(name)] = k
-}
-
-func (c *client) forget(name string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	delete(c.keys, strings.ToLower(name))
+	r.keys.mu.Lock()
+	defer r.keys.mu.Unlock()
+	maps.DeleteFunc(r.keys.m, func(k keyID, _ knownKey) bool { return k.tenantID == id })
 }
 
 // Key proves that the app can use key name of the vault at vaultURL as a
@@ -76,19 +116,21 @@ func (c *client) forget(name string) {
 // public part) and has the vault unwrap a fresh random 32-byte value
 // wrapped with the key's current version with RSA-OAEP-256.
 //
-// The plan, in round trips after the sign-in:
-//   - warm (the key's public part is known): the read and the unwrap of a
-//     value wrapped locally with the version last seen go out at once: one
-//     round trip. When the read shows a new version (the key was rotated),
-//     its public part is kept and the unwrap is done again at once with the
-//     new version: two, in that sweep only.
-//   - cold (the first time in this process): the read and the vault's own
-//     wrap (which proves the wrapKey permission, and needs no public part)
-//     at once, then the unwrap of what the vault wrapped: two. When the
-//     vault refuses to wrap because of the key's state (expired, not yet
-//     valid, an operation the key does not permit), the value is wrapped
-//     locally instead; when it refuses the app (a role, an access policy,
-//     its firewall), that is the answer and the key stays cold.
+// The plan, in round trips after the sign-in (and the vault's challenge,
+// when the tenant's credential does not know the vault):
+//   - warm (the key's public part is known, and fresh): the read and the
+//     unwrap of a value wrapped locally with the version last seen go out
+//     at once: one round trip. When the read shows a new version (the key
+//     was rotated), its public part is kept and the unwrap is done again
+//     at once with the new version: two, in that sweep only.
+//   - cold (the first time in this process, or keyFreshness after the
+//     vault last wrapped): the read and the vault's own wrap (which proves
+//     the wrapKey permission, and needs no public part) at once, then the
+//     unwrap of what the vault wrapped: two. When the vault refuses to wrap
+//     because of the key's state (expired, not yet valid, an operation the
+//     key does not permit), the value is wrapped locally instead; when it
+//     refuses the app (a role, an access policy, its firewall), that is the
+//     answer and the key stays cold.
 //
 // The values wrapped and unwrapped never leave this function.
 //
@@ -108,38 +150,44 @@ func (r *Reader) Key(ctx context.Context, tenantID, vaultURL, name string, cred 
 	if !tenant.ValidSecretName(name) {
 		return tenant.KeyCheck{}, fmt.Errorf("keyvault: invalid key name %q", name)
 	}
-	c, err := r.client(id, host, cred)
-	if err != nil {
-		return tenant.KeyCheck{}, err
+	if cred == nil {
+		return tenant.KeyCheck{}, errors.New("keyvault: nil credential")
 	}
-	kc, err := c.keysClient()
-	if err != nil {
-		return tenant.KeyCheck{}, err
+	kid := keyID{tenantID: id, host: host, name: strings.ToLower(name)}
+	p := probe{r: r, v: r.vault(id, host, cred), name: name}
+	readURL := p.url("")
+
+	// Each request counts its own tries: they run at once.
+	readCtx, wrapCtx := r.requestContext(ctx), r.requestContext(ctx)
+	// One challenge, when the vault is not known, before the requests that
+	// would each ask it.
+	if resp, err := r.learn(readCtx, p.v, http.MethodGet, readURL); err != nil || resp != nil {
+		if err == nil {
+			err = runtime.NewResponseError(resp) // a vault that asks no token has no key for the app
+		}
+		return tenant.KeyCheck{}, classifyKey(readCtx, "get", name, err)
 	}
-	p := probe{r: r, kc: kc, name: name}
-	known, warm := c.known(name)
+	known, warm := r.keys.get(kid, time.Now())
 
 	var (
-		bundle  azkeys.GetKeyResponse
+		bundle  azkeys.KeyBundle
 		readErr error
 		first   proof
-		wrapped azkeys.WrapKeyResponse
+		wrapped azkeys.KeyOperationResult
 		wrapErr error
 		value   = fresh()
 		wg      sync.WaitGroup
-		// Each request counts its own tries: they run at once.
-		readCtx, wrapCtx = r.requestContext(ctx), r.requestContext(ctx)
 	)
 	defer clear(value)
-	wg.Go(func() { bundle, readErr = kc.GetKey(readCtx, name, "", nil) })
+	wg.Go(func() { readErr = p.do(readCtx, http.MethodGet, readURL, nil, &bundle) })
 	if warm {
 		wg.Go(func() { first = p.unwrapLocal(ctx, known.version, known.pub, value) })
 	} else {
-		// The version is left out: the vault wraps with the current one and
-		// names it in its answer.
+		// The version is left out, as azkeys leaves it: the vault wraps with
+		// the current one and names it in its answer.
 		wg.Go(func() {
-			wrapped, wrapErr = kc.WrapKey(wrapCtx, name, "",
-				azkeys.KeyOperationParameters{Algorithm: new(wrapAlgorithm), Value: value}, nil)
+			wrapErr = p.do(wrapCtx, http.MethodPost, p.url("/wrapkey"),
+				azkeys.KeyOperationParameters{Algorithm: new(wrapAlgorithm), Value: value}, &wrapped)
 		})
 	}
 	wg.Wait()
@@ -147,7 +195,7 @@ func (r *Reader) Key(ctx context.Context, tenantID, vaultURL, name string, cred 
 	if readErr != nil {
 		return tenant.KeyCheck{}, classifyKey(readCtx, "get", name, readErr)
 	}
-	check, pub := keyCheck(bundle.KeyBundle)
+	check, pub := keyCheck(bundle)
 
 	switch {
 	case warm && known.version == check.Version:
@@ -155,10 +203,10 @@ func (r *Reader) Key(ctx context.Context, tenantID, vaultURL, name string, cred 
 	case warm:
 		// Rotated: the new version is the key from now on.
 		if pub == nil {
-			c.forget(name)
+			r.keys.drop(kid)
 			break
 		}
-		c.remember(name, knownKey{version: check.Version, pub: pub})
+		r.keys.put(kid, knownKey{version: check.Version, pub: pub, proved: known.proved})
 		again := fresh()
 		defer clear(again)
 		p.unwrapLocal(ctx, check.Version, pub, again).into(&check)
@@ -170,7 +218,7 @@ func (r *Reader) Key(ctx context.Context, tenantID, vaultURL, name string, cred 
 		pr := p.unwrap(ctx, version, wrapped.Result, value)
 		pr.into(&check)
 		if pr.matched && pub != nil && version == check.Version {
-			c.remember(name, knownKey{version: version, pub: pub})
+			r.keys.put(kid, knownKey{version: version, pub: pub, proved: time.Now()})
 		}
 	default:
 		werr := classifyKey(wrapCtx, "wrapKey", name, wrapErr)
@@ -193,8 +241,46 @@ func (r *Reader) Key(ctx context.Context, tenantID, vaultURL, name string, cred 
 // probe is one key's requests.
 type probe struct {
 	r    *Reader
-	kc   *azkeys.Client
+	v    vault
 	name string
+}
+
+// url is the address of the key's current version (version "", as azkeys
+// spells it: /keys/<name>/) followed by op, or of one version's op
+// ("<version>/unwrapkey").
+func (p probe) url(op string) string {
+	return "https://" + p.v.host + "/keys/" + url.PathEscape(p.name) + "/" + strings.TrimPrefix(op, "/") + "?api-version=" + keysAPIVersion
+}
+
+// do sends one request of the key with body (nil: none) as JSON, and
+// decodes a 200 into out; any other answer is an *azcore.ResponseError.
+func (p probe) do(ctx context.Context, method, url string, body any, out any) error {
+	var raw []byte
+	if body != nil {
+		b, err := json.Marshal(body)
+		if err != nil {
+			return fmt.Errorf("keyvault: encode request: %w", err)
+		}
+		raw = b
+		defer clear(raw)
+	}
+	resp, err := p.r.call(ctx, p.v, method, url, raw)
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return runtime.NewResponseError(resp)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	defer clear(b)
+	if err != nil {
+		return fmt.Errorf("keyvault: read answer: %w", err)
+	}
+	if err := json.Unmarshal(b, out); err != nil {
+		return outcome.New(outcome.UpstreamError, "Key Vault's answer did not decode", err)
+	}
+	return nil
 }
 
 // proof is the result of one unwrap.
@@ -224,13 +310,14 @@ func (p probe) unwrap(ctx context.Context, version string, wrapped, want []byte)
 		return proof{err: outcome.New(outcome.UpstreamError, "the vault's answer named no key version", nil)}
 	}
 	ctx = p.r.requestContext(ctx)
-	resp, err := p.kc.UnwrapKey(ctx, p.name, version,
-		azkeys.KeyOperationParameters{Algorithm: new(wrapAlgorithm), Value: wrapped}, nil)
+	var res azkeys.KeyOperationResult
+	err := p.do(ctx, http.MethodPost, p.url(url.PathEscape(version)+"/unwrapkey"),
+		azkeys.KeyOperationParameters{Algorithm: new(wrapAlgorithm), Value: wrapped}, &res)
+	defer clear(res.Result)
 	if err != nil {
 		return proof{err: classifyKey(ctx, "unwrapKey", p.name, err)}
 	}
-	defer clear(resp.Result)
-	if subtle.ConstantTimeCompare(resp.Result, want) != 1 {
+	if subtle.ConstantTimeCompare(res.Result, want) != 1 {
 		return proof{mismatch: true}
 	}
 	return proof{matched: true}

@@ -2,6 +2,7 @@ package keyvault
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
@@ -101,7 +102,7 @@ func TestSecretMetadata(t *testing.T) {
 	fv := &fakeVault{owner: tenantA, handle: func(r *http.Request) (int, http.Header, string) {
 		return 200, nil, secretBody(r.URL.Host, "db-password", version, true, exp.Unix())
 	}}
-	cred := &staticCred{}
+	cred := &knowingCred{}
 	r := New(cloud.AzurePublic, Options{Transport: fv, Retry: fastRetry()})
 	for range 3 {
 		meta, err := r.Secret(context.Background(), tenantA, "https://contoso-kv.vault.azure.net/", "db-password", cred)
@@ -115,7 +116,8 @@ func TestSecretMetadata(t *testing.T) {
 			t.Fatal("the value leaked into the metadata")
 		}
 	}
-	// One challenge for the client, then one authorized request per read.
+	// One challenge for the tenant's credential, then one authorized
+	// request per read.
 	if n := len(fv.requests()); n != 4 {
 		t.Errorf("vault requests = %d, want 4 (1 challenge + 3 reads)", n)
 	}
@@ -379,62 +381,114 @@ func TestSecretRefusesForeignVaultURLs(t *testing.T) {
 	}
 }
 
-func TestForgetDropsTheTenantsClients(t *testing.T) {
+// knowingCred is a tenant credential that knows which vaults are the
+// tenant's, as *azauth.Session does.
+type knowingCred struct {
+	staticCred
+	mu     sync.Mutex
+	vaults map[string]bool
+}
+
+func (c *knowingCred) VaultKnown(host string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.vaults[host]
+}
+
+func (c *knowingCred) VaultIs(host string, own bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.vaults == nil {
+		c.vaults = map[string]bool{}
+	}
+	c.vaults[host] = own
+}
+
+// A vault known to be the tenant's gets its token without asking the
+// challenge again; one that moved to another tenant since is told apart by
+// the challenge its 401 carries, and forgotten.
+func TestKnownVaultSkipsTheChallenge(t *testing.T) {
 	fv := &fakeVault{owner: tenantA, handle: func(r *http.Request) (int, http.Header, string) {
 		return 200, nil, secretBody(r.URL.Host, "s", "v", true, 0)
 	}}
 	r := New(cloud.AzurePublic, Options{Transport: fv, Retry: fastRetry()})
-	cred := &staticCred{}
-	read := func(vault string) {
-		t.Helper()
-		if _, err := r.Secret(context.Background(), tenantA, vault, "s", cred); err != nil {
+	cred := &knowingCred{}
+	for range 3 {
+		if _, err := r.Secret(context.Background(), tenantA, "https://KV1.vault.azure.net/", "s", cred); err != nil {
 			t.Fatal(err)
 		}
 	}
-	read("https://kv1.vault.azure.net")
-	read("https://kv2.vault.azure.net")
-	read("https://KV1.vault.azure.net/") // same client as kv1
-	if n := len(fv.requests()); n != 5 {
-		t.Fatalf("requests = %d, want 5 (2 challenges + 3 reads)", n)
+	if n := len(fv.requests()); n != 4 || !cred.VaultKnown("kv1.vault.azure.net") {
+		t.Fatalf("requests = %d, want 4 (1 challenge + 3 reads); known %v", n, cred.vaults)
 	}
-	r.Forget(tenantB)
-	read("https://kv1.vault.azure.net")
-	if n := len(fv.requests()); n != 6 {
-		t.Fatalf("requests = %d after forgetting another tenant, want 6", n)
-	}
-	r.Forget(tenantA)
-	if r.clients.Len() != 0 {
-		t.Errorf("%d clients left", r.clients.Len())
-	}
-	read("https://kv1.vault.azure.net")
-	if n := len(fv.requests()); n != 8 {
-		t.Fatalf("requests = %d, want 8 (a new challenge after Forget)", n)
-	}
-	// Another credential of the tenant (a task's view of it, or a new one
-	// after the credentials were dropped) keeps the client and its
-	// challenge.
-	other := &staticCred{}
+	// Another credential of the tenant that knows it (the fleet's row said
+	// so): no challenge at all.
+	other := &knowingCred{vaults: map[string]bool{"kv1.vault.azure.net": true}}
 	if _, err := r.Secret(context.Background(), tenantA, "https://kv1.vault.azure.net", "s", other); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(fv.requests()); n != 9 {
-		t.Fatalf("requests = %d, want 9 (the read alone)", n)
+	if n := len(fv.requests()); n != 5 {
+		t.Fatalf("requests = %d, want 5 (the read alone)", n)
+	}
+
+	// The vault is now another tenant's: its 401 names that tenant.
+	moved := &fakeVault{owner: tenantB, handle: func(r *http.Request) (int, http.Header, string) {
+		h := http.Header{"Www-Authenticate": {`Bearer authorization="https://login.microsoftonline.com/` + tenantB + `", resource="https://vault.azure.net"`}}
+		return 401, h, `{"error":{"code":"Unauthorized","message":"AKV10032: Invalid issuer."}}`
+	}}
+	r = New(cloud.AzurePublic, Options{Transport: moved, Retry: fastRetry()})
+	_, err := r.Secret(context.Background(), tenantA, "https://kv1.vault.azure.net", "s", other)
+	if outcome.Of(err) != outcome.KeyVaultAccessDenied || !errors.Is(err, errForeignTenant) || other.VaultKnown("kv1.vault.azure.net") {
+		t.Errorf("moved vault: %v; still known %v", err, other.VaultKnown("kv1.vault.azure.net"))
+	}
+	for _, o := range other.calls() {
+		if o.TenantID != tenantA {
+			t.Errorf("a token was requested for %s", o.TenantID)
+		}
 	}
 }
 
-func TestClientCacheIsBounded(t *testing.T) {
+// A claims challenge (continuous access evaluation) on the authorized
+// request gets one more try with a token carrying the claims.
+func TestSecretClaimsChallenge(t *testing.T) {
+	const claims = `{"access_token":{"nbf":{"essential":true,"value":"1700000000"}}}`
+	tries := 0
 	fv := &fakeVault{owner: tenantA, handle: func(r *http.Request) (int, http.Header, string) {
-		return 200, nil, secretBody(r.URL.Host, "s", "v", true, 0)
-	}}
-	r := New(cloud.AzurePublic, Options{Transport: fv, Retry: fastRetry(), MaxClients: 2})
-	cred := &staticCred{}
-	for i := range 5 {
-		if _, err := r.Secret(context.Background(), tenantA, fmt.Sprintf("https://kv%d.vault.azure.net", i), "s", cred); err != nil {
-			t.Fatal(err)
+		tries++
+		if tries == 1 {
+			h := http.Header{"Www-Authenticate": {`Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/authorize", error="insufficient_claims", claims="` +
+				base64.StdEncoding.EncodeToString([]byte(claims)) + `"`}}
+			return 401, h, `{"error":{"code":"Unauthorized","message":"token revoked"}}`
 		}
+		return 200, nil, secretBody(r.URL.Host, "s", "v2", true, 0)
+	}}
+	cred := &knowingCred{vaults: map[string]bool{"kv1.vault.azure.net": true}}
+	r := New(cloud.AzurePublic, Options{Transport: fv, Retry: fastRetry()})
+	meta, err := r.Secret(context.Background(), tenantA, "https://kv1.vault.azure.net", "s", cred)
+	if err != nil || meta.Version != "v2" {
+		t.Fatalf("meta %+v: %v", meta, err)
 	}
-	if n := r.clients.Len(); n != 2 {
-		t.Errorf("cached clients = %d, want 2", n)
+	calls := cred.calls()
+	if len(calls) != 2 || calls[0].Claims != "" || calls[1].Claims != claims {
+		t.Errorf("token requests %+v, want a second one with the claims", calls)
+	}
+}
+
+func TestParseChallenge(t *testing.T) {
+	for _, tc := range []struct {
+		h    string
+		want challenge
+	}{
+		{`Bearer authorization="https://login.microsoftonline.com/` + tenantA + `", resource="https://vault.azure.net"`,
+			challenge{tenant: tenantA, resource: "https://vault.azure.net", present: true}},
+		{`Bearer authorization="https://login.microsoftonline.com/` + tenantA + `", scope="https://vault.azure.net/.default", resource="x"`,
+			challenge{tenant: tenantA, resource: "https://vault.azure.net", present: true}},
+		{`Basic realm="x"`, challenge{}},
+		{``, challenge{}},
+	} {
+		if got := parseChallenge(tc.h); got != tc.want {
+			t.Errorf("parseChallenge(%q) = %+v, want %+v", tc.h, got, tc.want)
+		}
 	}
 }
 

@@ -44,7 +44,7 @@ type Store interface {
 	List(ctx context.Context, pageSize int, continuation string) (tenant.Page, error)
 }
 
-// Forgetter drops what is cached for a tenant (its credential and clients).
+// Forgetter drops what the process keeps of a tenant.
 type Forgetter interface {
 	Forget(tenantID string)
 }
@@ -53,8 +53,8 @@ type Forgetter interface {
 type Config struct {
 	Store    Store
 	Verifier Verifier
-	// Forget are told about disabled tenants, so that nothing cached for
-	// them (credentials, tokens, clients) outlives the offboarding.
+	// Forget are told about disabled tenants, so that nothing the process
+	// keeps of them outlives the offboarding.
 	Forget []Forgetter
 	Cloud  cloud.Cloud
 	// AppID is the multi-tenant app's client id, used in the consent link.
@@ -397,6 +397,7 @@ func (a *API) delete(w http.ResponseWriter, r *http.Request) error {
 		}
 		rec.Status = tenant.StatusDisabled
 		rec.UpdatedAt = now
+		rec.Shared = tenant.Shared{} // its shared tokens go with it
 		return nil
 	})
 	if err != nil {

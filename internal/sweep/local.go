@@ -53,7 +53,7 @@ type Local struct {
 
 	mu      sync.Mutex
 	cond    *sync.Cond
-	pending []Work
+	pending []localWork // in the planner's order, so by time
 	closed  bool
 	results []WorkResult
 	todo    int
@@ -71,14 +71,23 @@ func NewLocal(ctx context.Context, w *Worker, opt LocalOptions) *Local {
 	ctx, stop := context.WithCancel(ctx)
 	l := &Local{ctx: ctx, stop: stop, w: w, opt: opt, start: time.Now()}
 	l.cond = sync.NewCond(&l.mu)
+	context.AfterFunc(ctx, l.wake) // messages waiting for their time are dropped
 	for range opt.InFlight {
 		l.wg.Go(l.serve)
 	}
 	return l
 }
 
-// Enqueue takes a message as the planner wrote it for the queue.
-func (l *Local) Enqueue(_ context.Context, text string) error {
+// localWork is a message and when it may start.
+type localWork struct {
+	w  Work
+	at time.Time
+}
+
+// EnqueueAfter takes a message as the planner wrote it for the queue; it
+// starts once delay has passed, as the host would deliver it, so that the
+// command line keeps to the run's pacing too.
+func (l *Local) EnqueueAfter(_ context.Context, text string, delay time.Duration) error {
 	work, err := ParseWork([]byte(text))
 	if err != nil {
 		return err
@@ -88,10 +97,23 @@ func (l *Local) Enqueue(_ context.Context, text string) error {
 	if l.closed {
 		return errors.New("local queue: enqueue after Wait")
 	}
-	l.pending = append(l.pending, work)
+	at := time.Now().Add(delay)
+	if n := len(l.pending); n > 0 && at.Before(l.pending[n-1].at) {
+		at = l.pending[n-1].at // the planner's order stands
+	}
+	l.pending = append(l.pending, localWork{w: work, at: at})
 	l.todo += len(work.Tenants)
 	l.cond.Signal()
+	if delay > 0 {
+		time.AfterFunc(delay, l.wake)
+	}
 	return nil
+}
+
+func (l *Local) wake() {
+	l.mu.Lock()
+	l.cond.Broadcast()
+	l.mu.Unlock()
 }
 
 // Wait ends enqueuing, waits until every message is done (or dropped: past
@@ -114,14 +136,15 @@ func (l *Local) Wait() []WorkResult {
 func (l *Local) next() (Work, bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	for len(l.pending) == 0 && !l.closed {
+	for (len(l.pending) == 0 && !l.closed || len(l.pending) > 0 && time.Now().Before(l.pending[0].at)) &&
+		!l.stopped && l.ctx.Err() == nil {
 		l.cond.Wait()
 	}
 	if len(l.pending) == 0 || l.stopped || l.ctx.Err() != nil {
 		l.pending = nil // dropped: not reached
 		return Work{}, false
 	}
-	w := l.pending[0]
+	w := l.pending[0].w
 	l.pending = l.pending[1:]
 	return w, true
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"sync"
 	"time"
@@ -166,20 +167,21 @@ func (l *RunLock) State(ctx context.Context, cur Lease) (RunState, error) {
 
 // Acquire takes the lease for next, unless the run holding it is still
 // active (then an *ActiveRunError); force takes it regardless. Two callers
-// racing for it cannot both win: the write is conditional.
-func (l *RunLock) Acquire(ctx context.Context, next Lease, force bool) (Lease, error) {
+// racing for it cannot both win: the write is conditional. It also returns
+// the state of the run that held the lease (not looked at when forced).
+func (l *RunLock) Acquire(ctx context.Context, next Lease, force bool) (Lease, RunState, error) {
 	for range 5 {
 		cur, err := l.Read(ctx)
 		if err != nil {
-			return Lease{}, err
+			return Lease{}, RunState{}, err
 		}
+		var st RunState
 		if !force {
-			st, err := l.State(ctx, cur)
-			if err != nil {
-				return Lease{}, err
+			if st, err = l.State(ctx, cur); err != nil {
+				return Lease{}, RunState{}, err
 			}
 			if st.Active {
-				return Lease{}, &ActiveRunError{Lease: cur, State: st}
+				return Lease{}, RunState{}, &ActiveRunError{Lease: cur, State: st}
 			}
 		}
 		next.ETag = cur.ETag
@@ -188,11 +190,11 @@ func (l *RunLock) Acquire(ctx context.Context, next Lease, force bool) (Lease, e
 			continue // look at whoever won
 		}
 		if err != nil {
-			return Lease{}, fmt.Errorf("take run lease: %w", err)
+			return Lease{}, RunState{}, fmt.Errorf("take run lease: %w", err)
 		}
-		return got, nil
+		return got, st, nil
 	}
-	return Lease{}, fmt.Errorf("take run lease: %w", ErrLeaseTaken)
+	return Lease{}, RunState{}, fmt.Errorf("take run lease: %w", ErrLeaseTaken)
 }
 
 // Update stores the holder's new lease.
@@ -227,7 +229,9 @@ type PlanSource interface {
 
 // Enqueuer puts work messages on the work queue.
 type Enqueuer interface {
-	Enqueue(ctx context.Context, text string) error
+	// EnqueueAfter adds a message that becomes visible (deliverable) after
+	// delay.
+	EnqueueAfter(ctx context.Context, text string, delay time.Duration) error
 }
 
 // PlanOptions tune a Planner. Zero values take the defaults noted.
@@ -236,6 +240,16 @@ type PlanOptions struct {
 	Budget            time.Duration // planning's wall time; default 4m30s
 	Enqueuers         int           // messages enqueued at once; default 32
 	WriteTimeout      time.Duration // lease and history writes; default 20s
+	// GraphRate and TokenRate are the requests a second the whole run may
+	// send to Microsoft Graph (a $batch's steps counted) and to Entra ID's
+	// token endpoint, across every instance; 0 paces nothing by it. The
+	// planner paces the run by them: each message becomes visible on the
+	// queue when the requests of the messages before it fit the budgets.
+	GraphRate, TokenRate float64
+	// Freshness is how long a tenant's shared tokens are used (see
+	// tokenshare): a tenant whose tokens are due by its message's time
+	// counts its token requests; default 30m.
+	Freshness time.Duration
 	// Posture, when set, is read once a run is planned, for its summary
 	// and its status line (see Planner.posture).
 	Posture Posture
@@ -247,6 +261,31 @@ type PlanOptions struct {
 type Posture interface {
 	Check(ctx context.Context) posture.Report
 }
+
+// Pacing is how the planner spread a run's messages over time to keep the
+// fleet within the app's budgets, without any coordination among the
+// instances: a message is not delivered before its time.
+type Pacing struct {
+	GraphRate float64 `json:"graphRate,omitempty"`
+	TokenRate float64 `json:"tokenRate,omitempty"`
+	// GraphPerTenant is the Graph requests a tenant was expected to make:
+	// the previous run's average, or defaultGraphPerTenant.
+	GraphPerTenant float64 `json:"graphPerTenant,omitempty"`
+	// GraphRequests and TokenRequests are what the plan expected the run
+	// to send.
+	GraphRequests int `json:"graphRequests,omitempty"`
+	TokenRequests int `json:"tokenRequests,omitempty"`
+	// Until is when its last message became visible.
+	Until time.Time `json:"until,omitzero"`
+}
+
+// defaultGraphPerTenant is the Graph requests expected of a tenant when no
+// previous run says: the access task's $batch of two steps.
+const defaultGraphPerTenant = 2.0
+
+// defaultTokensPerTenant is the token requests expected of a tenant that
+// shares no token: Graph's and Key Vault's.
+const defaultTokensPerTenant = 2
 
 // Planner plans a run onto the work queue: TenantSweep's timer.
 type Planner struct {
@@ -264,6 +303,7 @@ func NewPlanner(reg PlanSource, queue Enqueuer, lock *RunLock, hist History, opt
 	opt.Enqueuers = cmp.Or(opt.Enqueuers, 32)
 	opt.WriteTimeout = cmp.Or(opt.WriteTimeout, 20*time.Second)
 	opt.PostureTimeout = cmp.Or(opt.PostureTimeout, 10*time.Second)
+	opt.Freshness = cmp.Or(opt.Freshness, 30*time.Minute)
 	return &Planner{reg: reg, queue: queue, lock: lock, hist: hist, opt: opt}
 }
 
@@ -280,6 +320,15 @@ func (p *Planner) Into(q Enqueuer) *Planner {
 type planEntry struct {
 	id   string
 	last time.Time
+	// tokensDue is when the tenant's shared tokens stop being fresh (zero:
+	// it shares none), tokens how many it shares.
+	tokensDue time.Time
+	tokens    int
+}
+
+func entryOf(r tenant.Record, freshness time.Duration) planEntry {
+	due, n := r.TokensDue(freshness)
+	return planEntry{id: r.TenantID, last: lastSweepAt(r), tokensDue: due, tokens: n}
 }
 
 // Request describes one run.
@@ -330,7 +379,7 @@ func (p *Planner) Plan(ctx context.Context, req Request) (Run, error) {
 	if req.Hold > 0 {
 		next.HeldUntil = start.Add(req.Hold)
 	}
-	lease, err := p.lock.Acquire(ctx, next, req.Force)
+	lease, prev, err := p.lock.Acquire(ctx, next, req.Force)
 	if err != nil {
 		return run, err
 	}
@@ -350,7 +399,7 @@ func (p *Planner) Plan(ctx context.Context, req Request) (Run, error) {
 				case r.BackedOff(start):
 					run.SkippedBackoff++
 				default:
-					todo = append(todo, planEntry{id: r.TenantID, last: lastSweepAt(r)})
+					todo = append(todo, entryOf(r, p.opt.Freshness))
 				}
 			}
 			return nil
@@ -365,7 +414,8 @@ func (p *Planner) Plan(ctx context.Context, req Request) (Run, error) {
 	}
 	slices.SortStableFunc(todo, func(a, b planEntry) int { return a.last.Compare(b.last) })
 
-	run.Messages, run.Queued, err = p.enqueue(pctx, req.ID, todo)
+	run.Pacing = Pacing{GraphRate: p.opt.GraphRate, TokenRate: p.opt.TokenRate, GraphPerTenant: graphPerTenant(prev.Results)}
+	run.Messages, run.Queued, err = p.enqueue(pctx, req.ID, todo, &run.Pacing)
 	lease.State, lease.Messages = LeasePlanned, run.Messages
 	run.WallMs = time.Since(start).Milliseconds()
 	p.finish(ctx, lease, run)
@@ -375,7 +425,9 @@ func (p *Planner) Plan(ctx context.Context, req Request) (Run, error) {
 	}
 	ev.Str("runId", run.ID).Str("trigger", run.Trigger).Bool("pastDue", run.PastDue).Int("total", run.Total).
 		Int("queued", run.Queued).Int("messages", run.Messages).Int("skippedBackoff", run.SkippedBackoff).
-		Int("unreadable", len(run.Unreadable)).Int64("wallMs", run.WallMs).Msg("sweep planned")
+		Int("unreadable", len(run.Unreadable)).Int64("wallMs", run.WallMs).
+		Int("graphRequestsPlanned", run.Pacing.GraphRequests).Int("tokenRequestsPlanned", run.Pacing.TokenRequests).
+		Time("pacedUntil", run.Pacing.Until).Msg("sweep planned")
 	if err != nil {
 		return run, fmt.Errorf("enqueue work: %w (%d of %d tenants queued)", err, run.Queued, len(todo))
 	}
@@ -397,7 +449,7 @@ func (p *Planner) oneTenant(ctx context.Context, tenantID string) ([]planEntry, 
 	if !ok || !r.Active() || r.Damage != nil {
 		return nil, fmt.Errorf("sweep tenant %s: %w", id, ErrTenantNotActive)
 	}
-	return []planEntry{{id: id, last: lastSweepAt(r)}}, nil
+	return []planEntry{entryOf(r, p.opt.Freshness)}, nil
 }
 
 // Release ends the hold of a run whose process ran its work itself, once
@@ -455,42 +507,106 @@ func (p *Planner) finish(ctx context.Context, lease Lease, run Run) {
 	}
 }
 
-// enqueue sends todo in messages, Enqueuers at a time, and stops at the
-// first failure (the tenants not queued go first next run). It returns the
-// messages and tenants queued.
-func (p *Planner) enqueue(ctx context.Context, runID string, todo []planEntry) (messages, tenants int, err error) {
+// enqueue sends todo in messages, Enqueuers at a time, each visible at its
+// time in the pacing, and stops at the first failure (the tenants not
+// queued go first next run). It returns the messages and tenants queued,
+// and fills in the pacing's expectations.
+func (p *Planner) enqueue(ctx context.Context, runID string, todo []planEntry, pacing *Pacing) (messages, tenants int, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	work := make(chan Work)
+	type paced struct {
+		w  Work
+		at time.Time
+	}
+	work := make(chan paced)
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for range p.opt.Enqueuers {
 		wg.Go(func() {
-			for w := range work {
-				if err := p.queue.Enqueue(ctx, w.Text()); err != nil {
-					cancel(fmt.Errorf("message %d: %w", w.Seq, err))
+			for m := range work {
+				if err := p.queue.EnqueueAfter(ctx, m.w.Text(), max(time.Until(m.at), 0)); err != nil {
+					cancel(fmt.Errorf("message %d: %w", m.w.Seq, err))
 					continue
 				}
 				mu.Lock()
 				messages++
-				tenants += len(w.Tenants)
+				tenants += len(m.w.Tenants)
 				mu.Unlock()
 			}
 		})
 	}
 	seq := 0
+	origin := time.Now()
+	var graph, tokens float64 // requests of the messages before this one
 feed:
-	for _, ids := range p.batches(todo) {
+	for _, batch := range p.batches(todo) {
+		at := origin.Add(pacing.delay(graph, tokens))
+		graph += pacing.GraphPerTenant * float64(len(batch))
+		ids := make([]string, len(batch))
+		for i, e := range batch {
+			ids[i] = e.id
+			tokens += float64(tokensAt(e, at))
+		}
 		select {
-		case work <- Work{Run: runID, Seq: seq, Tenants: ids}:
+		case work <- paced{w: Work{Run: runID, Seq: seq, Tenants: ids}, at: at}:
 			seq++
+			if at.After(pacing.Until) {
+				pacing.Until = at
+			}
 		case <-ctx.Done():
 			break feed
 		}
 	}
 	close(work)
 	wg.Wait()
+	pacing.GraphRequests, pacing.TokenRequests = int(math.Round(graph)), int(tokens)
 	return messages, tenants, context.Cause(ctx)
+}
+
+// delay is how long after the run's start a message may become visible
+// when graph and tokens requests were planned before it: when the budgets
+// have room for them.
+func (pc Pacing) delay(graph, tokens float64) time.Duration {
+	var d float64
+	if pc.GraphRate > 0 {
+		d = graph / pc.GraphRate
+	}
+	if pc.TokenRate > 0 {
+		d = max(d, tokens/pc.TokenRate)
+	}
+	return time.Duration(d * float64(time.Second))
+}
+
+// tokensAt is how many token requests e's tenant is expected to make when
+// it is swept at at: none while its shared tokens are fresh, the ones it
+// shares when they are due, and defaultTokensPerTenant when it shares none.
+func tokensAt(e planEntry, at time.Time) int {
+	switch {
+	case e.tokensDue.IsZero():
+		return defaultTokensPerTenant
+	case at.Before(e.tokensDue):
+		return 0
+	}
+	return e.tokens
+}
+
+// graphPerTenant is the Graph requests a tenant made in a run with these
+// work results, or defaultGraphPerTenant when they say nothing.
+func graphPerTenant(results []WorkResult) float64 {
+	requests, tenants := 0, 0
+	seen := map[int]bool{}
+	for _, r := range results {
+		if seen[r.Seq] {
+			continue
+		}
+		seen[r.Seq] = true
+		requests += r.GraphRequests
+		tenants += r.OK + sum(r.Failed)
+	}
+	if requests == 0 || tenants == 0 {
+		return defaultGraphPerTenant
+	}
+	return float64(requests) / float64(tenants)
 }
 
 // partitionsPerWindow is how many registry partitions a window of the
@@ -501,21 +617,21 @@ const partitionsPerWindow = 256
 // tenants of one partition each: todo is taken a window of
 // TenantsPerMessage × partitionsPerWindow tenants at a time, so that the
 // order holds window by window while most messages are full.
-func (p *Planner) batches(todo []planEntry) [][]string {
+func (p *Planner) batches(todo []planEntry) [][]planEntry {
 	n := p.opt.TenantsPerMessage
 	window := n * partitionsPerWindow
-	var out [][]string
+	var out [][]planEntry
 	for len(todo) > 0 {
 		w := todo[:min(window, len(todo))]
 		todo = todo[len(w):]
 		var order []string
-		byPK := map[string][]string{}
+		byPK := map[string][]planEntry{}
 		for _, e := range w {
 			pk := p.reg.PartitionOf(e.id)
 			if _, ok := byPK[pk]; !ok {
 				order = append(order, pk)
 			}
-			byPK[pk] = append(byPK[pk], e.id)
+			byPK[pk] = append(byPK[pk], e)
 		}
 		for _, pk := range order {
 			ids := byPK[pk]

@@ -59,14 +59,16 @@ func (m *memLeases) AddWorkResult(_ context.Context, r WorkResult) error {
 	return nil
 }
 
-// memQueue is a work queue: what was enqueued, and what is still pending.
+// memQueue is a work queue: what was enqueued, and what is still pending,
+// with each message's delay.
 type memQueue struct {
-	mu   sync.Mutex
-	msgs []Work
-	fail error
+	mu     sync.Mutex
+	msgs   []Work
+	delays map[int]time.Duration // by seq
+	fail   error
 }
 
-func (q *memQueue) Enqueue(_ context.Context, text string) error {
+func (q *memQueue) EnqueueAfter(_ context.Context, text string, delay time.Duration) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	if q.fail != nil {
@@ -77,6 +79,10 @@ func (q *memQueue) Enqueue(_ context.Context, text string) error {
 		return err
 	}
 	q.msgs = append(q.msgs, w)
+	if q.delays == nil {
+		q.delays = map[int]time.Duration{}
+	}
+	q.delays[w.Seq] = delay
 	return nil
 }
 
@@ -485,6 +491,115 @@ func TestPlanGroupsMessagesByPartition(t *testing.T) {
 		// The oldest tenant (11, partition c0) leads the first message.
 		if msgs[0].Tenants[0] != recs[11].TenantID {
 			t.Errorf("first message %v, want it to start with the longest unswept %s", msgs[0].Tenants, recs[11].TenantID)
+		}
+	})
+}
+
+// The planner paces a run: each message becomes visible when the requests
+// of the messages before it fit the budgets (Graph's, and the token
+// endpoint's, counting only tenants whose shared tokens are due), with a
+// tenant's Graph requests as the previous run measured them.
+func TestPlanPacesTheRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		now := time.Now()
+		recs := active(8)
+		// Tenants 0-3 share fresh tokens (two each), 4-5 tokens due in 90 s,
+		// 6-7 none.
+		for i := range 6 {
+			issued := now.Add(-10 * time.Minute)
+			if i >= 4 {
+				issued = now.Add(-30*time.Minute + 90*time.Second)
+			}
+			recs[i].Shared.Tokens = []tenant.SharedToken{{Resource: "https://graph.microsoft.com", IssuedAt: issued, ExpiresOn: issued.Add(time.Hour)},
+				{Resource: "https://vault.azure.net", IssuedAt: issued, ExpiresOn: issued.Add(time.Hour)}}
+		}
+		p := newPipeline(recs, 2)
+		p.planner.opt.GraphRate, p.planner.opt.TokenRate = 4, 100
+		run, err := p.planner.Plan(t.Context(), Request{ID: "paced", Trigger: "timer"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Two tenants a message, two Graph requests a tenant (no previous
+		// run), 4 a second: a message a second.
+		for seq, want := range []time.Duration{0, time.Second, 2 * time.Second, 3 * time.Second} {
+			if got := p.queue.delays[seq]; got != want {
+				t.Errorf("message %d visible after %v, want %v", seq, got, want)
+			}
+		}
+		if pc := run.Pacing; pc.GraphRequests != 16 || pc.TokenRequests != 4 || !pc.Until.Equal(now.Add(3*time.Second)) || pc.GraphPerTenant != 2 {
+			// Tokens: tenants 6 and 7 (none shared, two each); 4 and 5 are
+			// due at +90 s, after their message's time.
+			t.Errorf("pacing %+v", pc)
+		}
+
+		// The token budget binds: 4 tokens a message at 2 a second.
+		p.drain(t, t.Context())
+		p.planner.opt.GraphRate, p.planner.opt.TokenRate = 1000, 2
+		for i := range recs {
+			recs[i].Shared = tenant.Shared{}
+			p.reg.Put(recs[i])
+		}
+		if _, err := p.planner.Plan(t.Context(), Request{ID: "tokens", Trigger: "timer"}); err != nil {
+			t.Fatal(err)
+		}
+		for seq, want := range []time.Duration{0, 2 * time.Second, 4 * time.Second, 6 * time.Second} {
+			if got := p.queue.delays[seq]; got != want {
+				t.Errorf("token-bound message %d visible after %v, want %v", seq, got, want)
+			}
+		}
+	})
+}
+
+// The Graph requests a tenant made in the previous run set the next run's
+// pace.
+func TestPlanPacesByThePreviousRun(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeline(active(4), 2)
+		p.planner.opt.GraphRate = 10
+		p.leases.lease = Lease{RunID: "before", State: LeasePlanned, Messages: 2, ETag: "0"}
+		p.leases.results = map[string][]WorkResult{"before": {
+			{Run: "before", Seq: 0, Tenants: 2, OK: 2, GraphRequests: 10},
+			{Run: "before", Seq: 1, Tenants: 2, OK: 1, Failed: map[outcome.Code]int{outcome.Timeout: 1}, GraphRequests: 10},
+			{Run: "before", Seq: 1, Tenants: 2, OK: 1, GraphRequests: 99, Delivery: 2}, // a redelivery's second record
+		}}
+		run, err := p.planner.Plan(t.Context(), Request{ID: "next", Trigger: "timer"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if run.Pacing.GraphPerTenant != 5 || p.queue.delays[1] != time.Second {
+			t.Errorf("Graph requests a tenant %v, message 1 after %v; want 5 and 1s", run.Pacing.GraphPerTenant, p.queue.delays[1])
+		}
+	})
+}
+
+// `handler sweep`'s queue keeps to the pacing too: a message starts when
+// its delay has passed.
+func TestLocalStartsMessagesOnTime(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		p := newPipeline(active(4), 2)
+		var mu sync.Mutex
+		started := map[string]time.Duration{}
+		start := time.Now()
+		for i := range 4 {
+			p.prober.script[id(i)] = func(context.Context) tenant.SweepResult {
+				mu.Lock()
+				started[id(i)] = time.Since(start)
+				mu.Unlock()
+				return tenant.SweepResult{At: time.Now(), Outcome: outcome.OK}
+			}
+		}
+		l := NewLocal(t.Context(), p.worker, LocalOptions{})
+		for seq, delay := range []time.Duration{0, 3 * time.Second} {
+			w := Work{Run: "local", Seq: seq, Tenants: []string{id(2 * seq), id(2*seq + 1)}}
+			if err := l.EnqueueAfter(t.Context(), w.Text(), delay); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if results := l.Wait(); len(results) != 2 {
+			t.Fatalf("results %+v", results)
+		}
+		if started[id(0)] != 0 || started[id(2)] != 3*time.Second || started[id(3)] != 3*time.Second {
+			t.Errorf("tenants started at %v", started)
 		}
 	})
 }

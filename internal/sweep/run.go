@@ -55,10 +55,21 @@ type Run struct {
 	Gone         int `json:"gone,omitempty"`
 	Redeliveries int `json:"redeliveries,omitempty"`
 	// Tasks counts each task's outcomes.
-	Tasks  map[string]TaskCounts `json:"tasks,omitempty"`
-	P50Ms  int64                 `json:"p50Ms"`
-	P95Ms  int64                 `json:"p95Ms"`
-	WallMs int64                 `json:"wallMs"`
+	Tasks map[string]TaskCounts `json:"tasks,omitempty"`
+	// The requests the run's tenants made (a Graph $batch counts its
+	// steps), and the 429s Graph answered for the app as a whole, with the
+	// time tenants waited for them in all (see governor).
+	GraphRequests int   `json:"graphRequests,omitempty"`
+	TokenRequests int   `json:"tokenRequests,omitempty"`
+	AppThrottles  int   `json:"appThrottles,omitempty"`
+	PausedMs      int64 `json:"pausedMs,omitempty"`
+	// Pacing is how the planner spread the run's messages over time to
+	// keep within the app's budgets (see Plan); zero for a run that was
+	// not paced.
+	Pacing Pacing `json:"pacing,omitzero"`
+	P50Ms  int64  `json:"p50Ms"`
+	P95Ms  int64  `json:"p95Ms"`
+	WallMs int64  `json:"wallMs"`
 	// Posture is the app's own credentials when the run was planned: a
 	// problem of the app, never of a tenant.
 	Posture *posture.Report `json:"posture,omitempty"`
@@ -91,6 +102,7 @@ func Summarize(run Run, results []WorkResult) Run {
 	run.Failed = map[outcome.Code]int{}
 	run.Tasks = nil
 	run.OK, run.Gone, run.Redeliveries = 0, 0, 0
+	run.GraphRequests, run.TokenRequests, run.AppThrottles, run.PausedMs = 0, 0, 0, 0
 	seen := map[int]bool{}
 	var durations []int64
 	var last time.Time
@@ -121,6 +133,10 @@ func Summarize(run Run, results []WorkResult) Run {
 			appWide = r.AppWideFailure
 		}
 		run.Gone += r.Gone + r.Unreadable
+		run.GraphRequests += r.GraphRequests
+		run.TokenRequests += r.TokenRequests
+		run.AppThrottles += r.AppThrottles
+		run.PausedMs += r.PausedMs
 		run.Redeliveries += int(max(r.Delivery-1, 0))
 		durations = append(durations, r.DurationsMs...)
 		if r.FinishedAt.After(last) {
@@ -172,6 +188,17 @@ func (r Run) String() string {
 		if r.Gone > 0 {
 			fmt.Fprintf(&b, ", %d gone since planned", r.Gone)
 		}
+		if span := r.Pacing.Until.Sub(r.StartedAt); span >= time.Second {
+			fmt.Fprintf(&b, ", paced over %s to keep within Graph %g/s and tokens %g/s (the last message deliverable at %s)",
+				span.Round(time.Second), r.Pacing.GraphRate, r.Pacing.TokenRate, r.Pacing.Until.UTC().Format(time.TimeOnly))
+		}
+	}
+	if r.GraphRequests > 0 || r.TokenRequests > 0 {
+		fmt.Fprintf(&b, ", %d Graph and %d token requests", r.GraphRequests, r.TokenRequests)
+	}
+	if r.AppThrottles > 0 {
+		fmt.Fprintf(&b, ", Graph throttled the app as a whole %d times and its tenants waited %s in all (held, not counted against them)",
+			r.AppThrottles, (time.Duration(r.PausedMs) * time.Millisecond).Round(100*time.Millisecond))
 	}
 	if r.WriteErrors > 0 {
 		fmt.Fprintf(&b, ", %d results not written", r.WriteErrors)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/tenantsweep/tenantsweep/internal/governor"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -56,6 +57,10 @@ type Options struct {
 	// RetryPause is the pause before the first retry, doubled for each
 	// next one; default 1s.
 	RetryPause time.Duration
+	// Gate is the process's Graph gate (see governor): while the app as a
+	// whole is throttled no tenant starts, and its wait is not taken from
+	// the tenant's time budget. Nil: none.
+	Gate *governor.Gate
 }
 
 func (o *Options) setDefaults() {
@@ -104,6 +109,9 @@ type result struct {
 	// cut means the budget, or an interruption, ended the work: nothing is
 	// recorded and the message is delivered again.
 	cut bool
+	// counts are the tenant's requests, and what the app's throttling cost
+	// it.
+	counts governor.Counts
 }
 
 type workSlot struct {
@@ -161,6 +169,10 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 			}
 			res := sl.r.res
 			res.RunID = work.Run
+			// What it leaves for the fleet (its tokens) goes with its
+			// result, in the same batch; never into the result itself.
+			shared := res.Shared
+			res.Shared = tenant.SharedUpdate{}
 			rc := &recorded{res: res}
 			written = append(written, rc)
 			changes = append(changes, tenant.Change{Base: sl.rec, Apply: func(rec *tenant.Record) {
@@ -168,6 +180,12 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 				// what the result changes.
 				rc.before = *rec
 				rc.applied = tenant.RecordSweep(rec, res, w.opt.BackoffMax)
+				// A stale result's tokens are not shared either: the tenant
+				// may have been registered again since (its shared state
+				// cleared so that the next sweep signs in afresh).
+				if rc.applied {
+					tenant.MergeShared(rec, shared, time.Now())
+				}
 			}})
 		}
 	}
@@ -198,6 +216,7 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 	wr := WorkResult{Run: work.Run, Seq: work.Seq, Tenants: len(work.Tenants), Failed: map[outcome.Code]int{},
 		Delivery: delivery, FinishedAt: time.Now(), AppWideFailure: appWide}
 	for _, sl := range slots {
+		wr.addCounts(sl.r.counts)
 		var res *tenant.SweepResult
 		switch {
 		case sl.gone:
@@ -221,7 +240,12 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 			return WorkResult{}, fmt.Errorf("%w: run %s message %d: record its result: %w", ErrInterrupted, work.Run, work.Seq, err)
 		}
 	}
-	log.Info().Int("tenants", wr.Tenants).Int("ok", wr.OK).Int("failed", sum(wr.Failed)).Int("gone", wr.Gone).Msg("work message done")
+	ev := log.Info().Int("tenants", wr.Tenants).Int("ok", wr.OK).Int("failed", sum(wr.Failed)).Int("gone", wr.Gone).
+		Int("graphRequests", wr.GraphRequests).Int("tokenRequests", wr.TokenRequests)
+	if wr.AppThrottles > 0 || wr.PausedMs > 0 {
+		ev = ev.Int("appThrottles", wr.AppThrottles).Int64("pausedMs", wr.PausedMs)
+	}
+	ev.Msg("work message done")
 	return wr, nil
 }
 
@@ -262,6 +286,15 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 		return result{rec: rec, cut: true}
 	}
 	defer func() { <-w.slots }()
+	// While the app as a whole is throttled, tenants wait here, before
+	// their time budget starts; one that cannot start within the
+	// delivery's budget is redone by the next delivery.
+	gctx, gcancel := context.WithDeadline(ctx, budgetEnd)
+	waited, err := w.opt.Gate.WaitPause(gctx)
+	gcancel()
+	if err != nil {
+		return result{rec: rec, cut: true, counts: governor.Counts{Paused: waited}}
+	}
 	start := time.Now()
 	deadline := start.Add(w.opt.TenantTimeout)
 	budgetCut := budgetEnd.Before(deadline)
@@ -271,6 +304,7 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 	log := zerolog.Ctx(ctx).With().Str("tenantId", rec.TenantID).Logger()
 	tctx, cancel := context.WithDeadline(log.WithContext(ctx), deadline)
 	defer cancel()
+	tctx, meter := governor.WithMeter(tctx)
 
 	done := make(chan tenant.SweepResult, 1)
 	go func() {
@@ -295,14 +329,17 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 			res = tenant.SweepResult{At: start, Outcome: outcome.Timeout}
 		}
 	}
-	if res.Outcome != outcome.OK && ctx.Err() != nil {
-		// Interrupted (SIGTERM, the host's request ended): never the
-		// tenant's fault, so nothing is recorded and its work is redone.
-		return result{rec: rec, cut: true}
+	counts := meter.Counts()
+	counts.Paused += waited
+	if res.Outcome != outcome.OK && (ctx.Err() != nil || meter.Held()) {
+		// Interrupted (SIGTERM, the host's request ended), or held by the
+		// app's throttling past its deadline: never the tenant's fault, so
+		// nothing is recorded and its work is redone.
+		return result{rec: rec, cut: true, counts: counts}
 	}
 	if res.Outcome != outcome.OK && errors.Is(tctx.Err(), context.DeadlineExceeded) {
 		if budgetCut {
-			return result{rec: rec, cut: true}
+			return result{rec: rec, cut: true, counts: counts}
 		}
 		// A result with tasks already says which of them ran out of time
 		// (and keeps the others' outcomes, the first failure first); one
@@ -313,7 +350,7 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 		}
 	}
 	res.DurationMs = time.Since(start).Milliseconds()
-	return result{rec: rec, res: res}
+	return result{rec: rec, res: res, counts: counts}
 }
 
 // recorded is one result the worker writes, and what writing it did.

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/tenantsweep/tenantsweep/internal/governor"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/runid"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
@@ -95,6 +96,22 @@ type WorkResult struct {
 	// AppWideFailure is the message of a result that was the app's own
 	// failure (its credential refused), not its tenant's.
 	AppWideFailure string `json:"appWideFailure,omitempty"`
+	// GraphRequests and TokenRequests are the requests the message's
+	// tenants made (a $batch counts its steps), which the next run's pacing
+	// starts from.
+	GraphRequests int `json:"graphRequests,omitempty"`
+	TokenRequests int `json:"tokenRequests,omitempty"`
+	// AppThrottles are the 429s Graph answered for the app as a whole, and
+	// PausedMs how long the tenants waited for them in all.
+	AppThrottles int   `json:"appThrottles,omitempty"`
+	PausedMs     int64 `json:"pausedMs,omitempty"`
+}
+
+func (wr *WorkResult) addCounts(c governor.Counts) {
+	wr.GraphRequests += c.GraphRequests
+	wr.TokenRequests += c.TokenRequests
+	wr.AppThrottles += c.AppThrottles
+	wr.PausedMs += c.Paused.Milliseconds()
 }
 
 // TaskCounts is how one task fared over a message's or a run's tenants.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
 	"slices"
 	"strings"
 	"time"
@@ -53,9 +54,36 @@ type tenantEntity struct {
 	LastSweep           string `json:"LastSweep,omitempty"`
 	ConsecutiveFailures int32  `json:"ConsecutiveFailures"`
 	BackoffUntil        string `json:"BackoffUntil,omitempty"`
+	// Tokens are the tenant's shared tokens without their ciphertexts
+	// (resource, times, key id), TokenSeals the ciphertexts in the same
+	// order: listings for planning read the first and leave out the second,
+	// which is most of a row's size.
+	Tokens     string `json:"Tokens,omitempty"`
+	TokenSeals string `json:"TokenSeals,omitempty"`
+	// KnownVaults are the hosts of the tenant's vaults known to be its own
+	// (tenant.Shared.Vaults), as a JSON array.
+	KnownVaults string `json:"KnownVaults,omitempty"`
 	// ETag is only read: list responses carry it in the body.
 	ETag string `json:"odata.etag,omitempty"`
 }
+
+// unlistedProperties are left out of listings (List, EachActive): only the
+// sweep's GetMany of a message's tenants needs them.
+var unlistedProperties = []string{"TokenSeals", "KnownVaults"}
+
+// listSelect is the $select of a listing: every property of tenantEntity
+// but unlistedProperties.
+var listSelect = func() string {
+	var names []string
+	rt := reflect.TypeFor[tenantEntity]()
+	for i := range rt.NumField() {
+		name, _, _ := strings.Cut(rt.Field(i).Tag.Get("json"), ",")
+		if name != "" && !strings.HasPrefix(name, "odata.") && !slices.Contains(unlistedProperties, name) {
+			names = append(names, name)
+		}
+	}
+	return strings.Join(names, ",")
+}()
 
 // encodeTenant maps rec to the entity stored under key, or fails with
 // tenant.ErrTooLarge when Table Storage would refuse it.
@@ -97,6 +125,14 @@ func encodeTenant(key string, rec tenant.Record) ([]byte, error) {
 	if rec.LastSweep != nil {
 		if e.LastSweep, err = fitSweep(*rec.LastSweep); err != nil {
 			return nil, fmt.Errorf("encode lastSweep: %w", err)
+		}
+	}
+	if e.Tokens, e.TokenSeals, err = fitTokens(rec.Shared.Tokens); err != nil {
+		return nil, fmt.Errorf("encode tokens: %w", err)
+	}
+	if len(rec.Shared.Vaults) > 0 {
+		if e.KnownVaults, err = jsonString(rec.Shared.Vaults); err != nil {
+			return nil, fmt.Errorf("encode known vaults: %w", err)
 		}
 	}
 	if err := checkTenantSize(e); err != nil {
@@ -145,7 +181,62 @@ func decodeTenant(body []byte) (tenant.Record, error) {
 	if d.jsonProp("LastSweep", &last) {
 		rec.LastSweep = &last
 	}
+	rec.Shared.Tokens = d.tokens()
+	var vaults string
+	d.prop("KnownVaults", &vaults)
+	if vaults != "" && json.Unmarshal([]byte(vaults), &rec.Shared.Vaults) != nil {
+		rec.Shared.Vaults = nil // only checked again
+	}
 	return rec, nil
+}
+
+// tokens reads the shared tokens, with their ciphertexts when the row was
+// read with them. Tokens that do not decode are left out, not a damage: the
+// tenant only signs in again.
+func (d decoder) tokens() []tenant.SharedToken {
+	var meta, seals string
+	d.prop("Tokens", &meta)
+	d.prop("TokenSeals", &seals)
+	var toks []tenant.SharedToken
+	if meta == "" || json.Unmarshal([]byte(meta), &toks) != nil {
+		return nil
+	}
+	var ss []string
+	if seals != "" && json.Unmarshal([]byte(seals), &ss) == nil && len(ss) == len(toks) {
+		for i := range toks {
+			toks[i].Sealed = ss[i]
+		}
+	}
+	return toks
+}
+
+// fitTokens encodes the shared tokens that have their ciphertexts (a record
+// listed without them writes none), the newest first when not all fit a
+// string property.
+func fitTokens(toks []tenant.SharedToken) (meta, seals string, err error) {
+	var keep []tenant.SharedToken
+	for _, st := range toks {
+		if st.Sealed != "" {
+			keep = append(keep, st)
+		}
+	}
+	slices.SortStableFunc(keep, func(a, b tenant.SharedToken) int { return b.IssuedAt.Compare(a.IssuedAt) })
+	for n := len(keep); n > 0; n-- {
+		ss := make([]string, n)
+		for i, st := range keep[:n] {
+			ss[i] = st.Sealed
+		}
+		if meta, err = jsonString(keep[:n]); err != nil {
+			return "", "", err
+		}
+		if seals, err = jsonString(ss); err != nil {
+			return "", "", err
+		}
+		if 2*utf16Len(seals) <= maxStringBytes && 2*utf16Len(meta) <= maxStringBytes {
+			return meta, seals, nil
+		}
+	}
+	return "", "", nil
 }
 
 // decoder reads one entity property by property, recording the first one
@@ -216,6 +307,9 @@ func checkTenantSize(e tenantEntity) error {
 		{"Verification", e.Verification},
 		{"LastSweep", e.LastSweep},
 		{"BackoffUntil", e.BackoffUntil},
+		{"Tokens", e.Tokens},
+		{"TokenSeals", e.TokenSeals},
+		{"KnownVaults", e.KnownVaults},
 	} {
 		n := 2 * utf16Len(p.val)
 		if n > maxStringBytes {
@@ -376,7 +470,8 @@ func parseTime(s string) (time.Time, error) {
 
 // cloneRecord deep-copies rec, so that a Change's Apply cannot reach the
 // caller's Base through shared pointers or slices. JSON covers every field
-// the registry stores; ETag is not serialised and is copied by hand.
+// the registry stores but ETag and Shared, which the API never shows and
+// are copied by hand.
 func cloneRecord(rec tenant.Record) (tenant.Record, error) {
 	b, err := json.Marshal(rec)
 	if err != nil {
@@ -387,6 +482,7 @@ func cloneRecord(rec tenant.Record) (tenant.Record, error) {
 		return tenant.Record{}, err
 	}
 	c.ETag = rec.ETag
+	c.Shared = tenant.Shared{Tokens: slices.Clone(rec.Shared.Tokens), Vaults: slices.Clone(rec.Shared.Vaults)}
 	return c, nil
 }
 

@@ -169,11 +169,11 @@ func pause(ctx context.Context, attempt int) error {
 	}
 }
 
-// List returns one page of tenants in key order. pageSize is clamped to
-// 1..1000. A page can be short, or even empty, and still have a Next.
+// List returns one page of tenants in key order, without their tokens'
+// ciphertexts. pageSize is clamped to 1..1000. A page can be short, or even empty, and still have a Next.
 func (s *Store) List(ctx context.Context, pageSize int, continuation string) (tenant.Page, error) {
 	pageSize = min(max(pageSize, 1), 1000)
-	opts := &aztables.ListEntitiesOptions{Top: to.Ptr(int32(pageSize))}
+	opts := &aztables.ListEntitiesOptions{Top: to.Ptr(int32(pageSize)), Select: to.Ptr(listSelect)}
 	if continuation != "" {
 		pk, rk, err := decodeContinuation(continuation)
 		if err != nil {
@@ -376,7 +376,8 @@ func (s *Store) redo(ctx context.Context, key string, ch tenant.Change) error {
 const listShards = 8
 
 // EachActive calls fn with each page of active tenants, filtering on the
-// server; it reads listShards ranges of partitions at once, so pages come
+// server, without their tokens' ciphertexts; it reads listShards ranges of
+// partitions at once, so pages come
 // in no particular order, and fn is called by one of them at a time. At
 // most listShards pages are held at a time. An error from fn stops the
 // listing and is returned as is.
@@ -393,6 +394,7 @@ func (s *Store) EachActive(ctx context.Context, fn func([]tenant.Record) error) 
 			err := s.eachPage(ctx, s.tenants, &aztables.ListEntitiesOptions{
 				Filter: to.Ptr(shardFilter(i) + fmt.Sprintf("Status eq '%s'", tenant.StatusActive)),
 				Top:    to.Ptr(int32(1000)),
+				Select: to.Ptr(listSelect),
 			}, func(entities [][]byte) error {
 				recs, err := decodeAll(entities)
 				if err != nil {
@@ -448,7 +450,8 @@ func (s *Store) PartitionOf(tenantID string) string {
 }
 
 // GetMany reads tenants, one query per partition among them (a message's
-// tenants share one), and returns those found by lower-case id.
+// tenants share one), and returns those found by lower-case id, with their
+// shared tokens: the sweep's one read of a message brings them.
 func (s *Store) GetMany(ctx context.Context, tenantIDs []string) (map[string]tenant.Record, error) {
 	byPK := map[string][]string{}
 	var order []string

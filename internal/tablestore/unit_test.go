@@ -79,7 +79,7 @@ func TestEncodeDecodeRoundTrip(t *testing.T) {
 // entity mapping does not store, so that it is not silently dropped.
 func TestEntityCoversRecord(t *testing.T) {
 	mapped := []string{"TenantID", "DisplayName", "DefaultDomain", "Status", "Graph", "KeyVaults", "OnboardedAt", "UpdatedAt",
-		"Verification", "LastSweep", "ConsecutiveFailures", "BackoffUntil", "ETag",
+		"Verification", "LastSweep", "ConsecutiveFailures", "BackoffUntil", "Shared", "ETag",
 		"Damage"} // Damage is derived when a row is read, never stored
 	rt := reflect.TypeFor[tenant.Record]()
 	for i := range rt.NumField() {

@@ -160,3 +160,25 @@ func (g *gatedCredential) check(tok string) error {
 	return outcome.New(outcome.GraphPermissionMissing,
 		"the tenant has not granted the Microsoft Graph application permissions "+strings.Join(missing, ", "), nil)
 }
+
+// vaults is a tenant credential that knows which vault hosts are the
+// tenant's own (*azauth.Session): a task's Key Vault reads ask it, through
+// the gated credential, instead of each asking the vault's challenge.
+type vaults interface {
+	VaultKnown(host string) bool
+	VaultIs(host string, own bool)
+}
+
+// VaultKnown reports whether the tenant's credential knows the vault at
+// host to be the tenant's.
+func (g *gatedCredential) VaultKnown(host string) bool {
+	v, ok := g.TokenCredential.(vaults)
+	return ok && v.VaultKnown(host)
+}
+
+// VaultIs tells the tenant's credential what the vault's challenge said.
+func (g *gatedCredential) VaultIs(host string, own bool) {
+	if v, ok := g.TokenCredential.(vaults); ok {
+		v.VaultIs(host, own)
+	}
+}

@@ -15,18 +15,28 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/governor"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
 
-// Signer signs in to one tenant (never a shared endpoint): it requests the
-// token of every scope at once and returns the tenant's credential, which
-// then hands those tokens out from its cache. It fails only when no token
-// could be had; a scope that failed alone is asked for again by the request
-// that needs it, which then reports its own outcome. Its errors are
-// *outcome.Error, or a cancellation. *azauth.Tenants is one.
+// Signer signs in to one tenant (never a shared endpoint) for one run of
+// its tasks: shared are the tokens the fleet stored for the tenant, of
+// which it uses those that are valid and fresh; it requests the token of
+// every other scope at once and returns the tenant's credential, which then
+// hands those tokens out. It fails only when no token could be had; a scope
+// that failed alone is asked for again by the request that needs it, which
+// then reports its own outcome. Its errors are *outcome.Error, or a
+// cancellation. *azauth.Tenants is one.
 type Signer interface {
-	SignIn(ctx context.Context, tenantID string, scopes []string) (azcore.TokenCredential, error)
+	SignIn(ctx context.Context, tenantID string, scopes []string, shared tenant.Shared) (azcore.TokenCredential, error)
+}
+
+// sharer is a credential that leaves its tokens for the fleet (the tokens
+// it requested, sealed), but not those of the refused scopes, whose grants
+// a resource refused. *azauth.Session is one.
+type sharer interface {
+	Share(refused ...string) tenant.SharedUpdate
 }
 
 // GraphClients makes a Microsoft Graph client bound to a tenant's
@@ -98,16 +108,23 @@ func New(cfg Config) (*Runner, error) {
 
 // Probe runs every task that applies to the tenant and reports what
 // happened: each task's result, and as the tenant's the first failure in
-// task order. It never fails: every fault is an outcome.
+// task order. It never fails: every fault is an outcome. It signs in with
+// what the fleet shares for the tenant (rec.Shared), and the result's
+// Shared is what it leaves for the fleet. Its Graph requests are low
+// priority (x-ms-throttle-priority: low): the sweep is background work.
 func (r *Runner) Probe(ctx context.Context, rec tenant.Record) tenant.SweepResult {
-	return r.run(ctx, rec, func(Task) bool { return true })
+	ctx = governor.WithTenant(governor.WithPriority(ctx, governor.Low), rec.TenantID)
+	return r.run(ctx, rec, rec.Shared, func(Task) bool { return true })
 }
 
 // Verify runs the tasks that onboarding verification runs (About.Verify)
 // and turns their result into the verification onboarding reports: the
-// outcome, the seed step still owed, and the fix.
+// outcome, the seed step still owed, and the fix. It signs in afresh (the
+// customer has just acted: no stored token stands for their consent) and
+// its Graph requests are high priority: someone is waiting for them.
 func (r *Runner) Verify(ctx context.Context, rec tenant.Record) tenant.Verification {
-	res := r.run(ctx, rec, func(t Task) bool { return t.About().Verify })
+	ctx = governor.WithTenant(governor.WithPriority(ctx, governor.High), rec.TenantID)
+	res := r.run(ctx, rec, tenant.Shared{}, func(t Task) bool { return t.About().Verify })
 	v := tenant.Verification{Outcome: res.Outcome, Step: res.Step, Message: res.Message, Remediation: res.Remediation,
 		At: res.At, Tasks: res.Tasks}
 	if v.Message == "" {
@@ -128,7 +145,7 @@ type planned struct {
 // sweep's own grace, so that the other tasks' results are kept.
 const taskGrace = time.Second
 
-func (r *Runner) run(ctx context.Context, rec tenant.Record, include func(Task) bool) tenant.SweepResult {
+func (r *Runner) run(ctx context.Context, rec tenant.Record, shared tenant.Shared, include func(Task) bool) tenant.SweepResult {
 	start := r.cfg.Now()
 	res := tenant.SweepResult{At: start, Outcome: outcome.OK}
 	var todo []planned
@@ -145,7 +162,7 @@ func (r *Runner) run(ctx context.Context, rec tenant.Record, include func(Task) 
 	}
 
 	results := make([]taskResult, len(todo))
-	cred, err := r.cfg.SignIn.SignIn(ctx, rec.TenantID, r.scopes(todo))
+	cred, err := r.cfg.SignIn.SignIn(ctx, rec.TenantID, r.scopes(todo), shared)
 	if err != nil {
 		for i := range todo {
 			results[i] = taskResult{err: err}
@@ -170,8 +187,24 @@ func (r *Runner) run(ctx context.Context, rec tenant.Record, include func(Task) 
 	if first != nil {
 		res.Outcome, res.Message, res.Step, res.Remediation = first.Outcome, first.Message, first.Step, first.Remediation
 	}
+	if sh, ok := cred.(sharer); ok && err == nil {
+		res.Shared = sh.Share(r.refused(res.Tasks)...)
+	}
 	res.DurationMs = r.cfg.Now().Sub(start).Milliseconds()
 	return res
+}
+
+// refused are the scopes whose token a task's outcome says the resource
+// refused for its grants: Graph's, when consent or a permission is
+// missing. Such a token must not stand for the tenant's consent in another
+// run: it is not shared, and a shared one is dropped.
+func (r *Runner) refused(results map[string]tenant.TaskResult) []string {
+	for _, tr := range results {
+		if tr.Outcome == outcome.GraphConsentMissing || tr.Outcome == outcome.GraphPermissionMissing {
+			return []string{r.cfg.Cloud.GraphScope()}
+		}
+	}
+	return nil
 }
 
 // scopes are the tokens the tasks need, Graph's first: a tenant-wide

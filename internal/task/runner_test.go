@@ -24,6 +24,7 @@ import (
 	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/governor"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -55,18 +56,21 @@ func returns(body any, err error) func(context.Context, *Tenant) (any, error) {
 	return func(context.Context, *Tenant) (any, error) { return body, err }
 }
 
-// fakeSigner signs in to a fake credential and records each sign-in's scopes.
+// fakeSigner signs in to a fake credential and records each sign-in's
+// scopes and the shared tokens it was given.
 type fakeSigner struct {
-	mu    sync.Mutex
-	calls [][]string
-	err   error
-	cred  azcore.TokenCredential
+	mu     sync.Mutex
+	calls  [][]string
+	shared []tenant.Shared
+	err    error
+	cred   azcore.TokenCredential
 }
 
-func (f *fakeSigner) SignIn(_ context.Context, tid string, scopes []string) (azcore.TokenCredential, error) {
+func (f *fakeSigner) SignIn(_ context.Context, tid string, scopes []string, shared tenant.Shared) (azcore.TokenCredential, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.calls = append(f.calls, slices.Clone(scopes))
+	f.shared = append(f.shared, shared)
 	if f.err != nil {
 		return nil, f.err
 	}
@@ -435,5 +439,59 @@ func TestClientOptionsStopAtTheDeadline(t *testing.T) {
 	got := r.Probe(ctx, record()).Tasks["client"]
 	if took := time.Since(start); got.Outcome != outcome.UpstreamError || !strings.Contains(got.Message, "answered HTTP 503 three times") || took > 1400*time.Millisecond {
 		t.Errorf("after %s and %d calls: %+v; want upstream_error naming three 503s before the deadline", took, calls, got)
+	}
+}
+
+// sharingCredential is a jwtCredential that leaves one token for the
+// fleet, recording the scopes it was told were refused.
+type sharingCredential struct {
+	jwtCredential
+	refused *[]string
+}
+
+func (c sharingCredential) Share(refused ...string) tenant.SharedUpdate {
+	*c.refused = append(*c.refused, refused...)
+	return tenant.SharedUpdate{Put: []tenant.SharedToken{{Resource: "https://vault.azure.net", Sealed: "sealed"}}}
+}
+
+// The sweep signs in with the tokens the fleet shares for the tenant and
+// leaves its own for the fleet, Graph's held back when Graph refused its
+// grants; the sweep's Graph requests are low priority. Verification signs
+// in afresh, shares nothing, and is high priority.
+func TestSharedTokensAndPriorities(t *testing.T) {
+	var refused []string
+	signer := &fakeSigner{cred: sharingCredential{jwtCredential{roles: []string{"User.Read.All"}}, &refused}}
+	var priorities []governor.Priority
+	var mu sync.Mutex
+	graphTask := func(err error) fakeTask {
+		return task("access", func(ctx context.Context, _ *Tenant) (any, error) {
+			mu.Lock()
+			priorities = append(priorities, governor.PriorityOf(ctx))
+			mu.Unlock()
+			return nil, err
+		})
+	}
+	rec := record()
+	rec.Shared.Tokens = []tenant.SharedToken{{Resource: "https://graph.microsoft.com", Sealed: "from-the-fleet"}}
+
+	res := newRunner(t, signer, graphTask(nil)).Probe(t.Context(), rec)
+	if len(signer.shared) != 1 || len(signer.shared[0].Tokens) != 1 || signer.shared[0].Tokens[0].Sealed != "from-the-fleet" {
+		t.Errorf("the sweep signed in with %v, want the record's tokens", signer.shared)
+	}
+	if len(res.Shared.Put) != 1 || len(refused) != 0 {
+		t.Errorf("left for the fleet %+v (refused %v)", res.Shared, refused)
+	}
+
+	newRunner(t, signer, graphTask(outcome.New(outcome.GraphConsentMissing, "no consent", nil))).Probe(t.Context(), rec)
+	if !slices.Equal(refused, []string{cloud.AzurePublic.GraphScope()}) {
+		t.Errorf("refused %v after Graph's 403, want Graph's scope", refused)
+	}
+
+	v := newRunner(t, signer, graphTask(nil)).Verify(t.Context(), rec)
+	if v.Outcome != outcome.OK || len(signer.shared) != 3 || len(signer.shared[2].Tokens) != 0 {
+		t.Errorf("verification %s signed in with %v, want no shared token", v.Outcome, signer.shared[2])
+	}
+	if !slices.Equal(priorities, []governor.Priority{governor.Low, governor.Low, governor.High}) {
+		t.Errorf("priorities %v", priorities)
 	}
 }

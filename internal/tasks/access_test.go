@@ -46,7 +46,7 @@ func (f *fakeAccess) call(c string) {
 	f.calls = append(f.calls, c)
 }
 
-func (f *fakeAccess) SignIn(_ context.Context, tenantID string, scopes []string) (azcore.TokenCredential, error) {
+func (f *fakeAccess) SignIn(_ context.Context, tenantID string, scopes []string, _ tenant.Shared) (azcore.TokenCredential, error) {
 	f.call("signin:" + strings.Join(scopes, " "))
 	if f.signIn != nil {
 		return nil, f.signIn

@@ -90,8 +90,9 @@ type KeyCheck struct {
 	Unwrapped bool
 	// Mismatch: the vault answered an unwrap with another value.
 	Mismatch bool
-	// WrapErr is the vault's refusal to wrap (asked once per process and
-	// key, in the first sweep), UnwrapErr its refusal to unwrap: each an
+	// WrapErr is the vault's refusal to wrap (asked when the process has
+	// not proved the key in the last 30 minutes), UnwrapErr its refusal to
+	// unwrap: each an
 	// *outcome.Error. Neither is set when the attributes already explain
 	// why the key cannot be used.
 	WrapErr, UnwrapErr error
@@ -152,6 +153,10 @@ type SweepResult struct {
 	// Tasks is each task's result, by task name. The tenant's Outcome is
 	// the first failure in the order the tasks are configured.
 	Tasks map[string]TaskResult `json:"tasks,omitempty"`
+	// Shared is what the run leaves for the fleet (its tokens, the vaults
+	// it found to be the tenant's); it is merged into the record's Shared,
+	// never stored with the result.
+	Shared SharedUpdate `json:"-"`
 }
 
 // TaskResult is one task's result in one tenant.
@@ -186,6 +191,9 @@ type Record struct {
 	ConsecutiveFailures int           `json:"consecutiveFailures"`
 	// BackoffUntil is when a repeatedly failing tenant is next swept.
 	BackoffUntil *time.Time `json:"backoffUntil,omitempty"`
+	// Shared is what the fleet shares about signing in to the tenant (its
+	// tokens, sealed); never part of the API's JSON.
+	Shared Shared `json:"-"`
 	// Damage is set, when the record is read, if its stored row did not
 	// decode in full; it is never stored. The sweep skips such a record and
 	// the API lists it with this error marker.

@@ -239,6 +239,10 @@ func (r Registration) Apply(rec *Record, exists bool, now time.Time) {
 	rec.UpdatedAt = now
 	rec.ConsecutiveFailures = 0
 	rec.BackoffUntil = nil
+	// What the fleet shared of the tenant predates what the customer just
+	// did (a consent granted, a vault moved): the next sweep signs in
+	// afresh.
+	rec.Shared = Shared{}
 }
 
 // isDeceptive reports the characters that make a name display differently

@@ -181,11 +181,27 @@ func (q *Queue) Name() string { return q.name }
 // Enqueue adds text to the work queue, base64-encoded as the queue trigger
 // expects. Messages live for Storage's default of 7 days.
 func (q *Queue) Enqueue(ctx context.Context, text string) error {
+	return q.EnqueueAfter(ctx, text, 0)
+}
+
+// MaxDelay is the longest a message can be kept invisible when enqueued:
+// Storage's visibility timeout of Put Message is at most 7 days, and must
+// be less than the message's time to live (7 days by default).
+const MaxDelay = 7*24*time.Hour - time.Hour
+
+// EnqueueAfter is Enqueue with the message invisible for delay (to the
+// nearest whole second, Storage's unit; at most MaxDelay): no listener
+// receives it before then.
+func (q *Queue) EnqueueAfter(ctx context.Context, text string, delay time.Duration) error {
 	if len(text) > MaxTextBytes {
 		return fmt.Errorf("enqueue to %s: message of %d bytes exceeds %d", q.name, len(text), MaxTextBytes)
 	}
+	var opts *azqueue.EnqueueMessageOptions
+	if secs := int32((min(delay, MaxDelay) + time.Second/2) / time.Second); secs > 0 {
+		opts = &azqueue.EnqueueMessageOptions{VisibilityTimeout: to.Ptr(secs)}
+	}
 	err := q.call(ctx, func(ctx context.Context) error {
-		_, err := q.work.EnqueueMessage(ctx, base64.StdEncoding.EncodeToString([]byte(text)), nil)
+		_, err := q.work.EnqueueMessage(ctx, base64.StdEncoding.EncodeToString([]byte(text)), opts)
 		return err
 	})
 	if err != nil {

@@ -314,3 +314,36 @@ func rawClient(t *testing.T, cfg config.Queue) *azqueue.ServiceClient {
 func decoded(m workqueue.Message) bool {
 	return m.Raw() == base64.StdEncoding.EncodeToString([]byte(m.Text))
 }
+
+// A paced message is on the queue (counted as pending, so its run is
+// active) but no listener receives it before its delay.
+func TestEnqueueAfterDelaysDelivery(t *testing.T) {
+	q := workqueuetest.Open(t)
+	if err := q.EnqueueAfter(ctx(t), "later", 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := q.EnqueueAfter(ctx(t), "now", 400*time.Millisecond); err != nil { // to the nearest second: now
+		t.Fatal(err)
+	}
+	start := time.Now()
+	if n, err := q.Pending(ctx(t)); err != nil || n != 2 {
+		t.Fatalf("Pending = %d, %v", n, err)
+	}
+	msgs, err := q.Receive(ctx(t), 32, time.Minute)
+	if err != nil || len(msgs) != 1 || msgs[0].Text != "now" {
+		t.Fatalf("receive at once: %+v, %v", msgs, err)
+	}
+	for {
+		msgs, err = q.Receive(ctx(t), 32, time.Minute)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(msgs) > 0 {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if waited := time.Since(start); msgs[0].Text != "later" || waited < 1500*time.Millisecond {
+		t.Errorf("received %q after %v, want \"later\" after about 2s", msgs[0].Text, waited)
+	}
+}

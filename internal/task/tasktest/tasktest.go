@@ -19,6 +19,7 @@ package tasktest
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -34,6 +35,7 @@ import (
 	"github.com/tenantsweep/tenantsweep/internal/keyvault"
 	"github.com/tenantsweep/tenantsweep/internal/task"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
+	"github.com/tenantsweep/tenantsweep/internal/tokenshare"
 )
 
 // Env is one test's world: the fakes with the app registered, and the
@@ -46,6 +48,9 @@ type Env struct {
 	Vaults *keyvault.Reader
 	// Timeout is each tenant's time budget in Run; default 30s.
 	Timeout time.Duration
+
+	mu     sync.Mutex
+	shared map[string]tenant.Shared // what each tenant's probes left for the fleet
 }
 
 // New starts the fakes (stopped when the test ends) and wires the runtime
@@ -53,10 +58,14 @@ type Env struct {
 func New(t testing.TB) *Env {
 	t.Helper()
 	c := cloudtest.StartWithApp(t)
+	sealer, err := tokenshare.New(tokenshare.Options{}) // newApp's without TOKEN_SHARING_KEY
+	if err != nil {
+		t.Fatalf("tasktest: %v", err)
+	}
 	creds, err := azauth.New(context.Background(),
 		config.App{ClientID: cloudtest.DefaultApp.ClientID, Method: config.MethodSecret, Secret: cloudtest.DefaultApp.Secret},
 		cloud.AzurePublic, azauth.Options{Transport: c.HTTPClient(), DisableInstanceDiscovery: true,
-			Retry: &policy.RetryOptions{MaxRetries: 2, RetryDelay: time.Millisecond, MaxRetryDelay: time.Second}})
+			Retry: &policy.RetryOptions{MaxRetries: 2, RetryDelay: time.Millisecond, MaxRetryDelay: time.Second}, Sealer: sealer})
 	if err != nil {
 		t.Fatalf("tasktest: %v", err)
 	}
@@ -125,12 +134,28 @@ func (e *Env) Runner(t testing.TB, tasks ...task.Task) *task.Runner {
 
 // Run runs the tasks in the tenant of rec as a sweep does, under the
 // tenant's time budget, and returns the tenant's result: each task's under
-// Tasks[name], the tenant's outcome its first failure.
+// Tasks[name], the tenant's outcome its first failure. As the registry
+// does, it keeps what the probe leaves for the fleet (its tokens, its
+// vaults) and hands it to the tenant's next Run, unless rec brings its own:
+// a second Run is warm.
 func (e *Env) Run(t testing.TB, rec tenant.Record, tasks ...task.Task) tenant.SweepResult {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), e.Timeout)
 	defer cancel()
-	return e.Runner(t, tasks...).Probe(ctx, rec)
+	e.mu.Lock()
+	if len(rec.Shared.Tokens) == 0 && len(rec.Shared.Vaults) == 0 {
+		rec.Shared = e.shared[rec.TenantID]
+	}
+	e.mu.Unlock()
+	res := e.Runner(t, tasks...).Probe(ctx, rec)
+	tenant.MergeShared(&rec, res.Shared, time.Now())
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.shared == nil {
+		e.shared = map[string]tenant.Shared{}
+	}
+	e.shared[rec.TenantID] = rec.Shared
+	return res
 }
 
 // Verify runs the tasks as onboarding verification does.

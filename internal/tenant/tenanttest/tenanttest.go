@@ -392,5 +392,6 @@ func clone(r tenant.Record) tenant.Record {
 		b := *r.BackoffUntil
 		r.BackoffUntil = &b
 	}
+	r.Shared = tenant.Shared{Tokens: slices.Clone(r.Shared.Tokens), Vaults: slices.Clone(r.Shared.Vaults)}
 	return r
 }
