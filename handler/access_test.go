@@ -108,6 +108,15 @@ func TestPreOnboardingCheck(t *testing.T) {
 		if stored, err := fx.store.Get(context.Background(), id); err != nil || stored.DefaultDomain != "fabrikam.onmicrosoft.com" {
 			t.Errorf("stored %+v, %v", stored, err)
 		}
+		// The home tenant's token serves every lookup of the process.
+		next := tenantID(7813)
+		fx.cloud.AddTenant(next, cloudtest.Tenant{OrgName: "Tailspin", Users: 1, DefaultDomain: "tailspin.onmicrosoft.com"})
+		if status, ans := post(t, a, map[string]any{"tenantId": next, "graph": true}); status != http.StatusCreated || ans.DisplayName != "Tailspin" {
+			t.Fatalf("second lookup: %d %+v", status, ans)
+		}
+		if n := fx.cloud.TokenRequests(homeTenantID); n != 1 {
+			t.Errorf("%d token requests in the home tenant for two lookups, want 1", n)
+		}
 	})
 
 	t.Run("without the lookup permission", func(t *testing.T) {

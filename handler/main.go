@@ -146,7 +146,9 @@ func newApp(ctx context.Context, cfg config.Config, d deps) (*app, error) {
 	}
 	var lookup onboard.TenantLookup
 	if home := cfg.App.TenantID; home != "" {
-		h := graphReader.InHomeTenant(cfg.App.ClientID, func() (azcore.TokenCredential, error) { return creds.Credential(home) })
+		// One Session for the process: it keeps the home tenant's token
+		// between lookups (a tenant's Session is per piece of work).
+		h := graphReader.InHomeTenant(cfg.App.ClientID, sync.OnceValues(func() (azcore.TokenCredential, error) { return creds.Credential(home) }))
 		appPosture.Sources = append(appPosture.Sources, h)
 		lookup = h
 	}

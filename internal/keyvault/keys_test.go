@@ -262,6 +262,51 @@ func TestCloudKeyWrapRefusedStaysCold(t *testing.T) {
 	}
 }
 
+// A key's public part stands in for the vault's wrap for keyFreshness:
+// a wrapKey permission removed since shows once it is that old, when the
+// vault is asked to wrap again; offboarding forgets the tenant's keys.
+func TestCloudKeyProvedAgainWhenStale(t *testing.T) {
+	c := startCloud(t)
+	c.AddVault("contoso-kv", tenantA, keyVault(cloudtest.Key{Enabled: true}))
+	version := c.KeyVersions("contoso-kv", "cmk")[0]
+	r := newReader(c)
+	cred := c.SecretCredential(t, tenantA)
+	probe := func(name string, want ...string) tenant.KeyCheck {
+		t.Helper()
+		c.ResetCounters()
+		check, err := r.Key(context.Background(), tenantA, cloudtest.VaultURL("contoso-kv"), "cmk", cred)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if got := keyCalls(c); !slices.Equal(got, slices.Sorted(slices.Values(want))) {
+			t.Errorf("%s: requests %v, want %v", name, got, want)
+		}
+		return check
+	}
+	cold := []string{"GET /keys/cmk", "POST /keys/cmk/wrapkey", "POST /keys/cmk/v/unwrapkey"}
+	warm := []string{"GET /keys/cmk", "POST /keys/cmk/v/unwrapkey"}
+	probe("cold", cold...)
+	c.SetKey("contoso-kv", "cmk", cloudtest.Key{Enabled: true, Version: version, AccessPolicyDenied: []string{"wrapKey"}})
+	if check := probe("warm, wrapKey removed", warm...); !check.Unwrapped || check.WrapErr != nil {
+		t.Errorf("warm: %+v", check)
+	}
+	r.keys.mu.Lock()
+	for id, k := range r.keys.m {
+		k.proved = k.proved.Add(-keyFreshness)
+		r.keys.m[id] = k
+	}
+	r.keys.mu.Unlock()
+	if check := probe("stale", "GET /keys/cmk", "POST /keys/cmk/wrapkey"); outcome.Of(check.WrapErr) != outcome.KeyVaultAccessDenied {
+		t.Errorf("stale: %+v, want the wrap refused", check)
+	}
+
+	c.SetKey("contoso-kv", "cmk", cloudtest.Key{Enabled: true, Version: version})
+	probe("granted again", cold...)
+	probe("warm", warm...)
+	r.Forget(strings.ToUpper(tenantA))
+	probe("after offboarding", cold...)
+}
+
 func TestKeyRefusesBadInput(t *testing.T) {
 	c := startCloud(t)
 	r := newReader(c)
