@@ -361,3 +361,22 @@ func TestWaitPauseTakesNoTurn(t *testing.T) {
 		}
 	})
 }
+
+// While the gate paces the process, new work starts only when the requests
+// already waiting for their turn would go within MaxBacklog: work started
+// later does not spend its deadline in that queue.
+func TestWaitPauseKeepsTheBacklogShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := NewGate(Options{MaxBacklog: 5 * time.Second})
+		g.Throttled("", "Application/x", time.Second) // paced at the least rate, 1 a second
+		var wg sync.WaitGroup
+		for range 10 { // ten requests waiting: the last one's turn 10 s after the pause
+			wg.Go(func() { _, _ = g.Wait(t.Context()) })
+		}
+		synctest.Wait()
+		if d, err := g.WaitPause(t.Context()); err != nil || d != 6*time.Second {
+			t.Errorf("new work waited %v (%v), want 6s: until the backlog is 5s", d, err)
+		}
+		wg.Wait()
+	})
+}
