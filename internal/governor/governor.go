@@ -334,6 +334,10 @@ func (g *Gate) wait(ctx context.Context, paced bool) (time.Duration, error) {
 		case <-ctx.Done():
 			t.Stop()
 			MeterOf(ctx).paused(g.opt.Now().Sub(start))
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// Its deadline came while the app's throttling held it.
+				MeterOf(ctx).hold()
+			}
 			return g.opt.Now().Sub(start), ctx.Err()
 		}
 	}

@@ -370,12 +370,13 @@ func TestWaitPauseKeepsTheBacklogShort(t *testing.T) {
 		g := NewGate(Options{MaxBacklog: 5 * time.Second})
 		g.Throttled("", "Application/x", time.Second) // paced at the least rate, 1 a second
 		var wg sync.WaitGroup
-		for range 10 { // ten requests waiting: the last one's turn 10 s after the pause
+		for range 10 { // ten requests waiting: their turns from the pause's end, one a second
 			wg.Go(func() { _, _ = g.Wait(t.Context()) })
 		}
+		time.Sleep(time.Second) // the pause ends: the turns are taken, the last 10 s from now
 		synctest.Wait()
-		if d, err := g.WaitPause(t.Context()); err != nil || d != 6*time.Second {
-			t.Errorf("new work waited %v (%v), want 6s: until the backlog is 5s", d, err)
+		if d, err := g.WaitPause(t.Context()); err != nil || d != 5*time.Second {
+			t.Errorf("new work waited %v (%v), want 5s: until the backlog is 5s", d, err)
 		}
 		wg.Wait()
 	})
