@@ -121,8 +121,8 @@ func TestGateHoldsEveryRequestForTheRetryAfter(t *testing.T) {
 		// The pace grows by a tenth a second from the end of the pause, and
 		// is lifted after a minute.
 		time.Sleep(10*time.Second - 450*time.Millisecond)
-		if r := g.Rate(); r < 20*1.628 || r > 20*1.629 {
-			t.Errorf("rate 10 s after the pause = %v, want 20·1.05^10", r)
+		if r := g.Rate(); r < 20*2.593 || r > 20*2.594 {
+			t.Errorf("rate 10 s after the pause = %v, want 20·1.1^10", r)
 		}
 		time.Sleep(time.Minute)
 		if r := g.Rate(); r != 0 {
@@ -187,8 +187,11 @@ func (b *bucket) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // Three processes each with 100 tenants in flight against a service that
 // allows the app 50 requests a second: each tenant retrying on its own
-// makes most requests 429s; with a gate per process, a few percent, and
-// the work takes about what the limit allows.
+// makes most requests 429s; with a gate per process, a few percent. Here
+// each process has its own tenants to finish (a queue would give an
+// instance that paced itself low fewer messages), so the time depends on
+// which process learned the lowest share: 1.1 to 1.7 times what the limit
+// allows over many runs; the bound is twice.
 func TestGatesKeepAFleetWithinTheLimit(t *testing.T) {
 	run := func(withGate bool) (sent, throttled int, took time.Duration) {
 		synctest.Test(t, func(t *testing.T) {
@@ -237,7 +240,7 @@ func TestGatesKeepAFleetWithinTheLimit(t *testing.T) {
 	sent, throttled, took = run(true)
 	t.Logf("with a gate per process: %d requests, %d 429s (%.1f%%), %v", sent, throttled, 100*float64(throttled)/float64(sent), took)
 	floor := 900 * time.Second / 50
-	if float64(throttled) > 0.1*float64(sent) || took > floor*13/10+5*time.Second {
+	if float64(throttled) > 0.1*float64(sent) || took > 2*floor {
 		t.Errorf("with gates: %d of %d requests throttled in %v (floor %v)", throttled, sent, took, floor)
 	}
 }
