@@ -187,7 +187,7 @@ type Options struct {
 // not storm the service again when it ends: the answers that got through in
 // the seconds the process was sending (idle seconds do not count, so a
 // process that had little to send does not take that as its share). That
-// rate grows by 10% each second from the end of the pause, a throttle sets it
+// rate grows by 5% each second from the end of the pause, a throttle sets it
 // again to what got through, and a minute without one lifts it.
 // Every instance of the app does the same with what it sees, without
 // talking to the others: when each keeps to what got through for it, the
@@ -215,7 +215,7 @@ type Gate struct {
 
 const (
 	okSeconds  = 10
-	rateGrowth = 1.10 // a second
+	rateGrowth = 1.05 // a second
 	rateLift   = time.Minute
 )
 
