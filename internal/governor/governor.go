@@ -170,6 +170,9 @@ type Options struct {
 	// MinRate is the least rate the gate paces the process at after an
 	// app-wide throttle, requests a second; default 1.
 	MinRate float64
+	// MaxBacklog is how long the requests waiting for their turn may take
+	// to go before WaitPause lets more work start; default 5s.
+	MaxBacklog time.Duration
 	// OnPause, when set, is told each time the gate closes or its pause is
 	// extended, with the end of the pause, the rate it paces the process at
 	// from then on, and the throttle's scope; it must be quick.
@@ -233,6 +236,9 @@ func NewGate(opt Options) *Gate {
 	if opt.MinRate <= 0 {
 		opt.MinRate = 1
 	}
+	if opt.MaxBacklog <= 0 {
+		opt.MaxBacklog = 5 * time.Second
+	}
 	if opt.Now == nil {
 		opt.Now = time.Now
 	}
@@ -267,7 +273,10 @@ func (g *Gate) Wait(ctx context.Context) (time.Duration, error) {
 }
 
 // WaitPause is Wait for work that is about to start rather than a request:
-// it waits for the pause to end, and takes no turn of the pacing.
+// it waits for the pause to end, and, while the gate paces the process,
+// until the requests already waiting for their turn would all be sent
+// within MaxBacklog, so that work started now does not spend its own
+// deadline waiting behind them. It takes no turn of the pacing.
 func (g *Gate) WaitPause(ctx context.Context) (time.Duration, error) {
 	return g.wait(ctx, false)
 }
@@ -281,12 +290,15 @@ func (g *Gate) wait(ctx context.Context, paced bool) (time.Duration, error) {
 		g.mu.Lock()
 		now := g.opt.Now()
 		at := g.until
-		rate := 0.0
-		if paced {
-			rate = g.rateLocked(now)
-		}
-		if rate > 0 && g.next.After(at) {
+		rate := g.rateLocked(now)
+		switch {
+		case paced && rate > 0 && g.next.After(at):
 			at = g.next
+		case !paced && rate > 0 && g.next.Add(-g.opt.MaxBacklog).After(at):
+			at = g.next.Add(-g.opt.MaxBacklog)
+		}
+		if !paced {
+			rate = 0 // takes no turn
 		}
 		if !now.Before(at) {
 			if rate > 0 {
@@ -322,6 +334,10 @@ func (g *Gate) wait(ctx context.Context, paced bool) (time.Duration, error) {
 		case <-ctx.Done():
 			t.Stop()
 			MeterOf(ctx).paused(g.opt.Now().Sub(start))
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				// Its deadline came while the app's throttling held it.
+				MeterOf(ctx).hold()
+			}
 			return g.opt.Now().Sub(start), ctx.Err()
 		}
 	}

@@ -187,8 +187,11 @@ func (b *bucket) RoundTrip(req *http.Request) (*http.Response, error) {
 
 // Three processes each with 100 tenants in flight against a service that
 // allows the app 50 requests a second: each tenant retrying on its own
-// makes most requests 429s; with a gate per process, a few percent, and
-// the work takes about what the limit allows.
+// makes most requests 429s; with a gate per process, a few percent. Here
+// each process has its own tenants to finish (a queue would give an
+// instance that paced itself low fewer messages), so the time depends on
+// which process learned the lowest share: 1.1 to 1.75 times what the limit
+// allows over many runs; the bound is twice.
 func TestGatesKeepAFleetWithinTheLimit(t *testing.T) {
 	run := func(withGate bool) (sent, throttled int, took time.Duration) {
 		synctest.Test(t, func(t *testing.T) {
@@ -237,7 +240,7 @@ func TestGatesKeepAFleetWithinTheLimit(t *testing.T) {
 	sent, throttled, took = run(true)
 	t.Logf("with a gate per process: %d requests, %d 429s (%.1f%%), %v", sent, throttled, 100*float64(throttled)/float64(sent), took)
 	floor := 900 * time.Second / 50
-	if float64(throttled) > 0.1*float64(sent) || took > floor*13/10+5*time.Second {
+	if float64(throttled) > 0.1*float64(sent) || took > 2*floor {
 		t.Errorf("with gates: %d of %d requests throttled in %v (floor %v)", throttled, sent, took, floor)
 	}
 }
@@ -359,5 +362,25 @@ func TestWaitPauseTakesNoTurn(t *testing.T) {
 		if d, _ := g.Wait(t.Context()); d != time.Second {
 			t.Errorf("the second request waited %v, want its turn a second later", d)
 		}
+	})
+}
+
+// While the gate paces the process, new work starts only when the requests
+// already waiting for their turn would go within MaxBacklog: work started
+// later does not spend its deadline in that queue.
+func TestWaitPauseKeepsTheBacklogShort(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := NewGate(Options{MaxBacklog: 5 * time.Second})
+		g.Throttled("", "Application/x", time.Second) // paced at the least rate, 1 a second
+		var wg sync.WaitGroup
+		for range 10 { // ten requests waiting: their turns from the pause's end, one a second
+			wg.Go(func() { _, _ = g.Wait(t.Context()) })
+		}
+		time.Sleep(time.Second) // the pause ends: the turns are taken, the last 10 s from now
+		synctest.Wait()
+		if d, err := g.WaitPause(t.Context()); err != nil || d != 5*time.Second {
+			t.Errorf("new work waited %v (%v), want 5s: until the backlog is 5s", d, err)
+		}
+		wg.Wait()
 	})
 }

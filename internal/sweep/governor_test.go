@@ -150,3 +150,39 @@ func TestStaleResultSharesNothing(t *testing.T) {
 		}
 	})
 }
+
+// A tenant that waited for the app's throttling within its budget and then
+// ran out of time is not recorded as a timeout: the fleet's throttling cost
+// it the time.
+func TestWorkerDoesNotTimeOutATenantTheAppsThrottlingDelayed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := governor.NewGate(governor.Options{})
+		p := newPipelineWith(active(1), 1, Options{Concurrency: 4, TenantTimeout: 10 * time.Second, Budget: time.Minute, Gate: gate})
+		p.prober.script[id(0)] = func(ctx context.Context) tenant.SweepResult {
+			gate.Throttled(id(0), "Application/ReadWrite/app/"+id(0), 4*time.Second)
+			if _, err := gate.Wait(ctx); err != nil { // 4 s of its 10 s
+				t.Errorf("wait: %v", err)
+			}
+			<-ctx.Done() // then its own work runs out of time
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.Timeout}
+		}
+		if _, err := p.worker.Do(t.Context(), Work{Run: "r", Seq: 0, Tenants: []string{id(0)}}, 1); !errors.Is(err, ErrInterrupted) {
+			t.Fatalf("err = %v, want the message given back", err)
+		}
+		if rec := get(p.reg, id(0)); rec.LastSweep != nil {
+			t.Errorf("recorded %s", rec.LastSweep.Outcome)
+		}
+		// Its own timeout, with no wait for the app, is recorded.
+		p.prober.script[id(0)] = func(ctx context.Context) tenant.SweepResult {
+			<-ctx.Done()
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.Timeout}
+		}
+		time.Sleep(time.Minute) // past the pacing the throttle left
+		if _, err := p.worker.Do(t.Context(), Work{Run: "r", Seq: 0, Tenants: []string{id(0)}}, 2); err != nil {
+			t.Fatal(err)
+		}
+		if rec := get(p.reg, id(0)); rec.LastSweep == nil || rec.LastSweep.Outcome != outcome.Timeout {
+			t.Errorf("its own timeout: %+v", rec.LastSweep)
+		}
+	})
+}

@@ -330,8 +330,12 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 		}
 	}
 	counts := meter.Counts()
+	// A tenant whose deadline came after the app's throttling made it wait
+	// (at the gate, within its budget) ran out of time because of the
+	// fleet, not of itself.
+	throttledOut := counts.Paused > 0 && errors.Is(tctx.Err(), context.DeadlineExceeded)
 	counts.Paused += waited
-	if res.Outcome != outcome.OK && (ctx.Err() != nil || meter.Held()) {
+	if res.Outcome != outcome.OK && (ctx.Err() != nil || meter.Held() || throttledOut) {
 		// Interrupted (SIGTERM, the host's request ended), or held by the
 		// app's throttling past its deadline: never the tenant's fault, so
 		// nothing is recorded and its work is redone.
