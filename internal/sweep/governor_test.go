@@ -184,5 +184,22 @@ func TestWorkerDoesNotTimeOutATenantTheAppsThrottlingDelayed(t *testing.T) {
 		if rec := get(p.reg, id(0)); rec.LastSweep == nil || rec.LastSweep.Outcome != outcome.Timeout {
 			t.Errorf("its own timeout: %+v", rec.LastSweep)
 		}
+		// A short wait for the app does not excuse a tenant that hangs: it
+		// would come back, wait again and never be recorded.
+		p.prober.script[id(0)] = func(ctx context.Context) tenant.SweepResult {
+			gate.Throttled(id(0), "Application/ReadWrite/app/"+id(0), time.Second)
+			if _, err := gate.Wait(ctx); err != nil { // 1 s of its 10 s
+				t.Errorf("wait: %v", err)
+			}
+			<-ctx.Done()
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.Timeout}
+		}
+		time.Sleep(time.Minute)
+		if _, err := p.worker.Do(t.Context(), Work{Run: "r2", Seq: 0, Tenants: []string{id(0)}}, 1); err != nil {
+			t.Fatalf("a short wait then a hang: %v, want its timeout recorded", err)
+		}
+		if rec := get(p.reg, id(0)); rec.LastSweep == nil || rec.LastSweep.Outcome != outcome.Timeout || rec.LastSweep.RunID != "r2" {
+			t.Errorf("a short wait then a hang: %+v", rec.LastSweep)
+		}
 	})
 }

@@ -330,10 +330,12 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 		}
 	}
 	counts := meter.Counts()
-	// A tenant whose deadline came after the app's throttling made it wait
-	// (at the gate, within its budget) ran out of time because of the
-	// fleet, not of itself.
-	throttledOut := counts.Paused > 0 && errors.Is(tctx.Err(), context.DeadlineExceeded)
+	// A tenant whose deadline came after the app's throttling took a good
+	// part of its budget (at the gate, a quarter or more) ran out of time
+	// because of the fleet, not of itself. A short wait does not excuse a
+	// tenant that hangs: its message would come back, wait again and never
+	// be recorded.
+	throttledOut := counts.Paused*4 >= w.opt.TenantTimeout && errors.Is(tctx.Err(), context.DeadlineExceeded)
 	counts.Paused += waited
 	if res.Outcome != outcome.OK && (ctx.Err() != nil || meter.Held() || throttledOut) {
 		// Interrupted (SIGTERM, the host's request ended), or held by the
