@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
@@ -114,11 +115,15 @@ type gatedCredential struct {
 
 	once   sync.Once
 	denied error
+	// granted: a Graph token the task got carries application
+	// permissions, every one the task declares among them. Graph's 403 to
+	// such a token is not a missing consent.
+	granted atomic.Bool
 }
 
 func (g *gatedCredential) GetToken(ctx context.Context, tro policy.TokenRequestOptions) (azcore.AccessToken, error) {
 	tk, err := g.TokenCredential.GetToken(ctx, tro)
-	if err != nil || len(g.needs) == 0 || !slices.ContainsFunc(tro.Scopes, g.isGraph) {
+	if err != nil || !slices.ContainsFunc(tro.Scopes, g.isGraph) {
 		return tk, err
 	}
 	// The tenant's roles do not change within a run: checked once.
@@ -155,6 +160,7 @@ func (g *gatedCredential) check(tok string) error {
 		}
 	}
 	if len(missing) == 0 {
+		g.granted.Store(len(roles) > 0)
 		return nil
 	}
 	return outcome.New(outcome.GraphPermissionMissing,

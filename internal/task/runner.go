@@ -3,6 +3,7 @@ package task
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -237,6 +238,9 @@ type taskResult struct {
 	body     any
 	err      error
 	duration time.Duration
+	// graphGranted: the task's Graph token held every permission it
+	// declares (gatedCredential.granted).
+	graphGranted bool
 }
 
 // runAll runs the tasks at once, each isolated: a panic is that task's
@@ -250,9 +254,10 @@ func (r *Runner) runAll(ctx context.Context, rec tenant.Record, cred azcore.Toke
 	var wg sync.WaitGroup
 	for i, p := range todo {
 		log := base.With().Str("task", p.about.Name).Logger()
+		gated := &gatedCredential{TokenCredential: cred, graphEndpoint: r.cfg.Cloud.GraphEndpoint, needs: r.needs[p.about.Name]}
 		t := &Tenant{
 			Record:        rec,
-			Credential:    &gatedCredential{TokenCredential: cred, graphEndpoint: r.cfg.Cloud.GraphEndpoint, needs: r.needs[p.about.Name]},
+			Credential:    gated,
 			ClientOptions: r.cfg.ClientOptions,
 			Cloud:         r.cfg.Cloud,
 			Log:           log,
@@ -270,7 +275,7 @@ func (r *Runner) runAll(ctx context.Context, rec tenant.Record, cred azcore.Toke
 					}
 				}()
 				body, err := p.t.Run(log.WithContext(ctx), t)
-				tr = taskResult{ran: true, body: body, err: err}
+				tr = taskResult{ran: true, body: body, err: err, graphGranted: gated.granted.Load()}
 			}()
 			tr.duration = r.cfg.Now().Sub(start)
 			mu.Lock()
@@ -314,6 +319,14 @@ func (r *Runner) result(ctx context.Context, rec tenant.Record, p planned, tr ta
 	}
 	err := classify(ctx, r.cfg.Cloud, tr.err)
 	code := outcome.Of(err)
+	var own *outcome.Error
+	if code == outcome.GraphConsentMissing && tr.graphGranted && !errors.As(tr.err, &own) {
+		// The tenant consented, and to everything the task declares:
+		// Graph refused a request that needs a permission the task does
+		// not declare. The app's bug; its customers have nothing to grant.
+		err = outcome.New(outcome.InternalError, "Microsoft Graph refused a request of the task although the tenant granted every permission the task declares: the task needs one it does not declare in About().Graph", tr.err)
+		code = outcome.InternalError
+	}
 	if !slices.Contains(outcome.Codes, code) {
 		// The vocabulary is stable API (the OpenAPI enum, alerts, filters):
 		// a code of the task's own making is the task's bug.

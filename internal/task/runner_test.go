@@ -381,6 +381,48 @@ func TestGraphPermissionGate(t *testing.T) {
 	}
 }
 
+// Graph's 403 to a token that holds application permissions, every one the
+// task declares among them, is not a missing consent: the task needs one it
+// does not declare, the app's bug (internal_error, nothing asked of the
+// customer). Without any permission in the token it is the missing consent.
+func TestGraph403WithTheDeclaredPermissions(t *testing.T) {
+	graphTRO := policy.TokenRequestOptions{Scopes: []string{cloud.AzurePublic.GraphScope()}, EnableCAE: true}
+	graph403 := abs.NewApiError()
+	graph403.ResponseStatusCode = 403
+	for _, tt := range []struct {
+		name  string
+		cred  azcore.TokenCredential
+		graph []string // the task's declared permissions
+		err   error    // what the task returns
+		code  outcome.Code
+		step  string
+	}{
+		{"declared permissions held", jwtCredential{roles: []string{"Group.Read.All"}}, []string{"Group.Read.All"}, graph403, outcome.InternalError, ""},
+		{"nothing declared, permissions held", jwtCredential{roles: []string{"User.Read.All"}}, nil, graph403, outcome.InternalError, ""},
+		{"no permission in the token", jwtCredential{roles: []string{}}, nil, graph403, outcome.GraphConsentMissing, "4"},
+		{"no roles claim", opaqueCredential{}, []string{"Group.Read.All"}, graph403, outcome.GraphConsentMissing, "4"},
+		{"classified by the task", jwtCredential{roles: []string{"Group.Read.All"}}, []string{"Group.Read.All"},
+			outcome.New(outcome.GraphConsentMissing, "no consent", nil), outcome.GraphConsentMissing, "4"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newRunner(t, &fakeSigner{cred: tt.cred}, fakeTask{about: About{Name: "t", Graph: tt.graph}, needs: Needs{Graph: true}, applies: true,
+				run: func(ctx context.Context, tn *Tenant) (any, error) {
+					if _, err := tn.Credential.GetToken(ctx, graphTRO); err != nil {
+						return nil, err
+					}
+					return nil, tt.err
+				}})
+			got := r.Probe(t.Context(), record()).Tasks["t"]
+			if got.Outcome != tt.code || got.Step != tt.step {
+				t.Errorf("outcome %s step %q, want %s %q (%s)", got.Outcome, got.Step, tt.code, tt.step, got.Message)
+			}
+			if tt.code == outcome.InternalError && !strings.Contains(got.Message, "does not declare") {
+				t.Errorf("message %q does not say what is missing", got.Message)
+			}
+		})
+	}
+}
+
 type opaqueCredential struct{}
 
 func (opaqueCredential) GetToken(context.Context, policy.TokenRequestOptions) (azcore.AccessToken, error) {

@@ -32,7 +32,7 @@ func TestGroupsFailures(t *testing.T) {
 	}{
 		{"permission not granted", cloudtest.Tenant{Groups: 3, GraphRoles: []string{"User.Read.All"}}, outcome.GraphPermissionMissing, "4"},
 		{"a role Graph accepts for groups", cloudtest.Tenant{Groups: 3, GraphRoles: []string{"Directory.Read.All"}}, outcome.OK, ""},
-		{"no consent at all", cloudtest.Tenant{Groups: 3, GraphStatus: 403}, outcome.GraphConsentMissing, "4"},
+		{"no consent at all", cloudtest.Tenant{Groups: 3, GraphRoles: []string{}, GraphToken: cloudtest.TokenNoRoles}, outcome.GraphConsentMissing, "4"},
 		{"throttled past the budget", cloudtest.Tenant{Groups: 3, GraphStatus: 429}, outcome.Throttled, ""},
 		{"unavailable", cloudtest.Tenant{Groups: 3, GraphStatus: 503}, outcome.UpstreamError, ""},
 		{"throttled once", cloudtest.Tenant{Groups: 3, GraphThrottle: 1}, outcome.OK, ""},
