@@ -79,8 +79,15 @@ func TenantOf(ctx context.Context) string {
 // Meter counts one tenant's requests and what the gates did to them. Its
 // methods are safe for concurrent use and on a nil *Meter.
 type Meter struct {
-	graph, tokens, appThrottles, pausedNs atomic.Int64
-	held                                  atomic.Bool
+	graph, tokens, appThrottles atomic.Int64
+	held                        atomic.Bool
+
+	// The time some of the tenant's requests waited at a gate: its
+	// requests wait in parallel, so their waits overlap and are not summed.
+	mu      sync.Mutex
+	waiting int
+	since   time.Time
+	paused  time.Duration
 }
 
 type meterKey struct{}
@@ -115,7 +122,8 @@ func (m *Meter) Token() {
 type Counts struct {
 	GraphRequests, TokenRequests int
 	// AppThrottles are the 429s the app as a whole got (not the tenant's);
-	// Paused is how long the tenant's requests waited at a closed gate.
+	// Paused is how long the tenant waited at a closed gate: the time in
+	// which any of its requests waited there, not the sum of their waits.
 	AppThrottles int
 	Paused       time.Duration
 }
@@ -125,8 +133,11 @@ func (m *Meter) Counts() Counts {
 	if m == nil {
 		return Counts{}
 	}
+	m.mu.Lock()
+	paused := m.paused
+	m.mu.Unlock()
 	return Counts{GraphRequests: int(m.graph.Load()), TokenRequests: int(m.tokens.Load()),
-		AppThrottles: int(m.appThrottles.Load()), Paused: time.Duration(m.pausedNs.Load())}
+		AppThrottles: int(m.appThrottles.Load()), Paused: paused}
 }
 
 // Held reports whether a gate stayed closed past the tenant's deadline: the
@@ -140,9 +151,29 @@ func (m *Meter) hold() {
 	}
 }
 
-func (m *Meter) paused(d time.Duration) {
-	if m != nil && d > 0 {
-		m.pausedNs.Add(int64(d))
+// waitStarted and waitEnded bracket one request's wait at a gate, at the
+// gate's times.
+func (m *Meter) waitStarted(now time.Time) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.waiting == 0 {
+		m.since = now
+	}
+	m.waiting++
+}
+
+func (m *Meter) waitEnded(now time.Time) {
+	if m == nil {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.waiting--
+	if m.waiting == 0 && now.After(m.since) {
+		m.paused += now.Sub(m.since)
 	}
 }
 
@@ -286,6 +317,9 @@ func (g *Gate) wait(ctx context.Context, paced bool) (time.Duration, error) {
 		return 0, nil
 	}
 	start := g.opt.Now()
+	meter := MeterOf(ctx)
+	meter.waitStarted(start)
+	defer func() { meter.waitEnded(g.opt.Now()) }()
 	for {
 		g.mu.Lock()
 		now := g.opt.Now()
@@ -305,13 +339,11 @@ func (g *Gate) wait(ctx context.Context, paced bool) (time.Duration, error) {
 				g.next = now.Add(time.Duration(float64(time.Second) / rate))
 			}
 			g.mu.Unlock()
-			MeterOf(ctx).paused(now.Sub(start))
 			return now.Sub(start), nil
 		}
 		if d, ok := ctx.Deadline(); ok && d.Before(at) {
 			g.mu.Unlock()
-			MeterOf(ctx).paused(now.Sub(start))
-			MeterOf(ctx).hold()
+			meter.hold()
 			return now.Sub(start), outcome.New(outcome.Throttled,
 				g.opt.Service+" is throttling the app as a whole (every tenant), past this tenant's time budget", ErrAppThrottled)
 		}
@@ -326,17 +358,15 @@ func (g *Gate) wait(ctx context.Context, paced bool) (time.Duration, error) {
 		select {
 		case <-t.C:
 			if reserved {
-				MeterOf(ctx).paused(g.opt.Now().Sub(start))
 				return g.opt.Now().Sub(start), nil
 			}
 		case <-changed:
 			t.Stop()
 		case <-ctx.Done():
 			t.Stop()
-			MeterOf(ctx).paused(g.opt.Now().Sub(start))
 			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				// Its deadline came while the app's throttling held it.
-				MeterOf(ctx).hold()
+				meter.hold()
 			}
 			return g.opt.Now().Sub(start), ctx.Err()
 		}

@@ -384,3 +384,35 @@ func TestWaitPauseKeepsTheBacklogShort(t *testing.T) {
 		wg.Wait()
 	})
 }
+
+// A tenant's requests wait at the gate in parallel: the meter counts the
+// time the tenant waited, not the sum of its requests' waits, so that ten
+// requests held for a second are a second of the tenant's budget.
+func TestMeterCountsOverlappingWaitsOnce(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		g := NewGate(Options{})
+		ctx, m := WithMeter(t.Context())
+		g.Throttled("t1", "Application/ReadWrite/a/t1", time.Second)
+		var wg sync.WaitGroup
+		for range 10 {
+			wg.Go(func() {
+				if _, err := g.WaitPause(ctx); err != nil {
+					t.Error(err)
+				}
+			})
+		}
+		wg.Wait()
+		if got := m.Counts().Paused; got != time.Second {
+			t.Errorf("paused %v after ten overlapping 1 s waits, want 1s", got)
+		}
+		// A later, separate wait adds its own time.
+		time.Sleep(time.Minute)
+		g.Throttled("t1", "Application/ReadWrite/a/t1", 2*time.Second)
+		if _, err := g.WaitPause(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if got := m.Counts().Paused; got != 3*time.Second {
+			t.Errorf("paused %v after a further 2 s wait, want 3s", got)
+		}
+	})
+}

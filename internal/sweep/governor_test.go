@@ -203,3 +203,31 @@ func TestWorkerDoesNotTimeOutATenantTheAppsThrottlingDelayed(t *testing.T) {
 		}
 	})
 }
+
+// A tenant whose last seconds the app's throttling took is not recorded
+// however briefly it waited; from the message's third delivery on it is
+// recorded with what it got, so that its message never reaches the poison
+// queue because of the fleet.
+func TestWorkerGivesBackATenantTheAppsThrottlingHeldTwiceAtMost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := governor.NewGate(governor.Options{})
+		p := newPipelineWith(active(1), 1, Options{Concurrency: 4, TenantTimeout: 10 * time.Second, Budget: time.Minute, Gate: gate})
+		p.prober.script[id(0)] = func(ctx context.Context) tenant.SweepResult {
+			time.Sleep(9 * time.Second) // its own work, within its budget
+			gate.Throttled(id(0), "Application/ReadWrite/app/"+id(0), 30*time.Second)
+			_, err := gate.Wait(ctx) // the pause ends past its deadline
+			return tenant.SweepResult{At: time.Now(), Outcome: outcome.Of(err), Message: outcome.Detail(err)}
+		}
+		for delivery := int64(1); delivery <= 3; delivery++ {
+			_, err := p.worker.Do(t.Context(), Work{Run: "r", Seq: 0, Tenants: []string{id(0)}}, delivery)
+			rec := get(p.reg, id(0))
+			switch {
+			case delivery <= 2 && (!errors.Is(err, ErrInterrupted) || rec.LastSweep != nil):
+				t.Errorf("delivery %d: %v, recorded %+v; want it given back", delivery, err, rec.LastSweep)
+			case delivery == 3 && (err != nil || rec.LastSweep == nil || rec.LastSweep.Outcome != outcome.Throttled):
+				t.Errorf("delivery 3: %v, recorded %+v; want its throttled outcome recorded", err, rec.LastSweep)
+			}
+			time.Sleep(time.Minute) // past the pause
+		}
+	})
+}

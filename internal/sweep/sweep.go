@@ -78,6 +78,12 @@ func (o *Options) setDefaults() {
 // hold up the whole message.
 const abandonGrace = 2 * time.Second
 
+// fleetRedeliveries is how many deliveries of a message give back a tenant
+// that failed because of the app's throttling; the next records what it
+// got. Below host.json's maxDequeueCount (5), so such a tenant never sends
+// its message to the poison queue.
+const fleetRedeliveries = 2
+
 // ErrInterrupted means a work message was not finished: the process is
 // shutting down, the invocation's budget ended, or the registry could not be
 // read or written. What was finished is recorded; the message must be
@@ -106,9 +112,10 @@ func NewWorker(reg Registry, prober Prober, ledger Ledger, opt Options) *Worker 
 type result struct {
 	rec tenant.Record
 	res tenant.SweepResult
-	// cut means the budget, or an interruption, ended the work: nothing is
-	// recorded and the message is delivered again.
-	cut bool
+	// cut means the budget, an interruption or the app's throttling
+	// (throttled) ended the work: nothing is recorded and the message is
+	// delivered again.
+	cut, throttled bool
 	// counts are the tenant's requests, and what the app's throttling cost
 	// it.
 	counts governor.Counts
@@ -121,6 +128,7 @@ type workSlot struct {
 	prior              *tenant.SweepResult
 	gone, unreadable   bool
 	probed, unfinished bool
+	throttled          bool // unfinished because of the app's throttling
 }
 
 // Do executes one delivery of a work message: its tenants are read in one
@@ -148,19 +156,22 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 	var wg sync.WaitGroup
 	for i, id := range work.Tenants {
 		rec, found := recs[id]
-		wg.Go(func() { slots[i] = w.slot(ctx, work.Run, rec, found, budgetEnd) })
+		wg.Go(func() { slots[i] = w.slot(ctx, work.Run, delivery, rec, found, budgetEnd) })
 	}
 	wg.Wait()
 
 	var changes []tenant.Change
 	var written []*recorded // beside changes
-	var unfinished int
+	var unfinished, throttled int
 	appWide := ""
 	for i := range slots {
 		sl := &slots[i]
 		switch {
 		case sl.unfinished:
 			unfinished++
+			if sl.throttled {
+				throttled++
+			}
 		case sl.probed:
 			logResult(&log, sl.r)
 			if sl.r.res.Outcome.AppWide() {
@@ -204,7 +215,13 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 	}
 	if unfinished > 0 || writeErrs > 0 {
 		cause := "interrupted"
-		if ctx.Err() == nil && unfinished > 0 {
+		switch {
+		case ctx.Err() != nil || unfinished == 0:
+		case throttled == unfinished:
+			cause = "the app's throttling cost them their time"
+		case throttled > 0:
+			cause = fmt.Sprintf("the invocation's budget ended; the app's throttling cost %d of them their time", throttled)
+		default:
 			cause = "the invocation's budget ended"
 		}
 		log.Warn().Int("unfinished", unfinished).Int("writeErrors", writeErrs).
@@ -251,7 +268,7 @@ func (w *Worker) Do(ctx context.Context, work Work, delivery int64) (WorkResult,
 
 // slot works on one tenant of a work message, as read (found false: not
 // in the registry any more).
-func (w *Worker) slot(ctx context.Context, runID string, rec tenant.Record, found bool, budgetEnd time.Time) workSlot {
+func (w *Worker) slot(ctx context.Context, runID string, delivery int64, rec tenant.Record, found bool, budgetEnd time.Time) workSlot {
 	switch {
 	case !found:
 		return workSlot{gone: true}
@@ -264,9 +281,9 @@ func (w *Worker) slot(ctx context.Context, runID string, rec tenant.Record, foun
 	case rec.LastSweep != nil && rec.LastSweep.RunID == runID:
 		return workSlot{prior: rec.LastSweep}
 	}
-	r := w.one(ctx, rec, budgetEnd)
+	r := w.one(ctx, rec, delivery, budgetEnd)
 	if r.cut {
-		return workSlot{unfinished: true}
+		return workSlot{unfinished: true, throttled: r.throttled}
 	}
 	return workSlot{rec: rec, r: r, probed: true}
 }
@@ -274,7 +291,7 @@ func (w *Worker) slot(ctx context.Context, runID string, rec tenant.Record, foun
 // one runs a tenant's work under its own deadline, isolated from the rest:
 // a panic becomes an internal_error result and work that overruns its
 // deadline is abandoned.
-func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time) result {
+func (w *Worker) one(ctx context.Context, rec tenant.Record, delivery int64, budgetEnd time.Time) result {
 	wait := time.NewTimer(time.Until(budgetEnd))
 	select {
 	case w.slots <- struct{}{}:
@@ -330,18 +347,19 @@ func (w *Worker) one(ctx context.Context, rec tenant.Record, budgetEnd time.Time
 		}
 	}
 	counts := meter.Counts()
-	// A tenant whose deadline came after the app's throttling took a good
-	// part of its budget (at the gate, a quarter or more) ran out of time
-	// because of the fleet, not of itself. A short wait does not excuse a
-	// tenant that hangs: its message would come back, wait again and never
-	// be recorded.
-	throttledOut := counts.Paused*4 >= w.opt.TenantTimeout && errors.Is(tctx.Err(), context.DeadlineExceeded)
+	// A tenant the app's throttling held past its deadline, or whose
+	// deadline came after waiting at the gate for a quarter of its budget
+	// or more, failed because of the fleet, not of itself. A short wait
+	// does not excuse a tenant that hangs, and from the message's third
+	// delivery on nothing does: its message would come back, wait again and
+	// end in the poison queue with the tenant never recorded.
+	fleet := meter.Held() || counts.Paused*4 >= w.opt.TenantTimeout && errors.Is(tctx.Err(), context.DeadlineExceeded)
 	counts.Paused += waited
-	if res.Outcome != outcome.OK && (ctx.Err() != nil || meter.Held() || throttledOut) {
-		// Interrupted (SIGTERM, the host's request ended), or held by the
-		// app's throttling past its deadline: never the tenant's fault, so
+	if res.Outcome != outcome.OK && (ctx.Err() != nil || fleet && delivery <= fleetRedeliveries) {
+		// Interrupted (SIGTERM, the host's request ended), or failed
+		// because of the app's throttling: never the tenant's fault, so
 		// nothing is recorded and its work is redone.
-		return result{rec: rec, cut: true, counts: counts}
+		return result{rec: rec, cut: true, throttled: ctx.Err() == nil, counts: counts}
 	}
 	if res.Outcome != outcome.OK && errors.Is(tctx.Err(), context.DeadlineExceeded) {
 		if budgetCut {
