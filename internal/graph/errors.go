@@ -49,7 +49,7 @@ func classify(ctx context.Context, op string, err error) error {
 	if status == 0 {
 		return outcome.New(outcome.UpstreamError, "could not reach Microsoft Graph", err)
 	}
-	code := odataCode(err)
+	code := ErrorCode(err)
 	wrapped := &apiError{op: op, status: status, code: code, err: err}
 	switch {
 	case status == http.StatusForbidden,
@@ -83,10 +83,10 @@ func statusOf(err error) int {
 	return 0
 }
 
-// odataCode is Graph's error code (for example Authorization_RequestDenied),
+// ErrorCode is Graph's error code (for example Authorization_RequestDenied),
 // or "". Graph's codes are fixed identifiers, safe to show; its messages are
 // not passed on.
-func odataCode(err error) string {
+func ErrorCode(err error) string {
 	var oe *odataerrors.ODataError
 	if !errors.As(err, &oe) {
 		return ""

@@ -17,6 +17,7 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/governor"
+	"github.com/tenantsweep/tenantsweep/internal/graph"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -320,10 +321,13 @@ func (r *Runner) result(ctx context.Context, rec tenant.Record, p planned, tr ta
 	err := classify(ctx, r.cfg.Cloud, tr.err)
 	code := outcome.Of(err)
 	var own *outcome.Error
-	if code == outcome.GraphConsentMissing && tr.graphGranted && !errors.As(tr.err, &own) {
-		// The tenant consented, and to everything the task declares:
-		// Graph refused a request that needs a permission the task does
-		// not declare. The app's bug; its customers have nothing to grant.
+	if code == outcome.GraphConsentMissing && tr.graphGranted && !errors.As(tr.err, &own) &&
+		graph.ErrorCode(tr.err) == "Authorization_RequestDenied" {
+		// The tenant consented, and to everything the task declares, and
+		// Graph says the app's privileges are insufficient: the request
+		// needs a permission the task does not declare. The app's bug; its
+		// customers have nothing to grant. (Graph's other 403s, a licence
+		// or a policy of the tenant, say so with other codes.)
 		err = outcome.New(outcome.InternalError, "Microsoft Graph refused a request of the task although the tenant granted every permission the task declares: the task needs one it does not declare in About().Graph", tr.err)
 		code = outcome.InternalError
 	}
@@ -335,7 +339,7 @@ func (r *Runner) result(ctx context.Context, rec tenant.Record, p planned, tr ta
 		err = outcome.New(outcome.InternalError, "the task reported an outcome the app does not know (logged with the tenant id)", err)
 		code = outcome.InternalError
 	} else if code == outcome.InternalError && tr.ran {
-		zerolog.Ctx(ctx).Warn().Str("tenantId", rec.TenantID).Str("task", p.about.Name).Str("error", truncate(tr.err.Error(), 1024)).
+		zerolog.Ctx(ctx).Warn().Str("tenantId", rec.TenantID).Str("task", p.about.Name).Str("error", truncate(errorText(tr.err), 1024)).
 			Msg("task failed with an error of its own")
 	}
 	s := tenant.SubjectOf(err, rec.TenantID)
@@ -347,6 +351,17 @@ func (r *Runner) result(ctx context.Context, rec tenant.Record, p planned, tr ta
 	}
 	out.Outcome, out.Message, out.Step, out.Remediation = code, msg, adv.Step, adv.Remediation
 	return out
+}
+
+// errorText is err's text for the log. A kiota ODataError whose body had
+// no message panics in Error().
+func errorText(err error) (text string) {
+	defer func() {
+		if recover() != nil {
+			text = fmt.Sprintf("%T (without a text)", err)
+		}
+	}()
+	return err.Error()
 }
 
 // maxDetail bounds the detail a task's error adds to its message: the

@@ -22,6 +22,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
 	abs "github.com/microsoft/kiota-abstractions-go"
 	msgraph "github.com/microsoftgraph/msgraph-sdk-go"
+	"github.com/microsoftgraph/msgraph-sdk-go/models/odataerrors"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/governor"
@@ -381,14 +382,28 @@ func TestGraphPermissionGate(t *testing.T) {
 	}
 }
 
-// Graph's 403 to a token that holds application permissions, every one the
-// task declares among them, is not a missing consent: the task needs one it
-// does not declare, the app's bug (internal_error, nothing asked of the
-// customer). Without any permission in the token it is the missing consent.
+// Graph's 403 Authorization_RequestDenied to a token that holds
+// application permissions, every one the task declares among them, is not
+// a missing consent: the task needs one it does not declare, the app's bug
+// (internal_error, nothing asked of the customer). Without any permission
+// in the token it is the missing consent; another 403 of Graph's (a
+// licence, a policy of the tenant) is not taken for the app's bug.
 func TestGraph403WithTheDeclaredPermissions(t *testing.T) {
 	graphTRO := policy.TokenRequestOptions{Scopes: []string{cloud.AzurePublic.GraphScope()}, EnableCAE: true}
-	graph403 := abs.NewApiError()
-	graph403.ResponseStatusCode = 403
+	odata403 := func(code, message string) error {
+		main := odataerrors.NewMainError()
+		main.SetCode(&code)
+		if message != "" {
+			main.SetMessage(&message)
+		}
+		e := odataerrors.NewODataError()
+		e.SetErrorEscaped(main)
+		e.ResponseStatusCode = 403
+		return e
+	}
+	graph403 := odata403("Authorization_RequestDenied", "Insufficient privileges to complete the operation.")
+	bare403 := abs.NewApiError()
+	bare403.ResponseStatusCode = 403
 	for _, tt := range []struct {
 		name  string
 		cred  azcore.TokenCredential
@@ -403,6 +418,11 @@ func TestGraph403WithTheDeclaredPermissions(t *testing.T) {
 		{"no roles claim", opaqueCredential{}, []string{"Group.Read.All"}, graph403, outcome.GraphConsentMissing, "4"},
 		{"classified by the task", jwtCredential{roles: []string{"Group.Read.All"}}, []string{"Group.Read.All"},
 			outcome.New(outcome.GraphConsentMissing, "no consent", nil), outcome.GraphConsentMissing, "4"},
+		{"an error body without a message", jwtCredential{roles: []string{"Group.Read.All"}}, []string{"Group.Read.All"},
+			odata403("Authorization_RequestDenied", ""), outcome.InternalError, ""},
+		{"another 403 of Graph's", jwtCredential{roles: []string{"AuditLog.Read.All"}}, []string{"AuditLog.Read.All"},
+			odata403("Authentication_RequestFromNonPremiumTenantOrB2CTenant", "Neither tenant is B2C or tenant doesn't have premium license"), outcome.GraphConsentMissing, "4"},
+		{"no Graph error body", jwtCredential{roles: []string{"Group.Read.All"}}, []string{"Group.Read.All"}, bare403, outcome.GraphConsentMissing, "4"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			r := newRunner(t, &fakeSigner{cred: tt.cred}, fakeTask{about: About{Name: "t", Graph: tt.graph}, needs: Needs{Graph: true}, applies: true,
