@@ -65,15 +65,23 @@ func classify(ctx context.Context, name string, err error) error {
 	case s == http.StatusNotFound:
 		return outcome.New(outcome.SecretNotFound,
 			fmt.Sprintf("the vault has no secret named %q (or it is deleted)", name), wrapped)
-	case s == http.StatusTooManyRequests:
-		return outcome.New(outcome.Throttled, "Key Vault throttled the app past its retry budget", wrapped)
-	case s == http.StatusUnauthorized:
-		return outcome.New(outcome.UpstreamError, "the vault rejected the app's token", wrapped)
-	case s >= 500:
-		return outcome.New(outcome.UpstreamError, outcome.Answered(ctx, "Key Vault", s), wrapped)
-	default:
-		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Key Vault answered HTTP %d", s), wrapped)
 	}
+	return answered(ctx, re.StatusCode, wrapped)
+}
+
+// answered classifies a vault's answer that means the same for secrets and
+// keys: throttled past the retry budget, a token the vault rejected, the
+// service failing.
+func answered(ctx context.Context, status int, wrapped error) error {
+	switch {
+	case status == http.StatusTooManyRequests:
+		return outcome.New(outcome.Throttled, "Key Vault throttled the app past its retry budget", wrapped)
+	case status == http.StatusUnauthorized:
+		return outcome.New(outcome.UpstreamError, "the vault rejected the app's token", wrapped)
+	case status >= 500:
+		return outcome.New(outcome.UpstreamError, outcome.Answered(ctx, "Key Vault", status), wrapped)
+	}
+	return outcome.New(outcome.UpstreamError, fmt.Sprintf("Key Vault answered HTTP %d", status), wrapped)
 }
 
 // noAnswer classifies a request the vault did not answer, for secrets and

@@ -445,13 +445,6 @@ func classifyKey(ctx context.Context, op, name string, err error) error {
 		return outcome.New(outcome.KeyNotFound, fmt.Sprintf("the vault has no key named %q (or it is deleted)", name), wrapped)
 	case s == http.StatusBadRequest:
 		return outcome.New(outcome.KeyUnusable, fmt.Sprintf("%s and RSA-OAEP-256 (HTTP 400)", refused), wrapped)
-	case s == http.StatusTooManyRequests:
-		return outcome.New(outcome.Throttled, "Key Vault throttled the app past its retry budget", wrapped)
-	case s == http.StatusUnauthorized:
-		return outcome.New(outcome.UpstreamError, "the vault rejected the app's token", wrapped)
-	case s >= 500:
-		return outcome.New(outcome.UpstreamError, outcome.Answered(ctx, "Key Vault", s), wrapped)
-	default:
-		return outcome.New(outcome.UpstreamError, fmt.Sprintf("Key Vault answered HTTP %d", s), wrapped)
 	}
+	return answered(ctx, re.StatusCode, wrapped)
 }
