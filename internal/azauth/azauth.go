@@ -392,15 +392,12 @@ type lastToken struct {
 	gen   uint64    // of the app secret it was acquired with
 	at    time.Time // when this process got it (requested or opened)
 	tk    azcore.AccessToken
-	// issued is the token's iat; shared says it came from the registry
-	// (another sweep's, or another instance's), not from this Session.
+	// shared says it came from the registry (another sweep's, or another
+	// instance's), not from this Session; issued is then its iat (one this
+	// Session acquired is read from the token when needed).
 	issued time.Time
 	shared bool
 }
-
-// tokenRefreshMargin is how long before its expiry a token is no longer
-// handed out, as MSAL does not hand out a cached one either.
-const tokenRefreshMargin = 5 * time.Minute
 
 // seed takes what the fleet shares of the tenant: the vaults known to be
 // its own, and the tokens the Sealer opens.
@@ -491,7 +488,11 @@ func (s *Session) Share(refused ...string) tenant.SharedUpdate {
 			continue
 		}
 		if slices.ContainsFunc(refused, func(r string) bool { return strings.EqualFold(r, st.scope) }) {
-			u.Drop = append(u.Drop, tenant.SharedToken{Resource: tokenshare.Resource(st.scope), IssuedAt: l.issued})
+			issued := l.issued
+			if !l.shared {
+				issued, _ = tokenshare.IssuedAt(l.tk.Token)
+			}
+			u.Drop = append(u.Drop, tenant.SharedToken{Resource: tokenshare.Resource(st.scope), IssuedAt: issued})
 			continue
 		}
 		if l.shared {
@@ -527,7 +528,7 @@ func (s *Session) remembered(st *scopeState, tro policy.TokenRequestOptions, now
 	// A clock set back past the acquisition is not trusted, as MSAL does not
 	// trust a cache entry from the future.
 	if l.tk.Token == "" || !strings.EqualFold(l.scope, tro.Scopes[0]) || l.cae != tro.EnableCAE || l.gen != gen || now.Before(l.at) ||
-		!now.Before(l.tk.ExpiresOn.Add(-tokenRefreshMargin)) || (!l.tk.RefreshOn.IsZero() && !now.Before(l.tk.RefreshOn)) {
+		!now.Before(l.tk.ExpiresOn.Add(-tokenshare.Margin)) || (!l.tk.RefreshOn.IsZero() && !now.Before(l.tk.RefreshOn)) {
 		return azcore.AccessToken{}, false
 	}
 	return l.tk, true
@@ -539,10 +540,9 @@ func (s *Session) remember(st *scopeState, tro policy.TokenRequestOptions, gen u
 	if st == nil {
 		return
 	}
-	issued, _ := tokenshare.IssuedAt(tk.Token)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	st.last = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, at: time.Now(), tk: tk, issued: issued}
+	st.last = lastToken{scope: tro.Scopes[0], cae: tro.EnableCAE, gen: gen, at: time.Now(), tk: tk}
 }
 
 func (s *Session) forgetLast(st *scopeState) {
