@@ -56,9 +56,12 @@ type Local struct {
 	pending []localWork // in the planner's order, so by time
 	closed  bool
 	results []WorkResult
-	todo    int
-	stopped bool
-	wg      sync.WaitGroup
+	// progress and appWide add up the results as they come.
+	progress Progress
+	appWide  int
+	todo     int
+	stopped  bool
+	wg       sync.WaitGroup
 }
 
 // NewLocal starts a Local queue whose messages run in ctx: its deadline is
@@ -181,13 +184,16 @@ func (l *Local) deliver(work Work) (WorkResult, error) {
 func (l *Local) done(wr WorkResult) {
 	l.mu.Lock()
 	l.results = append(l.results, wr)
-	var p Progress
-	for _, r := range l.results {
-		p.Done += r.Tenants
-		p.OK += r.OK
-		p.Failed += sum(r.Failed)
+	l.progress.Done += wr.Tenants
+	l.progress.OK += wr.OK
+	l.progress.Failed += sum(wr.Failed)
+	for c, k := range wr.Failed {
+		if c.AppWide() {
+			l.appWide += k
+		}
 	}
-	if p.OK == 0 && p.Failed > 0 && l.appWide() >= l.opt.AppWideStop && !l.stopped {
+	p := l.progress
+	if p.OK == 0 && p.Failed > 0 && l.appWide >= l.opt.AppWideStop && !l.stopped {
 		// The app itself cannot sign in: the work in flight stops as on an
 		// interruption (nothing recorded, nobody blamed) and no more starts.
 		l.stopped = true
@@ -198,18 +204,4 @@ func (l *Local) done(wr WorkResult) {
 	if l.opt.Progress != nil {
 		l.opt.Progress(p)
 	}
-}
-
-// appWide is how many tenants refused the app's own credential; l.mu is
-// held.
-func (l *Local) appWide() int {
-	n := 0
-	for _, r := range l.results {
-		for c, k := range r.Failed {
-			if c.AppWide() {
-				n += k
-			}
-		}
-	}
-	return n
 }

@@ -9,6 +9,7 @@ package sweep
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -216,7 +217,7 @@ func (r Run) String() string {
 	}
 	if len(r.Tasks) > 0 {
 		var parts []string
-		for _, name := range sortedKeys(r.Tasks) {
+		for _, name := range slices.Sorted(maps.Keys(r.Tasks)) {
 			tc := r.Tasks[name]
 			p := fmt.Sprintf("%s %d ok, %d failed", name, tc.OK, sum(tc.Failed))
 			if len(tc.Failed) > 0 {
@@ -243,13 +244,4 @@ func codes(m map[outcome.Code]int) string {
 	}
 	sort.Strings(out)
 	return strings.Join(out, ", ")
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
