@@ -150,9 +150,6 @@ func New(opt Options) (*Sealer, error) {
 // other instance opens what it seals.
 func (s *Sealer) Ephemeral() bool { return s.ephemeral }
 
-// Freshness is how long after its issue a token is used.
-func (s *Sealer) Freshness() time.Duration { return s.freshness }
-
 // Resource is the resource a scope names: the scope without "/.default",
 // in lower case.
 func Resource(scope string) string {
