@@ -29,6 +29,17 @@ type Cloud struct {
 // GraphScope is the client-credentials scope of Microsoft Graph in this cloud.
 func (c Cloud) GraphScope() string { return c.GraphEndpoint + "/.default" }
 
+// Unseen names the tenants this cloud's sign-in host cannot see at all, or
+// is "": the global cloud does not know the tenants of Microsoft Azure
+// operated by 21Vianet (they answer AADSTS90002 there), while US
+// Government tenants are found there, and reported as in another cloud.
+func (c Cloud) Unseen() string {
+	if c.Name == AzurePublic.Name {
+		return "a tenant of Microsoft Azure operated by 21Vianet"
+	}
+	return ""
+}
+
 // GraphHost is the bare host name of Microsoft Graph in this cloud.
 func (c Cloud) GraphHost() string { return strings.TrimPrefix(c.GraphEndpoint, "https://") }
 

@@ -69,7 +69,7 @@ func (a *API) checkTenant(ctx context.Context, reg *tenant.Registration) (*Tenan
 	case outcome.TenantNotFound:
 		return nil, errorf(http.StatusUnprocessableEntity, string(outcome.TenantNotFound),
 			"Microsoft Entra ID (%s) knows no tenant %s (%s)%s. Check the tenant id (Microsoft Entra admin center > Overview > Tenant ID); nothing was recorded",
-			a.cfg.Cloud.Name, reg.TenantID, outcome.Detail(err), invisibleFrom(a.cfg.Cloud))
+			a.cfg.Cloud.Name, reg.TenantID, outcome.Detail(err), unseenFrom(a.cfg.Cloud))
 	default:
 		detail := outcome.Detail(err)
 		zerolog.Ctx(ctx).Warn().Str("tenantId", reg.TenantID).Str("outcome", string(outcome.Of(err))).Str("detail", detail).
@@ -134,11 +134,11 @@ func regionText(h tenant.Home) string {
 	return s
 }
 
-// invisibleFrom says which tenants a cloud's sign-in host cannot see: the
-// global cloud does not know those of Microsoft Azure operated by 21Vianet.
-func invisibleFrom(cl cloud.Cloud) string {
-	if cl.Name == cloud.AzurePublic.Name {
-		return "; a tenant of Microsoft Azure operated by 21Vianet is not visible from " + cl.Name + " either"
+// unseenFrom is the note, for a tenant cl does not find, that it may be
+// one cl cannot see.
+func unseenFrom(cl cloud.Cloud) string {
+	if u := cl.Unseen(); u != "" {
+		return "; " + u + " is not visible from " + cl.Name + " either"
 	}
 	return ""
 }

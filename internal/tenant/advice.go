@@ -108,7 +108,7 @@ func (a Advisor) Advise(code outcome.Code, s Subject) Advice {
 	case outcome.TenantNotFound:
 		return Advice{
 			Step:    "onboarding",
-			Message: fmt.Sprintf("no Microsoft Entra tenant %s can be signed in to in %s: it does not exist (a typo), was deleted or deactivated%s", s.TenantID, a.Cloud.Name, a.invisibleClouds()),
+			Message: fmt.Sprintf("no Microsoft Entra tenant %s can be signed in to in %s: it does not exist (a typo), was deleted or deactivated%s", s.TenantID, a.Cloud.Name, unseenFrom(a.Cloud)),
 			Remediation: fmt.Sprintf("Check the tenant id (Microsoft Entra admin center > Overview > Tenant ID) and onboard again with the right one; offboard a deleted tenant (DELETE /api/tenants/%s). "+
 				"A tenant blocked for inactivity can be reactivated by its admin through Microsoft support within 20 days.", s.TenantID),
 		}
@@ -210,13 +210,11 @@ const (
 	graphAppID    = "00000003-0000-0000-c000-000000000000" // Microsoft Graph
 )
 
-// invisibleClouds says which tenants a deployment's sign-in host cannot see
-// at all: the global cloud does not know the tenants of Microsoft Azure
-// operated by 21Vianet (they answer AADSTS90002 there), while US Government
-// tenants are found and reported as wrong_cloud.
-func (a Advisor) invisibleClouds() string {
-	if a.Cloud.Name == cloud.AzurePublic.Name {
-		return " (a tenant of Microsoft Azure operated by 21Vianet is not visible from AzurePublic either)"
+// unseenFrom is the note, for a tenant cl does not find, that it may be
+// one cl cannot see.
+func unseenFrom(cl cloud.Cloud) string {
+	if u := cl.Unseen(); u != "" {
+		return " (" + u + " is not visible from " + cl.Name + " either)"
 	}
 	return ""
 }
