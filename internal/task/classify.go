@@ -13,6 +13,7 @@ import (
 	abs "github.com/microsoft/kiota-abstractions-go"
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
+	"github.com/tenantsweep/tenantsweep/internal/graph"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -24,7 +25,14 @@ import (
 // else is the task's own failure (internal_error), never blamed on the
 // customer. Detail texts are built here from statuses and codes only: an
 // SDK error's text carries request URLs and response bodies.
-func classify(ctx context.Context, cl cloud.Cloud, err error) error {
+//
+// graphGranted: the task's Graph token held every permission the task
+// declares. Graph's 403 Authorization_RequestDenied to it is then not a
+// missing consent: the request needs a permission the task does not
+// declare, the app's bug, and its customers have nothing to grant.
+// (Graph's other 403s, a licence or a policy of the tenant, say so with
+// other codes.)
+func classify(ctx context.Context, cl cloud.Cloud, err error, graphGranted bool) error {
 	var re *azcore.ResponseError
 	isResp := errors.As(err, &re)
 	var ae abs.ApiErrorable
@@ -33,6 +41,8 @@ func classify(ctx context.Context, cl cloud.Cloud, err error) error {
 		return settled
 	}
 	switch {
+	case isGraph && graphGranted && ae.GetStatusCode() == http.StatusForbidden && graph.ErrorCode(err) == "Authorization_RequestDenied":
+		return outcome.New(outcome.InternalError, "Microsoft Graph refused a request of the task although the tenant granted every permission the task declares: the task needs one it does not declare in About().Graph", err)
 	case isGraph:
 		return byStatus(ctx, err, "Microsoft Graph", ae.GetStatusCode(), serviceGraph, "")
 	case isResp:

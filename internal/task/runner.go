@@ -3,7 +3,6 @@ package task
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"runtime/debug"
 	"slices"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/tenantsweep/tenantsweep/internal/cloud"
 	"github.com/tenantsweep/tenantsweep/internal/governor"
-	"github.com/tenantsweep/tenantsweep/internal/graph"
 	"github.com/tenantsweep/tenantsweep/internal/outcome"
 	"github.com/tenantsweep/tenantsweep/internal/tenant"
 )
@@ -318,19 +316,8 @@ func (r *Runner) result(ctx context.Context, rec tenant.Record, p planned, tr ta
 	if tr.err == nil {
 		return out
 	}
-	err := classify(ctx, r.cfg.Cloud, tr.err)
+	err := classify(ctx, r.cfg.Cloud, tr.err, tr.graphGranted)
 	code := outcome.Of(err)
-	var own *outcome.Error
-	if code == outcome.GraphConsentMissing && tr.graphGranted && !errors.As(tr.err, &own) &&
-		graph.ErrorCode(tr.err) == "Authorization_RequestDenied" {
-		// The tenant consented, and to everything the task declares, and
-		// Graph says the app's privileges are insufficient: the request
-		// needs a permission the task does not declare. The app's bug; its
-		// customers have nothing to grant. (Graph's other 403s, a licence
-		// or a policy of the tenant, say so with other codes.)
-		err = outcome.New(outcome.InternalError, "Microsoft Graph refused a request of the task although the tenant granted every permission the task declares: the task needs one it does not declare in About().Graph", tr.err)
-		code = outcome.InternalError
-	}
 	if !slices.Contains(outcome.Codes, code) {
 		// The vocabulary is stable API (the OpenAPI enum, alerts, filters):
 		// a code of the task's own making is the task's bug.
