@@ -139,19 +139,9 @@ func (r *Reader) Forget(tenantID string) {
 // KeyCheck. A vault URL or key name that is not valid is refused before any
 // request, with a plain error.
 func (r *Reader) Key(ctx context.Context, tenantID, vaultURL, name string, cred azcore.TokenCredential) (tenant.KeyCheck, error) {
-	id, err := tenant.ParseTenantID(tenantID)
+	id, host, err := r.target(tenantID, vaultURL, "key", name, cred)
 	if err != nil {
-		return tenant.KeyCheck{}, fmt.Errorf("keyvault: %w", err)
-	}
-	host, err := tenant.ParseVaultURL(vaultURL, r.cl)
-	if err != nil {
-		return tenant.KeyCheck{}, fmt.Errorf("keyvault: vault URL: %w", err)
-	}
-	if !tenant.ValidSecretName(name) {
-		return tenant.KeyCheck{}, fmt.Errorf("keyvault: invalid key name %q", name)
-	}
-	if cred == nil {
-		return tenant.KeyCheck{}, errors.New("keyvault: nil credential")
+		return tenant.KeyCheck{}, err
 	}
 	kid := keyID{tenantID: id, host: host, name: strings.ToLower(name)}
 	p := probe{r: r, v: r.vault(id, host, cred), name: name}
@@ -325,6 +315,26 @@ func (p probe) unwrap(ctx context.Context, version string, wrapped, want []byte)
 
 // requestContext is the context of one request: its own count of tries
 // (requests of a key run at once) and the tenant's deadline on retries.
+// target checks what a read is asked for before any request: the tenant id,
+// a vault URL of the configured cloud, the name of the secret or key (what)
+// and a credential. It returns the tenant id and the vault's host, or a
+// plain error.
+func (r *Reader) target(tenantID, vaultURL, what, name string, cred azcore.TokenCredential) (id, host string, err error) {
+	if id, err = tenant.ParseTenantID(tenantID); err != nil {
+		return "", "", fmt.Errorf("keyvault: %w", err)
+	}
+	if host, err = tenant.ParseVaultURL(vaultURL, r.cl); err != nil {
+		return "", "", fmt.Errorf("keyvault: vault URL: %w", err)
+	}
+	if !tenant.ValidSecretName(name) {
+		return "", "", fmt.Errorf("keyvault: invalid %s name %q", what, name)
+	}
+	if cred == nil {
+		return "", "", errors.New("keyvault: nil credential")
+	}
+	return id, host, nil
+}
+
 func (r *Reader) requestContext(ctx context.Context) context.Context {
 	return r.boundRetry(outcome.WithAttempts(ctx))
 }

@@ -115,21 +115,11 @@ type hostKey struct{}
 // that is not https on a vault host of the configured cloud is refused before
 // any request, with a plain error.
 func (r *Reader) Secret(ctx context.Context, tenantID, vaultURL, name string, cred azcore.TokenCredential) (tenant.SecretMeta, error) {
-	id, err := tenant.ParseTenantID(tenantID)
+	id, host, err := r.target(tenantID, vaultURL, "secret", name, cred)
 	if err != nil {
-		return tenant.SecretMeta{}, fmt.Errorf("keyvault: %w", err)
+		return tenant.SecretMeta{}, err
 	}
-	host, err := tenant.ParseVaultURL(vaultURL, r.cl)
-	if err != nil {
-		return tenant.SecretMeta{}, fmt.Errorf("keyvault: vault URL: %w", err)
-	}
-	if !tenant.ValidSecretName(name) {
-		return tenant.SecretMeta{}, fmt.Errorf("keyvault: invalid secret name %q", name)
-	}
-	if cred == nil {
-		return tenant.SecretMeta{}, errors.New("keyvault: nil credential")
-	}
-	ctx = r.boundRetry(outcome.WithAttempts(ctx))
+	ctx = r.requestContext(ctx)
 	v := r.vault(id, host, cred)
 	resp, err := r.call(ctx, v, http.MethodGet, "https://"+host+"/secrets/"+name+"/?api-version="+apiVersion, nil)
 	if err != nil {

@@ -130,9 +130,9 @@ func (k Keys) key(ctx context.Context, t *task.Tenant, vaultURL, name string, no
 	}
 	if err != nil {
 		st.Outcome, st.OutcomeDetail = outcome.Of(err), outcome.Detail(err)
-		s := tenant.SubjectOf(err, "")
+		s := tenant.SubjectOf(err, t.Record.TenantID)
 		s.VaultURL, s.Key = vaultURL, name
-		adv := k.Advisor.Advise(st.Outcome, tenant.Subject{TenantID: t.Record.TenantID, VaultURL: vaultURL, Key: name, Firewall: s.Firewall})
+		adv := k.Advisor.Advise(st.Outcome, s)
 		st.Step, st.Remediation = adv.Step, adv.Remediation
 		return st, tenant.About(err, s)
 	}
