@@ -91,17 +91,14 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 		retry.ShouldRetry = outcome.RetryWithin(retry.RetryDelay, retry.MaxRetryDelay)
 	}
 	r := &Reader{cl: cl, opts: opts, retry: retry}
-	r.pl = runtime.NewPipeline("keyvault", "v1", runtime.PipelineOptions{}, r.clientOptions(nil))
+	r.pl = runtime.NewPipeline("keyvault", "v1", runtime.PipelineOptions{}, r.clientOptions())
 	return r
 }
 
 // clientOptions are the azcore options of the Reader's pipeline, and of an
-// azsecrets client (with host's policy) for what the pipeline does not do.
-func (r *Reader) clientOptions(host policy.Policy) *azcore.ClientOptions {
-	if host == nil {
-		host = hostPolicy("") // the request's own, from its context
-	}
-	co := &azcore.ClientOptions{Retry: r.retry, PerRetryPolicies: []policy.Policy{host, sentPolicy{}}, Transport: vaultHTTP}
+// azsecrets client for what the pipeline does not do.
+func (r *Reader) clientOptions() *azcore.ClientOptions {
+	co := &azcore.ClientOptions{Retry: r.retry, PerRetryPolicies: []policy.Policy{hostPolicy{}, sentPolicy{}}, Transport: vaultHTTP}
 	if r.opts.Transport != nil {
 		co.Transport = r.opts.Transport
 	}
@@ -296,7 +293,8 @@ func (r *Reader) boundRetry(ctx context.Context) context.Context {
 // an azsecrets client, which asks the vault's challenge again, is made for
 // it.
 func (r *Reader) disabledMeta(ctx context.Context, host, name string, cred *tenantCredential) (tenant.SecretMeta, error) {
-	sc, err := azsecrets.NewClient("https://"+host, cred, &azsecrets.ClientOptions{ClientOptions: *r.clientOptions(hostPolicy(host))})
+	ctx = context.WithValue(ctx, hostKey{}, host)
+	sc, err := azsecrets.NewClient("https://"+host, cred, &azsecrets.ClientOptions{ClientOptions: *r.clientOptions()})
 	if err != nil {
 		return tenant.SecretMeta{}, fmt.Errorf("keyvault: new client: %w", err)
 	}
@@ -394,16 +392,13 @@ func (sentPolicy) Do(req *policy.Request) (*http.Response, error) {
 	return resp, err
 }
 
-// hostPolicy refuses to send a request anywhere but the vault's host (its
-// own, or, when empty, the one its context names): a token is attached to
-// whatever URL a request has, and a next-page link comes from the response.
-type hostPolicy string
+// hostPolicy refuses to send a request anywhere but the vault's host its
+// context names: a token is attached to whatever URL a request has, and a
+// next-page link comes from the response.
+type hostPolicy struct{}
 
-func (h hostPolicy) Do(req *policy.Request) (*http.Response, error) {
-	want := string(h)
-	if want == "" {
-		want, _ = req.Raw().Context().Value(hostKey{}).(string)
-	}
+func (hostPolicy) Do(req *policy.Request) (*http.Response, error) {
+	want, _ := req.Raw().Context().Value(hostKey{}).(string)
 	u := req.Raw().URL
 	if want == "" || u.Scheme != "https" || !strings.EqualFold(u.Hostname(), want) || (u.Port() != "" && u.Port() != "443") {
 		return nil, errForeignHost
