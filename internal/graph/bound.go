@@ -16,9 +16,6 @@ import (
 // costs a few small allocations and no network: the clients of all tenants
 // share one adapter.
 func (r *Reader) For(cred azcore.TokenCredential) *msgraph.GraphServiceClient {
-	if r.err != nil { // only a bug: every request fails with it
-		return clientOf(failingAdapter{err: r.err}, "")
-	}
 	a := r.gsc.GetAdapter()
 	return clientOf(boundAdapter{RequestAdapter: a, cred: cred}, a.GetBaseUrl())
 }
@@ -83,45 +80,3 @@ func (b boundAdapter) ConvertToNativeRequest(ctx context.Context, ri *abs.Reques
 // The shared adapter's base URL and backing store are set once, in New.
 func (boundAdapter) SetBaseUrl(string)                            {}
 func (boundAdapter) EnableBackingStore(store.BackingStoreFactory) {}
-
-// failingAdapter answers every request with err.
-type failingAdapter struct {
-	abs.RequestAdapter
-	err error
-}
-
-func (f failingAdapter) Send(context.Context, *abs.RequestInformation, serialization.ParsableFactory, abs.ErrorMappings) (serialization.Parsable, error) {
-	return nil, f.err
-}
-
-func (f failingAdapter) SendEnum(context.Context, *abs.RequestInformation, serialization.EnumFactory, abs.ErrorMappings) (any, error) {
-	return nil, f.err
-}
-
-func (f failingAdapter) SendCollection(context.Context, *abs.RequestInformation, serialization.ParsableFactory, abs.ErrorMappings) ([]serialization.Parsable, error) {
-	return nil, f.err
-}
-
-func (f failingAdapter) SendEnumCollection(context.Context, *abs.RequestInformation, serialization.EnumFactory, abs.ErrorMappings) ([]any, error) {
-	return nil, f.err
-}
-
-func (f failingAdapter) SendPrimitive(context.Context, *abs.RequestInformation, string, abs.ErrorMappings) (any, error) {
-	return nil, f.err
-}
-
-func (f failingAdapter) SendPrimitiveCollection(context.Context, *abs.RequestInformation, string, abs.ErrorMappings) ([]any, error) {
-	return nil, f.err
-}
-
-func (f failingAdapter) SendNoContent(context.Context, *abs.RequestInformation, abs.ErrorMappings) error {
-	return f.err
-}
-
-func (f failingAdapter) ConvertToNativeRequest(context.Context, *abs.RequestInformation) (any, error) {
-	return nil, f.err
-}
-
-func (failingAdapter) SetBaseUrl(string)                            {}
-func (failingAdapter) EnableBackingStore(store.BackingStoreFactory) {}
-func (failingAdapter) GetBaseUrl() string                           { return "" }

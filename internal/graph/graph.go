@@ -57,7 +57,6 @@ type Options struct {
 type Reader struct {
 	gsc  *msgraph.GraphServiceClient
 	gate *governor.Gate
-	err  error // of building gsc; only a bug
 }
 
 // New returns a Reader for the Graph endpoint of cl. Every request it sends,
@@ -92,7 +91,8 @@ func New(cl cloud.Cloud, opts Options) *Reader {
 	auth := tenantAuth{scopes: []string{cl.GraphScope()}, hosts: []string{cl.GraphHost()}}
 	adapter, err := msgraph.NewGraphRequestAdapterWithParseNodeFactoryAndSerializationWriterFactoryAndHttpClient(auth, nil, nil, hc)
 	if err != nil {
-		return &Reader{err: fmt.Errorf("graph: request adapter: %w", err)}
+		// It fails only without an authentication provider, and auth is one.
+		panic(fmt.Sprintf("graph: request adapter: %v", err))
 	}
 	adapter.SetBaseUrl(cl.GraphEndpoint + "/v1.0")
 	return &Reader{gsc: msgraph.NewGraphServiceClient(adapter), gate: opts.Gate}
@@ -126,9 +126,6 @@ func (a tenantAuth) AuthenticateRequest(ctx context.Context, req *abs.RequestInf
 // kiota's retry handler, and a user count that the advanced query cannot
 // give (400, 404) is paged instead.
 func (r *Reader) Organization(ctx context.Context, cred azcore.TokenCredential) (tenant.GraphInfo, error) {
-	if r.err != nil {
-		return tenant.GraphInfo{}, r.err
-	}
 	if cred == nil {
 		return tenant.GraphInfo{}, errNoCredential
 	}

@@ -37,9 +37,6 @@ func (r *Reader) InHomeTenant(appID string, cred func() (azcore.TokenCredential,
 }
 
 func (h *HomeTenant) context(ctx context.Context) (context.Context, error) {
-	if h.r.err != nil {
-		return nil, h.r.err
-	}
 	cred, err := h.cred()
 	if err != nil {
 		return nil, err
