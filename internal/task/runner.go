@@ -71,13 +71,20 @@ type Config struct {
 // Runner runs a tenant's tasks. It is safe for concurrent use.
 type Runner struct {
 	cfg   Config
-	needs map[string][]need
+	tasks []known // cfg.Tasks, in order
+}
+
+// known is a task with what New read of it once.
+type known struct {
+	t     Task
+	about About
+	graph []need // the Graph permissions it declares
 }
 
 // New checks the tasks (valid, distinct names; well-formed permissions)
 // and returns their Runner.
 func New(cfg Config) (*Runner, error) {
-	r := &Runner{cfg: cfg, needs: map[string][]need{}}
+	r := &Runner{cfg: cfg}
 	if r.cfg.Now == nil {
 		r.cfg.Now = time.Now
 	}
@@ -94,14 +101,14 @@ func New(cfg Config) (*Runner, error) {
 		if err := CheckName(a.Name); err != nil {
 			return nil, err
 		}
-		if _, dup := r.needs[a.Name]; dup {
+		if slices.ContainsFunc(r.tasks, func(k known) bool { return k.about.Name == a.Name }) {
 			return nil, fmt.Errorf("task %s is listed twice", a.Name)
 		}
 		needs, err := parseNeeds(a.Graph)
 		if err != nil {
 			return nil, fmt.Errorf("task %s: %w", a.Name, err)
 		}
-		r.needs[a.Name] = needs
+		r.tasks = append(r.tasks, known{t: t, about: a, graph: needs})
 	}
 	return r, nil
 }
@@ -114,7 +121,7 @@ func New(cfg Config) (*Runner, error) {
 // priority (x-ms-throttle-priority: low): the sweep is background work.
 func (r *Runner) Probe(ctx context.Context, rec tenant.Record) tenant.SweepResult {
 	ctx = governor.WithTenant(governor.WithPriority(ctx, governor.Low), rec.TenantID)
-	return r.run(ctx, rec, rec.Shared, func(Task) bool { return true })
+	return r.run(ctx, rec, rec.Shared, func(About) bool { return true })
 }
 
 // Verify runs the tasks that onboarding verification runs (About.Verify)
@@ -124,7 +131,7 @@ func (r *Runner) Probe(ctx context.Context, rec tenant.Record) tenant.SweepResul
 // its Graph requests are high priority: someone is waiting for them.
 func (r *Runner) Verify(ctx context.Context, rec tenant.Record) tenant.Verification {
 	ctx = governor.WithTenant(governor.WithPriority(ctx, governor.High), rec.TenantID)
-	res := r.run(ctx, rec, tenant.Shared{}, func(t Task) bool { return t.About().Verify })
+	res := r.run(ctx, rec, tenant.Shared{}, func(a About) bool { return a.Verify })
 	v := tenant.Verification{Outcome: res.Outcome, Step: res.Step, Message: res.Message, Remediation: res.Remediation,
 		At: res.At, Tasks: res.Tasks}
 	if v.Message == "" {
@@ -133,10 +140,9 @@ func (r *Runner) Verify(ctx context.Context, rec tenant.Record) tenant.Verificat
 	return r.cfg.Advisor.MarkPending(v, rec.OnboardedAt, res.At)
 }
 
-// planned is one task that applies to the tenant.
+// planned is one task that applies to the tenant, and what it needs of it.
 type planned struct {
-	t     Task
-	about About
+	known
 	needs Needs
 }
 
@@ -145,16 +151,16 @@ type planned struct {
 // sweep's own grace, so that the other tasks' results are kept.
 const taskGrace = time.Second
 
-func (r *Runner) run(ctx context.Context, rec tenant.Record, shared tenant.Shared, include func(Task) bool) tenant.SweepResult {
+func (r *Runner) run(ctx context.Context, rec tenant.Record, shared tenant.Shared, include func(About) bool) tenant.SweepResult {
 	start := r.cfg.Now()
 	res := tenant.SweepResult{At: start, Outcome: outcome.OK}
 	var todo []planned
-	for _, t := range r.cfg.Tasks {
-		if !include(t) {
+	for _, k := range r.tasks {
+		if !include(k.about) {
 			continue
 		}
-		if n, ok := t.Needs(rec); ok {
-			todo = append(todo, planned{t: t, about: t.About(), needs: n})
+		if n, ok := k.t.Needs(rec); ok {
+			todo = append(todo, planned{known: k, needs: n})
 		}
 	}
 	if len(todo) == 0 {
@@ -253,7 +259,7 @@ func (r *Runner) runAll(ctx context.Context, rec tenant.Record, cred azcore.Toke
 	var wg sync.WaitGroup
 	for i, p := range todo {
 		log := base.With().Str("task", p.about.Name).Logger()
-		gated := &gatedCredential{TokenCredential: cred, graphEndpoint: r.cfg.Cloud.GraphEndpoint, needs: r.needs[p.about.Name]}
+		gated := &gatedCredential{TokenCredential: cred, graphEndpoint: r.cfg.Cloud.GraphEndpoint, needs: p.graph}
 		t := &Tenant{
 			Record:        rec,
 			Credential:    gated,
